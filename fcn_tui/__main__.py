@@ -1,0 +1,3 @@
+from fcn_tui.cli import entry
+
+entry()

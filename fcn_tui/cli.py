@@ -1,0 +1,208 @@
+"""The `fcn-tui` command (Typer). No argument opens the terminal app.
+
+    fcn-tui run PRESET.toml [PRESET.toml ...] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
+                [--device D] [--resume]
+    fcn-tui ui [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
+    fcn-tui export DIR --csv FILE [--per-epoch]
+
+Heavy imports (torch, textual) stay inside the commands so that `fcn-tui --help` answers at
+once. Exit status: 0 when every run finished (completed or diverged), 1 when a run failed,
+2 for bad input (preset, data, device, output folder), 128 + N after signal N (130 for Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    help="Train fully connected networks on Fashion-MNIST: a terminal app and a headless runner.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_OK, EXIT_FAILED_RUN, EXIT_BAD_INPUT = 0, 1, 2
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a setting, value in TOML syntax, e.g. --set model.hidden=[512,256]."),
+]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one folder per run.")]
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder with the Fashion-MNIST IDX files (default: $FCN_TUI_DATA, else a per-user cache)."),
+]
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print one clear line to stderr and return the Exit to raise."""
+    print(f"fcn-tui: error: {message}", file=sys.stderr, flush=True)
+    return typer.Exit(code)
+
+
+def load_presets(paths: list[Path], overrides: list[str] | None, device: str | None):
+    from fcn_tui.config import ConfigError, load_preset, parse_overrides
+
+    try:
+        values = parse_overrides(overrides or [])
+        if device:
+            values["train.device"] = device
+        return [load_preset(p, values) for p in paths]
+    except ConfigError as err:
+        raise fail(str(err)) from None
+
+
+def ensure_writable(out: Path) -> None:
+    import os
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise fail(f"{out}: cannot create the output folder ({err.strerror or err})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise fail(f"{out}: the output folder is not writable")
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context) -> None:
+    """With no command, open the terminal app (same as `fcn-tui ui`)."""
+    if ctx.invoked_subcommand is None:
+        ui(preset=None, set_=None, out=Path("runs"), data_dir=None)
+
+
+@app.command()
+def run(
+    presets: Annotated[list[Path], typer.Argument(help="Preset files (TOML); a [sweep] table runs every combination.")],
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+    data_dir: DataDirOption = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip runs already completed with the same configuration in OUT.")] = False,
+) -> None:
+    """Train the runs of one or more presets headlessly, writing each to OUT."""
+    loaded = load_presets(presets, set_, device)
+    ensure_writable(out)
+    from fcn_tui.console import Reporter
+    from fcn_tui.data import DataError, load_fashion_mnist, make_split
+    from fcn_tui.engine import DeviceError, Trainer, resolve_device
+    from fcn_tui.queue import plan
+    from fcn_tui.runs import RunWriteError, read_run, record_run
+    from fcn_tui.signals import StopOnSignals
+    from fcn_tui.study import write_results
+
+    try:
+        for name in {run.train.device for p in loaded for run in p.runs()}:
+            resolve_device(name)
+    except DeviceError as err:
+        raise fail(str(err)) from None
+    reporter = Reporter()
+    try:
+        data = load_fashion_mnist(data_dir)
+    except DataError as err:
+        raise fail(str(err)) from None
+    reporter.print(f"data: {data.source}: {data.verdict}")
+    groups = plan(loaded, out, resume=resume)
+    total = sum(len(g.runs) for g in groups)
+    reporter.start_study(total)
+    splits: dict[tuple, object] = {}
+    any_failed = False
+    position = 0
+    with StopOnSignals() as stop:
+        for group in groups:
+            for planned in group.runs:
+                position += 1
+                if stop.is_set():
+                    break
+                if planned.skip:
+                    reporter.skip_run(position, planned.config.name, planned.run_dir)
+                    continue
+                cfg = planned.config
+                key = (cfg.train.val_fraction, cfg.train.seed, cfg.data.subset)
+                try:
+                    if key not in splits:
+                        splits[key] = make_split(data, *key)
+                    trainer = Trainer(cfg, splits[key], should_stop=stop.is_set)
+                except (DataError, DeviceError) as err:
+                    raise fail(str(err)) from None
+                reporter.start_run(position, cfg.name)
+                try:
+                    run_dir = planned.make_dir()
+                    for event in record_run(trainer, run_dir):
+                        reporter.handle(event)
+                        if getattr(event, "status", None) == "failed":
+                            any_failed = True
+                except RunWriteError as err:
+                    reporter.close()
+                    reporter.print(f"[red]error[/]: {err}")
+                    any_failed = True
+                    if planned.run_dir is None:
+                        break
+            if group.is_sweep and group.sweep_dir is not None:
+                records = group.records()
+                try:
+                    csv_path, md_path = write_results(group.sweep_dir, records, group.name)
+                    reporter.print(f"results: {csv_path} and {md_path.name}")
+                except RunWriteError as err:
+                    reporter.print(f"[red]error[/]: {err}")
+                    any_failed = True
+                from fcn_tui.tables import comparison_table
+
+                reporter.print(comparison_table(records, group.preset))
+            if stop.is_set():
+                break
+        reporter.close()
+        done = [r for g in groups for p in g.runs if p.run_dir is not None and (r := read_run(p.run_dir))]
+        if done:
+            reporter.summary_table(done)
+    if stop.exit_code is not None:
+        raise typer.Exit(stop.exit_code)
+    if any_failed:
+        raise typer.Exit(EXIT_FAILED_RUN)
+
+
+@app.command()
+def ui(
+    preset: Annotated[Optional[Path], typer.Argument(help="Preset to pre-fill the form with (default: the baseline).")] = None,
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+    data_dir: DataDirOption = None,
+) -> None:
+    """Open the terminal app: set up an MLP, train it, watch it learn, compare runs."""
+    loaded = load_presets([preset], set_, None)[0] if preset else None
+    if loaded is None and set_:
+        from fcn_tui.config import Config, ConfigError, Preset, parse_overrides
+
+        try:
+            loaded = Preset(config=Config().with_values(parse_overrides(set_)))
+        except ConfigError as err:
+            raise fail(str(err)) from None
+    from fcn_tui.tui.app import FcnApp
+
+    FcnApp(preset=loaded, out=out, data_dir=data_dir).run()
+
+
+@app.command()
+def export(
+    folder: Annotated[Path, typer.Argument(help="Folder to search for runs (sweeps included).")],
+    csv_file: Annotated[Path, typer.Option("--csv", help="CSV file to write.")],
+    per_epoch: Annotated[bool, typer.Option("--per-epoch", help="One row per run and epoch instead of per run.")] = False,
+) -> None:
+    """Write every run found under FOLDER to a CSV file."""
+    from fcn_tui.export import export_csv
+
+    if not folder.is_dir():
+        raise fail(f"{folder}: no such folder")
+    try:
+        count = export_csv(folder, csv_file, per_epoch=per_epoch)
+    except OSError as err:
+        raise fail(str(err)) from None
+    print(f"wrote {count} rows to {csv_file}")
+
+
+def entry() -> None:
+    app()

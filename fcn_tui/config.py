@@ -1,0 +1,419 @@
+"""Typed presets: load strictly from TOML, apply `--set` overrides, expand sweeps.
+
+Contract:
+- `Config` is a frozen dataclass tree (`model`, `optim`, `train`, `data` plus `name`);
+  every key has a default, so a preset lists only what differs from the baseline.
+- `load_preset(path)` returns a `Preset` (base config plus an optional `[sweep]` table) or
+  raises `ConfigError`, whose message names the file and the dotted key. Nothing else escapes:
+  unknown keys (with the closest valid one suggested), wrong types, values out of range,
+  unknown choices (with the valid ones listed), malformed TOML (with line and column).
+- `Preset.runs()` expands the sweep into the cartesian product of named configs.
+- `config_to_toml(config)` writes a config that `load_preset` reads back unchanged.
+
+This module imports only the standard library, so the CLI can validate presets instantly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
+INITS = (
+    "default",
+    "random_normal",
+    "xavier_normal",
+    "xavier_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+)
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "cosine", "onecycle")
+AUGMENTS = ("none", "shift", "flip", "flip+shift")
+MAX_HIDDEN_LAYERS = 10
+
+
+class ConfigError(ValueError):
+    """A preset or override is invalid; the message is one line meant for the user."""
+
+
+def _spec(default: Any, help: str, **rules: Any) -> Any:
+    """A dataclass field with its validation rules and a one-line help text as metadata."""
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata={"help": help, **rules})
+    return field(default=default, metadata={"help": help, **rules})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = _spec(
+        (400, 400), "hidden layer widths, input to output", min_len=1,
+        max_len=MAX_HIDDEN_LAYERS, item_min=1, item_max=65536,
+    )  # the study's two layers of 400
+    activation: str = _spec("relu", "activation after each hidden layer", choices=ACTIVATIONS)
+    dropout: float = _spec(0.0, "dropout probability after each hidden layer", min=0.0, lt=1.0)
+    batchnorm: bool = _spec(False, "BatchNorm1d between each Linear and its activation")
+    init: str = _spec("default", "weight initialisation of the Linear layers", choices=INITS)
+    init_std: float = _spec(1.0, "std of the random_normal init", gt=0.0, max=100.0)  # the study's N(0, 1)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = _spec("sgd", "optimizer", choices=OPTIMIZERS)  # plain SGD is the study's baseline
+    lr: float = _spec(0.05, "learning rate", gt=0.0, max=100.0)
+    momentum: float = _spec(0.0, "momentum (sgd and rmsprop)", min=0.0, lt=1.0)  # PyTorch's default
+    weight_decay: float = _spec(0.0, "L2 weight decay (decoupled for adamw)", min=0.0, max=1.0)
+    schedule: str = _spec("none", "learning-rate schedule over all steps", choices=SCHEDULES)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _spec(15, "passes over the training split", min=1, max=10000)  # the study's 15
+    batch_size: int = _spec(256, "samples per optimizer step", min=1, max=1_000_000)
+    seed: int = _spec(0, "seeds torch, the split and the shuffles", min=0, max=2**63 - 1)
+    val_fraction: float = _spec(0.1, "share of the training images held out", gt=0.0, lt=1.0)  # 6,000 of 60,000
+    device: str = _spec("auto", "auto, cpu, cuda, cuda:N or mps")
+    label_smoothing: float = _spec(0.0, "label smoothing of the cross-entropy", min=0.0, lt=1.0)
+    amp: bool = _spec(False, "bf16 autocast on CUDA (ignored on the CPU)")
+    compile: bool = _spec(False, "torch.compile the model (CUDA only)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    normalize: bool = _spec(False, "standardise pixels with mean 0.2860, std 0.3530")  # the study uses raw [0, 1]
+    subset: int = _spec(0, "use only the first N training images (0 = all)", min=0, max=60000)
+    augment: str = _spec("none", "random training augmentation", choices=AUGMENTS)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "data": DataConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "baseline"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def get(self, key: str) -> Any:
+        """Value of a dotted key such as `optim.lr`."""
+        section, _, name = key.partition(".")
+        if not name:
+            return getattr(self, section)
+        return getattr(getattr(self, section), name)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting as `{dotted key: value}`, lists as lists (for tables and CSV)."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            for f in dataclasses.fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                out[f"{section}.{f.name}"] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def with_values(self, values: dict[str, Any], source: str = "--set") -> "Config":
+        """A copy with dotted keys replaced, each value validated like a preset's."""
+        data = config_to_dict(self)
+        for key, value in values.items():
+            _assign(data, key, value, source)
+        return config_from_dict(data, source)
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key, `name` included."""
+    keys = ["name"]
+    for section, cls in SECTIONS.items():
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def field_help(key: str) -> str:
+    section, _, name = key.partition(".")
+    for f in dataclasses.fields(SECTIONS[section]):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    raise KeyError(key)
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+            dict: "table"}.get(type(value), type(value).__name__)
+
+
+def _check_value(f: dataclasses.Field, value: Any, where: str) -> Any:
+    """Coerce one TOML value to the field's type and check its rules; return it."""
+    rules = f.metadata
+    default = f.default
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {_type_name(value)} {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {_type_name(value)} {value!r}")
+        choices = rules.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(
+                f"{where}: unknown choice {value!r}{_suggest(value, list(choices))}; "
+                f"valid: {', '.join(choices)}"
+            )
+        return value
+    elif isinstance(default, tuple):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]  # `hidden = 512` means one layer
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list of integers, got {_type_name(value)} {value!r}")
+        if not rules.get("min_len", 0) <= len(value) <= rules.get("max_len", 10**9):
+            raise ConfigError(
+                f"{where}: expected {rules['min_len']} to {rules['max_len']} layers, got {len(value)}"
+            )
+        items = []
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise ConfigError(f"{where}[{i}]: expected an integer width, got {item!r}")
+            if not rules["item_min"] <= item <= rules["item_max"]:
+                raise ConfigError(
+                    f"{where}[{i}]: width must be between {rules['item_min']} and "
+                    f"{rules['item_max']}, got {item}"
+                )
+            items.append(item)
+        return tuple(items)
+    if "min" in rules and value < rules["min"]:
+        raise ConfigError(f"{where}: must be >= {rules['min']}, got {value}")
+    if "gt" in rules and value <= rules["gt"]:
+        raise ConfigError(f"{where}: must be > {rules['gt']}, got {value}")
+    if "max" in rules and value > rules["max"]:
+        raise ConfigError(f"{where}: must be <= {rules['max']}, got {value}")
+    if "lt" in rules and value >= rules["lt"]:
+        raise ConfigError(f"{where}: must be < {rules['lt']}, got {value}")
+    return value
+
+
+def _check_device(value: str, where: str) -> str:
+    if value in ("auto", "cpu", "cuda", "mps"):
+        return value
+    if value.startswith("cuda:") and value[5:].isdigit():
+        return value
+    raise ConfigError(f"{where}: unknown device {value!r}; valid: auto, cpu, cuda, cuda:N, mps")
+
+
+def config_from_dict(data: dict[str, Any], source: str) -> Config:
+    """Build a validated Config from a TOML-shaped dict (without `sweep`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings")
+    top_level = ["name", *SECTIONS]
+    for key in data:
+        if key not in top_level:
+            raise ConfigError(
+                f"{source}: unknown key '{key}'{_suggest(str(key), top_level + all_keys())}; "
+                f"valid top-level keys: {', '.join(top_level)}"
+            )
+    name = data.get("name", Config.name)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{source}: name: expected a non-empty string, got {name!r}")
+    sections: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {section}: expected a table, got {_type_name(table)}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in table.items():
+            where = f"{source}: {section}.{key}"
+            if key not in fields:
+                raise ConfigError(
+                    f"{where}: unknown key{_suggest(str(key), list(fields))}; "
+                    f"valid: {', '.join(fields)}"
+                )
+            values[key] = _check_value(fields[key], value, where)
+            if section == "train" and key == "device":
+                values[key] = _check_device(values[key], where)
+        sections[section] = cls(**values)
+    return Config(name=name.strip(), **sections)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": config.name}
+    for section in SECTIONS:
+        out[section] = {
+            f.name: list(v) if isinstance(v := getattr(getattr(config, section), f.name), tuple) else v
+            for f in dataclasses.fields(SECTIONS[section])
+        }
+    return out
+
+
+def _assign(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set a dotted key in a TOML-shaped dict, rejecting keys that do not exist."""
+    valid = all_keys()
+    if key not in valid:
+        raise ConfigError(f"{source}: unknown key '{key}'{_suggest(key, valid)}")
+    section, _, name = key.partition(".")
+    if not name:
+        data[section] = value
+    else:
+        data.setdefault(section, {})[name] = value
+
+
+def parse_set_value(text: str) -> Any:
+    """A `--set` value as TOML (`[512,256]`, `true`, `0.1`), else as a bare string (`adam`)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["optim.lr=0.01", ...]` to `{"optim.lr": 0.01}`, checking the shape of each item."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+        out[key.strip()] = parse_set_value(value)
+    return out
+
+
+def format_value(value: Any) -> str:
+    """A value in TOML syntax."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def config_to_toml(config: Config) -> str:
+    """The fully resolved configuration as TOML, loadable as a preset."""
+    data = config_to_dict(config)
+    lines = [f"name = {format_value(data['name'])}"]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {format_value(v)}" for k, v in data[section].items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A base config plus the sweep over it (`{dotted key: [values]}`, in file order)."""
+
+    config: Config
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    source: str = "<preset>"
+
+    @property
+    def is_sweep(self) -> bool:
+        return bool(self.sweep)
+
+    def runs(self) -> list[Config]:
+        """The cartesian product of the sweep, each config named by the values it sets."""
+        if not self.sweep:
+            return [self.config]
+        keys = [k for k, _ in self.sweep]
+        runs = []
+        for combo in itertools.product(*(values for _, values in self.sweep)):
+            values = dict(zip(keys, combo))
+            name = ",".join(f"{k}={_name_value(v)}" for k, v in values.items())
+            runs.append(self.config.with_values({**values, "name": name}, self.source))
+        return runs
+
+
+def _name_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
+    """Validate a TOML-shaped dict (which may hold a `[sweep]` table) as a Preset."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings")
+    data = dict(data)
+    sweep_table = data.pop("sweep", {})
+    config = config_from_dict(data, source)
+    if not isinstance(sweep_table, dict):
+        raise ConfigError(f"{source}: sweep: expected a table of KEY = [values]")
+    valid = [k for k in all_keys() if k != "name"]
+    sweep = []
+    for key, values in sweep_table.items():
+        where = f"{source}: sweep.{key}"
+        if key not in valid:
+            raise ConfigError(f"{where}: unknown key{_suggest(str(key), valid)}")
+        if not isinstance(values, list):
+            raise ConfigError(f"{where}: expected a list of values, got {_type_name(values)}")
+        if not values:
+            raise ConfigError(f"{where}: empty list; give at least one value")
+        checked = []
+        for value in values:
+            try:
+                checked.append(config.with_values({key: value}, where).get(key))
+            except ConfigError as err:
+                # re-word "where: key: problem" to point at the sweep entry
+                problem = str(err).split(f"{key}: ", 1)[-1]
+                raise ConfigError(f"{where}: {problem}") from None
+        sweep.append((key, tuple(checked)))
+    return Preset(config=config, sweep=tuple(sweep), source=source)
+
+
+def load_preset(path: str | Path, overrides: dict[str, Any] | None = None) -> Preset:
+    """Read and validate a preset file; `overrides` (dotted keys) apply to its base config."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, expected a .toml preset") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{source}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    return preset_from_text(text, source, overrides)
+
+
+def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = None) -> Preset:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: invalid TOML: {err}") from None
+    preset = preset_from_dict(data, source)
+    if overrides:
+        swept = {k for k, _ in preset.sweep}
+        clash = swept & set(overrides)
+        sweep = tuple((k, v) for k, v in preset.sweep if k not in clash)
+        config = preset.config.with_values(overrides)
+        preset = Preset(config=config, sweep=sweep, source=source)
+    return preset

@@ -1,0 +1,142 @@
+"""Headless progress for `fcn-tui run`: a Rich progress bar on a terminal, plain lines otherwise.
+
+`Reporter` consumes the engine's events (the same ones the TUI gets) and prints a line per
+epoch and a summary table at the end. Output errors (a closed SSH session, a broken pipe) are
+swallowed so that they never interrupt training or the saving of results.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fcn_tui import events as ev
+from fcn_tui.study import percent
+
+
+def epoch_line(e: ev.EpochEnded) -> str:
+    return (
+        f"epoch {e.epoch:>3}/{e.epochs}  train loss {e.train_loss:.4f} acc {percent(e.train_acc)}%  "
+        f"val loss {e.val_loss:.4f} acc {percent(e.val_acc)}%  {e.seconds:.1f}s  "
+        f"{e.samples_per_s:,.0f} samples/s"
+    )
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Reporter:
+    def __init__(self, console: Console | None = None, interactive: bool | None = None) -> None:
+        self.console = console or Console()
+        self.interactive = self.console.is_terminal if interactive is None else interactive
+        self.progress: Progress | None = None
+        self.task = None
+        self.total_runs = 0
+        self.run_index = 0
+        self.study_started = time.perf_counter()
+        self.finished_wall: list[float] = []
+        self.epochs = 0
+        self._broken = False
+
+    def print(self, *objects, **kwargs) -> None:
+        if self._broken:
+            return
+        try:
+            target = self.progress.console if self.progress else self.console
+            target.print(*objects, **kwargs)
+            if not self.interactive:
+                self.console.file.flush()
+        except OSError:
+            self._broken = True
+
+    def start_study(self, total_runs: int) -> None:
+        self.total_runs = total_runs
+        self.study_started = time.perf_counter()
+
+    def _eta_line(self) -> str:
+        if not self.finished_wall or self.total_runs <= 1:
+            return ""
+        per_run = sum(self.finished_wall) / len(self.finished_wall)
+        left = per_run * (self.total_runs - self.run_index + 1)
+        return f", ETA {duration(left)}"
+
+    def start_run(self, index: int, name: str) -> None:
+        self.run_index = index
+        if self.total_runs > 1:
+            self.print(f"[bold]run {index} of {self.total_runs}[/]: {name}{self._eta_line()}")
+        else:
+            self.print(f"[bold]run[/]: {name}")
+
+    def skip_run(self, index: int, name: str, path: Path) -> None:
+        self.print(f"run {index} of {self.total_runs}: {name}: already completed in {path}, skipped")
+
+    def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self.epochs = event.config.train.epochs
+            self.print(
+                f"  device {event.device_name}; {event.n_train:,} train / {event.n_val:,} val / "
+                f"{event.n_test:,} test images; {event.steps_per_epoch} batches per epoch"
+            )
+            if self.interactive and not self._broken:
+                self.progress = Progress(
+                    TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+                )
+                self.task = self.progress.add_task(
+                    f"epoch 1/{self.epochs}", total=event.steps_per_epoch * self.epochs, loss="-", speed=""
+                )
+                try:
+                    self.progress.start()
+                except OSError:
+                    self._broken = True
+        elif isinstance(event, ev.BatchProgress):
+            if self.progress is not None:
+                self.progress.update(
+                    self.task, completed=event.global_step, description=f"epoch {event.epoch}/{self.epochs}",
+                    loss=f"{event.loss:.4f}", speed=f"{event.samples_per_s:,.0f} samples/s",
+                )
+        elif isinstance(event, ev.EpochEnded):
+            self.print("  " + epoch_line(event))
+        elif isinstance(event, ev.RunFinished):
+            self._stop_progress()
+            self.finished_wall.append(event.wall_s)
+            line = f"  {event.status}: "
+            if event.test_acc is not None:
+                line += f"val acc {percent(event.val_acc)}%, test acc {percent(event.test_acc)}%, "
+            line += f"{event.epochs_completed} epochs in {event.wall_s:.1f}s"
+            if event.error:
+                line += f" ({event.error})"
+            self.print(line)
+
+    def _stop_progress(self) -> None:
+        if self.progress is not None:
+            try:
+                self.progress.stop()
+            except OSError:
+                self._broken = True
+            self.progress = None
+
+    def close(self) -> None:
+        self._stop_progress()
+
+    def summary_table(self, records, title: str = "Summary") -> None:
+        table = Table(title=title)
+        for col, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc %", "right"),
+                             ("best val %", "right"), ("test acc %", "right"), ("time", "right"), ("folder", "left")):
+            table.add_column(col, justify=justify, overflow="fold")
+        for r in records:
+            table.add_row(
+                r.name, r.status, str(r.get("epochs_completed") or 0), percent(r.get("val_acc")),
+                percent(r.get("best_val_acc")), percent(r.get("test_acc")),
+                f"{r.get('wall_s') or 0:.1f}s", str(r.path),
+            )
+        self.print(table)

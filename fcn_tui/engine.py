@@ -1,0 +1,311 @@
+"""The training engine: one run of one config, as a stream of events. No UI imports.
+
+    trainer = Trainer(config, split, should_stop=event.is_set)
+    for event in trainer.events():   # RunStarted, BatchProgress..., EpochEnded..., RunFinished
+        ...
+    trainer.model                    # the trained model, for saving
+
+Both front ends (CLI and TUI) consume this same stream, so they report the same numbers.
+
+- Batches are sliced from a shuffled index into in-memory tensors (no per-sample DataLoader);
+  on CUDA the whole split lives on the GPU.
+- No host sync per batch: the running loss is read every `progress_every` batches and at the
+  end of each epoch. A non-finite loss ends the run with status `diverged`.
+- `should_stop()` is checked between batches; a stopped run keeps its completed epochs, is
+  evaluated on the test set as it stands, and ends with status `stopped`.
+- Problems with the setup (an unavailable device) raise `DeviceError` before `RunStarted`; any
+  exception after it ends the run with status `failed` and the error in `RunFinished.error`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from fcn_tui import events as ev
+from fcn_tui.config import Config
+from fcn_tui.data import MEAN, STD, Split
+from fcn_tui.model import build_mlp
+
+EVAL_BATCH = 4096  # large batches for evaluation: no gradients, so memory is small
+PROGRESS_EVERY = 10  # batches between loss reads (each read is a host sync on CUDA)
+
+
+class DeviceError(RuntimeError):
+    """The requested device does not exist here; the message says what is available."""
+
+
+def cuda_available() -> bool:
+    try:
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001 - a broken driver means "no CUDA"
+        return False
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU; an explicit device must exist."""
+    if name == "auto":
+        if cuda_available():
+            return torch.device("cuda")
+        if mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.backends.cuda.is_built():
+            raise DeviceError(f"device {name!r}: this PyTorch build has no CUDA support; use --device cpu")
+        if not cuda_available():
+            raise DeviceError(f"device {name!r}: no CUDA GPU is available here; use --device cpu")
+        index = int(name.partition(":")[2] or 0)
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeviceError(f"device {name!r}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
+        return torch.device("cuda", index)
+    if name == "mps":
+        if not mps_available():
+            raise DeviceError("device 'mps': Apple's Metal backend is not available here; use --device cpu")
+        return torch.device("mps")
+    raise DeviceError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def to_inputs(images: torch.Tensor, normalize: bool, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 784) images to float32 in [0, 1] (or standardised) on `device`."""
+    x = images.to(device).float().div_(255.0)
+    if normalize:
+        x.sub_(MEAN).div_(STD)
+    return x
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips and/or shifts of up to 2 pixels (zero-filled) of a flat batch."""
+    n = len(x)
+    images = x.view(n, 28, 28)
+    device = x.device
+    if "flip" in kind:
+        flip = torch.rand(n, device=device, generator=generator) < 0.5
+        images = torch.where(flip[:, None, None], images.flip(-1), images)
+    if "shift" in kind:
+        pad = 2
+        padded = nn.functional.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
+        steps = torch.arange(28, device=device)
+        rows = (dy[:, None] + steps)[:, :, None]
+        cols = (dx[:, None] + steps)[:, None, :]
+        images = padded[torch.arange(n, device=device)[:, None, None], rows, cols]
+    return images.reshape(n, 784)
+
+
+def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    o = config.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    raise ValueError(f"unknown optimizer {o.name!r}")
+
+
+def make_scheduler(config: Config, optimizer, total_steps: int):
+    """A per-step schedule, or None."""
+    kind = config.optim.schedule
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.optim.lr, total_steps=total_steps)
+    return None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool = False) -> tuple[float, float, list[list[int]]]:
+    """Mean cross-entropy, accuracy and 10x10 confusion (rows true, columns predicted)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
+    confusion = torch.zeros(100, device=x.device, dtype=torch.int64)
+    try:
+        for start in range(0, len(x), EVAL_BATCH):
+            xb, yb = x[start:start + EVAL_BATCH], y[start:start + EVAL_BATCH]
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(xb)
+            logits = logits.float()
+            loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").double()
+            confusion += torch.bincount(yb * 10 + logits.argmax(1), minlength=100)
+    finally:
+        model.train(was_training)
+    matrix = confusion.view(10, 10).cpu()
+    n = len(x)
+    return float(loss_sum) / n, float(matrix.diagonal().sum()) / n, matrix.tolist()
+
+
+class Trainer:
+    """One training run. Iterate `events()` once; `model` holds the network afterwards."""
+
+    def __init__(
+        self,
+        config: Config,
+        split: Split,
+        should_stop: Callable[[], bool] | None = None,
+        progress_every: int = PROGRESS_EVERY,
+    ) -> None:
+        self.config = config
+        self.split = split
+        self.should_stop = should_stop or (lambda: False)
+        self.progress_every = max(1, progress_every)
+        self.device = resolve_device(config.train.device)  # raises DeviceError before any work
+        self.model: nn.Module | None = None
+
+    def events(self) -> Iterator[ev.Event]:
+        cfg, t = self.config, self.config.train
+        device = self.device
+        started = time.perf_counter()
+        torch.manual_seed(t.seed)
+        normalize = cfg.data.normalize
+        x_train = to_inputs(self.split.train_x, normalize, device)
+        y_train = self.split.train_y.to(device)
+        x_val, y_val = to_inputs(self.split.val_x, normalize, device), self.split.val_y.to(device)
+        n_train = len(x_train)
+        batch_size = min(t.batch_size, n_train)
+        steps_per_epoch = math.ceil(n_train / batch_size)
+        model = build_mlp(cfg.model).to(device)
+        self.model = model
+        yield ev.RunStarted(
+            config=cfg, device=str(device), device_name=device_name(device),
+            n_train=n_train, n_val=len(x_val), n_test=len(self.split.test_x),
+            steps_per_epoch=steps_per_epoch,
+        )
+        history: list[ev.EpochEnded] = []
+        train_seconds = 0.0
+        trained_samples = 0
+        status, error = ev.COMPLETED, None
+        try:
+            optimizer = make_optimizer(cfg, model.parameters())
+            scheduler = make_scheduler(cfg, optimizer, steps_per_epoch * t.epochs)
+            loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+            generator = torch.Generator(device=device).manual_seed(t.seed)
+            amp = t.amp and device.type == "cuda"
+            step_model = torch.compile(model) if t.compile and device.type == "cuda" else model
+            global_step = 0
+            model.train()
+            for epoch in range(1, t.epochs + 1):
+                epoch_start = time.perf_counter()
+                order = torch.randperm(n_train, device=device, generator=generator)
+                loss_sum = torch.zeros((), device=device)
+                correct = torch.zeros((), device=device, dtype=torch.int64)
+                window_loss = torch.zeros((), device=device)
+                window_steps = seen = 0
+                for step in range(1, steps_per_epoch + 1):
+                    idx = order[(step - 1) * batch_size: step * batch_size]
+                    if cfg.model.batchnorm and len(idx) < 2:
+                        continue  # BatchNorm cannot train on a single sample
+                    xb, yb = x_train[idx], y_train[idx]
+                    if cfg.data.augment != "none":
+                        xb = augment_batch(xb, cfg.data.augment, generator)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        logits = step_model(xb)
+                        loss = loss_fn(logits.float(), yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
+                    batch_loss = loss.detach()
+                    loss_sum += batch_loss * len(idx)
+                    correct += (logits.detach().argmax(1) == yb).sum()
+                    window_loss += batch_loss
+                    window_steps += 1
+                    seen += len(idx)
+                    global_step += 1
+                    if step % self.progress_every == 0 or step == steps_per_epoch:
+                        mean_loss = float(window_loss) / window_steps  # the only sync in the loop
+                        if not math.isfinite(mean_loss):
+                            status = ev.DIVERGED
+                            break
+                        elapsed = time.perf_counter() - epoch_start
+                        yield ev.BatchProgress(
+                            epoch=epoch, step=step, steps_per_epoch=steps_per_epoch,
+                            global_step=global_step, loss=mean_loss,
+                            samples_per_s=seen / elapsed if elapsed > 0 else 0.0,
+                        )
+                        window_loss.zero_()
+                        window_steps = 0
+                    if step < steps_per_epoch and self.should_stop():
+                        status = ev.STOPPED  # the check after the epoch covers its last batch
+                        break
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                epoch_train_s = time.perf_counter() - epoch_start
+                train_seconds += epoch_train_s
+                trained_samples += seen
+                if status != ev.COMPLETED:
+                    break
+                train_loss = float(loss_sum) / seen
+                if not math.isfinite(train_loss):
+                    status = ev.DIVERGED
+                    break
+                val_loss, val_acc, val_confusion = evaluate(model, x_val, y_val, amp)
+                epoch_event = ev.EpochEnded(
+                    epoch=epoch, epochs=t.epochs, train_loss=train_loss,
+                    train_acc=float(correct) / seen, val_loss=val_loss, val_acc=val_acc,
+                    lr=optimizer.param_groups[0]["lr"],
+                    seconds=time.perf_counter() - epoch_start,
+                    samples_per_s=seen / epoch_train_s if epoch_train_s > 0 else 0.0,
+                    val_confusion=val_confusion,
+                )
+                history.append(epoch_event)
+                yield epoch_event
+                if not math.isfinite(val_loss):
+                    status = ev.DIVERGED
+                    break
+                if self.should_stop() and epoch < t.epochs:
+                    status = ev.STOPPED
+                    break
+            test_loss = test_acc = test_confusion = None
+            if status in (ev.COMPLETED, ev.STOPPED):
+                x_test = to_inputs(self.split.test_x, normalize, device)
+                test_loss, test_acc, test_confusion = evaluate(model, x_test, self.split.test_y.to(device), amp)
+                del x_test
+        except Exception as err:  # noqa: BLE001 - a failing run must not take the front end down
+            status, error = ev.FAILED, f"{type(err).__name__}: {err}".strip()
+            test_loss = test_acc = test_confusion = None
+            del x_train, x_val
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        last = history[-1] if history else None
+        yield ev.RunFinished(
+            status=status,
+            epochs_completed=len(history),
+            train_loss=last.train_loss if last else None,
+            val_loss=last.val_loss if last else None,
+            val_acc=last.val_acc if last else None,
+            best_val_acc=max(e.val_acc for e in history) if history else None,
+            test_loss=test_loss,
+            test_acc=test_acc,
+            test_confusion=test_confusion,
+            wall_s=time.perf_counter() - started,
+            samples_per_s=trained_samples / train_seconds if train_seconds > 0 else 0.0,
+            error=error,
+        )

@@ -1,0 +1,73 @@
+"""Shared fixtures: small synthetic Fashion-MNIST-shaped IDX files written by the real writer.
+
+The synthetic classes are learnable (each class lights a different band of the image), so a
+tiny MLP reaches high accuracy in one or two epochs, and tests can assert on real outcomes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fcn_tui.data import write_idx
+
+
+def synthetic_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` noisy 28x28 uint8 images whose class (0-9) decides which band of rows is bright."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.int64)
+    for cls in range(10):
+        rows = slice(2 + 2 * cls, 5 + 2 * cls)
+        images[labels == cls, rows, :] += 150
+    return images.clamp(0, 255).to(torch.uint8), labels
+
+
+def make_synthetic_dataset(folder: Path, n_train: int = 600, n_test: int = 200, gz: bool = True) -> Path:
+    train_x, train_y = synthetic_images(n_train, seed=1)
+    test_x, test_y = synthetic_images(n_test, seed=2)
+    write_idx(folder, train_x, train_y, "train", gz=gz)
+    write_idx(folder, test_x, test_y, "t10k", gz=gz)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory) -> Path:
+    """A folder with four small synthetic IDX files (.gz): 600 train, 200 test images."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("fashion"))
+
+
+TINY_PRESET = """
+name = "tiny"
+
+[model]
+hidden = [32]
+
+[optim]
+name = "adam"
+lr = 0.01
+
+[train]
+epochs = 2
+batch_size = 32
+device = "cpu"
+"""
+
+
+@pytest.fixture
+def tiny_preset(tmp_path) -> Path:
+    """A fast preset: one hidden layer of 32, Adam, 2 epochs on the CPU."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_PRESET)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_real_data_by_default(monkeypatch, request):
+    """Unit tests never reach the real dataset or the network unless marked `realdata`."""
+    if "realdata" not in request.keywords:
+        monkeypatch.delenv("FCN_TUI_DATA", raising=False)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(request.getfixturevalue("tmp_path") / "cache"))
