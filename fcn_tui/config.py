@@ -383,7 +383,7 @@ def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
                 checked.append(config.with_values({key: value}, where).get(key))
             except ConfigError as err:
                 # re-word "where: key: problem" to point at the sweep entry
-                problem = str(err).split(f"{key}: ", 1)[-1]
+                problem = str(err).rsplit(f"{key}: ", 1)[-1]
                 raise ConfigError(f"{where}: {problem}") from None
         sweep.append((key, tuple(checked)))
     return Preset(config=config, sweep=tuple(sweep), source=source)

@@ -51,6 +51,8 @@ class Reporter:
             return
         try:
             target = self.progress.console if self.progress else self.console
+            if all(isinstance(o, str) for o in objects):
+                kwargs.setdefault("soft_wrap", True)  # log lines stay whole, also in files
             target.print(*objects, **kwargs)
             if not self.interactive:
                 self.console.file.flush()
@@ -131,12 +133,14 @@ class Reporter:
     def summary_table(self, records, title: str = "Summary") -> None:
         table = Table(title=title)
         for col, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc %", "right"),
-                             ("best val %", "right"), ("test acc %", "right"), ("time", "right"), ("folder", "left")):
+                             ("best val %", "right"), ("test acc %", "right"), ("time", "right")):
             table.add_column(col, justify=justify, overflow="fold")
         for r in records:
             table.add_row(
                 r.name, r.status, str(r.get("epochs_completed") or 0), percent(r.get("val_acc")),
                 percent(r.get("best_val_acc")), percent(r.get("test_acc")),
-                f"{r.get('wall_s') or 0:.1f}s", str(r.path),
+                f"{r.get('wall_s') or 0:.1f}s",
             )
         self.print(table)
+        for r in records:
+            self.print(f"{r.name}: written to {r.path}")

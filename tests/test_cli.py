@@ -1,0 +1,92 @@
+"""`fcn-tui run` through Typer's runner: exit codes, the run folder and its files."""
+
+import csv
+import json
+
+from typer.testing import CliRunner
+
+from fcn_tui.cli import app
+from fcn_tui.config import load_preset
+from fcn_tui.data import CLASSES
+
+runner = CliRunner()
+SUMMARY_KEYS = {"name", "status", "epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc",
+                "test_loss", "test_acc", "wall_s", "samples_per_s", "device", "torch_version", "seed", "config"}
+
+
+def run_cli(*args):
+    return runner.invoke(app, ["run", *map(str, args)])
+
+
+def test_run_writes_a_complete_run_folder(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    result = run_cli(tiny_preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "model.hidden=[16,8]")
+    assert result.exit_code == 0, result.output
+    [run_dir] = list(out.iterdir())
+    assert run_dir.name.endswith("-tiny")
+    assert {p.name for p in run_dir.iterdir()} == {"config.toml", "metrics.csv", "summary.json", "confusion.csv", "model.pt"}
+
+    config = load_preset(run_dir / "config.toml").config  # loadable as a preset
+    assert config.model.hidden == (16, 8) and config.optim.name == "adam"
+
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s"]
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 2
+    assert 0.9 < summary["test_acc"] <= 1.0
+    assert summary["val_acc"] == float(rows[-1]["val_acc"]) or abs(summary["val_acc"] - float(rows[-1]["val_acc"])) < 1e-6
+
+    with open(run_dir / "confusion.csv") as f:
+        matrix = list(csv.reader(f))
+    assert matrix[0][1:] == list(CLASSES)
+    assert [r[0] for r in matrix[1:]] == list(CLASSES)
+    assert sum(int(c) for r in matrix[1:] for c in r[1:]) == 200
+
+    assert "test acc" in result.output and str(run_dir) in result.output.replace("\n", "")
+
+
+def test_bad_preset_exits_2_with_one_line_and_no_traceback(tmp_path, synthetic_data_dir):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optim]\nlr = 0\n")
+    result = run_cli(bad, "--data-dir", synthetic_data_dir, "--out", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"fcn-tui: error: {bad}: optim.lr: must be > 0.0, got 0.0"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_set_value_exits_2(tiny_preset, synthetic_data_dir, tmp_path):
+    result = run_cli(tiny_preset, "--set", "model.activation=swish", "--data-dir", synthetic_data_dir)
+    assert result.exit_code == 2
+    assert "model.activation: unknown choice 'swish'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_data_exits_2_and_leaves_no_run_folder(tiny_preset, tmp_path, monkeypatch):
+    monkeypatch.setattr("fcn_tui.data.download", lambda folder: (_ for _ in ()).throw(
+        __import__("fcn_tui.data", fromlist=["DataError"]).DataError(f"Fashion-MNIST not found in {folder}")))
+    out = tmp_path / "runs"
+    result = run_cli(tiny_preset, "--data-dir", tmp_path / "empty", "--out", out)
+    assert result.exit_code == 2
+    assert "Fashion-MNIST not found" in result.output
+    assert list(out.iterdir()) == []
+
+
+def test_unavailable_device_exits_2(tiny_preset, synthetic_data_dir, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    result = run_cli(tiny_preset, "--device", "cuda", "--data-dir", synthetic_data_dir, "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "no CUDA" in result.output
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "ui", "export"):
+        assert command in result.output
