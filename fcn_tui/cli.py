@@ -4,6 +4,7 @@
                 [--device D] [--resume]
     fcn-tui ui [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
     fcn-tui export DIR --csv FILE [--per-epoch]
+    fcn-tui plot DIR [--out FIGDIR]
 
 Heavy imports (torch, textual) stay inside the commands so that `fcn-tui --help` answers at
 once. Exit status: 0 when every run finished (completed or diverged), 1 when a run failed,
@@ -46,11 +47,12 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 
 def load_presets(paths: list[Path], overrides: list[str] | None, device: str | None):
-    from fcn_tui.config import ConfigError, load_preset, parse_overrides
+    from fcn_tui.config import Config, ConfigError, load_preset, parse_overrides
 
     try:
         values = parse_overrides(overrides or [])
         if device:
+            Config().with_values({"train.device": device}, "--device")  # an error names --device
             values["train.device"] = device
         return [load_preset(p, values) for p in paths]
     except ConfigError as err:
@@ -91,7 +93,7 @@ def run(
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
     from fcn_tui.engine import DeviceError, Trainer, resolve_device
     from fcn_tui.queue import plan
-    from fcn_tui.runs import RunWriteError, read_run, record_run
+    from fcn_tui.runs import RunWriteError, mark_failed, read_run, record_run
     from fcn_tui.signals import StopOnSignals
     from fcn_tui.study import write_results
 
@@ -110,6 +112,13 @@ def run(
     total = sum(len(g.runs) for g in groups)
     reporter.start_study(total)
     splits: dict[tuple, object] = {}
+    try:  # every split up front: a bad one is bad input, found before any run folder exists
+        for cfg in (p.config for g in groups for p in g.runs if not p.skip):
+            key = (cfg.train.val_fraction, cfg.train.seed, cfg.data.subset)
+            if key not in splits:
+                splits[key] = make_split(data, *key)
+    except DataError as err:
+        raise fail(str(err)) from None
     any_failed = False
     position = 0
     with StopOnSignals() as stop:
@@ -142,10 +151,16 @@ def run(
                     any_failed = True
                     if planned.run_dir is None:
                         break
+                except Exception as err:  # noqa: BLE001 - one broken run must not end the study
+                    reporter.close()
+                    reporter.print(f"[red]error[/]: {cfg.name} failed: {type(err).__name__}: {err}")
+                    any_failed = True
+                    if planned.run_dir is not None:
+                        mark_failed(planned.run_dir, f"{type(err).__name__}: {err}")
             if group.is_sweep and group.sweep_dir is not None:
                 records = group.records()
                 try:
-                    csv_path, md_path = write_results(group.sweep_dir, records, group.name)
+                    csv_path, md_path = write_results(group.sweep_dir, records, group.name, group.preset)
                     reporter.print(f"results: {csv_path} and {md_path.name}")
                 except RunWriteError as err:
                     reporter.print(f"[red]error[/]: {err}")
@@ -193,15 +208,38 @@ def export(
     per_epoch: Annotated[bool, typer.Option("--per-epoch", help="One row per run and epoch instead of per run.")] = False,
 ) -> None:
     """Write every run found under FOLDER to a CSV file."""
-    from fcn_tui.export import export_csv
+    from fcn_tui.export import NoRunsError, export_csv
 
     if not folder.is_dir():
         raise fail(f"{folder}: no such folder")
     try:
         count = export_csv(folder, csv_file, per_epoch=per_epoch)
+    except NoRunsError as err:
+        raise fail(str(err)) from None
     except OSError as err:
         raise fail(str(err)) from None
     print(f"wrote {count} rows to {csv_file}")
+
+
+@app.command()
+def plot(
+    folder: Annotated[Path, typer.Argument(help="Folder to search for runs (sweeps included).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives the PNG figures.")] = Path("figures"),
+) -> None:
+    """Draw report figures (PNG) of every run under FOLDER: curves, confusion matrices, comparisons."""
+    if not folder.is_dir():
+        raise fail(f"{folder}: no such folder")
+    from fcn_tui.plot import PlotError, plot_folder
+
+    try:
+        written = plot_folder(folder, out)
+    except PlotError as err:
+        raise fail(str(err)) from None
+    except OSError as err:
+        raise fail(f"{out}: cannot write the figures ({err.strerror or err})") from None
+    for path in written:
+        print(path)
+    print(f"wrote {len(written)} figures to {out}")
 
 
 def entry() -> None:

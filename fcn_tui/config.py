@@ -37,10 +37,15 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "cosine", "onecycle")
 AUGMENTS = ("none", "shift", "flip", "flip+shift")
 MAX_HIDDEN_LAYERS = 10
+MAX_SWEEP_RUNS = 10_000  # a typo such as 100 values per key must not plan (or hang on) millions of runs
 
 
 class ConfigError(ValueError):
     """A preset or override is invalid; the message is one line meant for the user."""
+
+    def __init__(self, message: str) -> None:
+        # one line, whatever a key or value holds: control characters are shown escaped
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 def _spec(default: Any, help: str, **rules: Any) -> Any:
@@ -240,6 +245,8 @@ def config_from_dict(data: dict[str, Any], source: str) -> Config:
     name = data.get("name", Config.name)
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{source}: name: expected a non-empty string, got {name!r}")
+    if not name.isprintable():
+        raise ConfigError(f"{source}: name: expected printable text, got {name!r}")
     sections: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         table = data.get(section, {})
@@ -302,14 +309,19 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
 def format_value(value: Any) -> str:
     """A value in TOML syntax."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):  # control characters escaped too: TOML forbids them raw
+        return '"' + "".join(
+            _TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in value
+        ) + '"'
     if isinstance(value, float):
         return repr(value)
     return str(value)
@@ -386,6 +398,10 @@ def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
                 problem = str(err).rsplit(f"{key}: ", 1)[-1]
                 raise ConfigError(f"{where}: {problem}") from None
         sweep.append((key, tuple(checked)))
+    total = math.prod(len(values) for _, values in sweep)
+    if total > MAX_SWEEP_RUNS:
+        sizes = " x ".join(str(len(values)) for _, values in sweep)
+        raise ConfigError(f"{source}: sweep: {sizes} = {total:,} runs, more than {MAX_SWEEP_RUNS:,}")
     return Preset(config=config, sweep=tuple(sweep), source=source)
 
 
@@ -408,7 +424,11 @@ def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = 
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: invalid TOML: {err}") from None
+        message = str(err)
+        if message.endswith("(at end of document)"):  # give a line and column here too
+            line, column = text.count("\n") + 1, len(text) - text.rfind("\n")
+            message = message.replace("end of document", f"end of document, line {line}, column {column}")
+        raise ConfigError(f"{source}: invalid TOML: {message}") from None
     preset = preset_from_dict(data, source)
     if overrides:
         swept = {k for k, _ in preset.sweep}

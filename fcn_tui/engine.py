@@ -184,17 +184,12 @@ class Trainer:
         started = time.perf_counter()
         torch.manual_seed(t.seed)
         normalize = cfg.data.normalize
-        x_train = to_inputs(self.split.train_x, normalize, device)
-        y_train = self.split.train_y.to(device)
-        x_val, y_val = to_inputs(self.split.val_x, normalize, device), self.split.val_y.to(device)
-        n_train = len(x_train)
+        n_train = len(self.split.train_x)
         batch_size = min(t.batch_size, n_train)
         steps_per_epoch = math.ceil(n_train / batch_size)
-        model = build_mlp(cfg.model).to(device)
-        self.model = model
         yield ev.RunStarted(
             config=cfg, device=str(device), device_name=device_name(device),
-            n_train=n_train, n_val=len(x_val), n_test=len(self.split.test_x),
+            n_train=n_train, n_val=len(self.split.val_x), n_test=len(self.split.test_x),
             steps_per_epoch=steps_per_epoch,
         )
         history: list[ev.EpochEnded] = []
@@ -202,6 +197,12 @@ class Trainer:
         trained_samples = 0
         status, error = ev.COMPLETED, None
         try:
+            # inside the try: running out of GPU memory here also ends the run as `failed`
+            x_train = to_inputs(self.split.train_x, normalize, device)
+            y_train = self.split.train_y.to(device)
+            x_val, y_val = to_inputs(self.split.val_x, normalize, device), self.split.val_y.to(device)
+            model = build_mlp(cfg.model).to(device)
+            self.model = model
             optimizer = make_optimizer(cfg, model.parameters())
             scheduler = make_scheduler(cfg, optimizer, steps_per_epoch * t.epochs)
             loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
@@ -291,9 +292,12 @@ class Trainer:
         except Exception as err:  # noqa: BLE001 - a failing run must not take the front end down
             status, error = ev.FAILED, f"{type(err).__name__}: {err}".strip()
             test_loss = test_acc = test_confusion = None
-            del x_train, x_val
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            # drop every reference to device memory (data, model, optimizer, graph) before the next run
+            x_train = y_train = x_val = y_val = model = optimizer = scheduler = step_model = None
+            xb = yb = logits = loss = batch_loss = order = None
+            self.model = None
+        if status == ev.FAILED and device.type == "cuda":
+            torch.cuda.empty_cache()  # after the except block, whose traceback held tensors too
         last = history[-1] if history else None
         yield ev.RunFinished(
             status=status,

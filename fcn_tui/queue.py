@@ -20,7 +20,17 @@ from pathlib import Path
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, Preset, config_to_dict, config_to_toml, format_value
-from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, new_run_dir, read_run, slug, timestamp, unique_dir
+from fcn_tui.runs import (
+    RunRecord,
+    RunWriteError,
+    atomic_write_text,
+    find_runs,
+    new_run_dir,
+    read_run,
+    slug,
+    timestamp,
+    unique_dir,
+)
 
 SWEEP_MANIFEST = "sweep.toml"
 
@@ -34,13 +44,21 @@ class PlannedRun:
     run_dir: Path | None = None  # set when the run starts
 
     def make_dir(self) -> Path:
-        """Create (or, on resume, clear and reuse) this run's folder."""
+        """Create this run's folder (on resume, an unfinished earlier attempt is cleared and reused)."""
         if self.group.is_sweep:
             sweep_dir = self.group.ensure_dir()
-            path = sweep_dir / f"{self.index:03d}-{slug(self.config.name)}"
-            if path.exists():
-                shutil.rmtree(path)  # an earlier, unfinished attempt at this same run
-            path.mkdir(parents=True)
+            name = f"{self.index:03d}-{slug(self.config.name)}"
+            path = sweep_dir / name
+            earlier = read_run(path) if path.exists() else None
+            if earlier is not None and earlier.status in (ev.COMPLETED, ev.RUNNING):
+                path = unique_dir(sweep_dir, name)  # completed (other config) or still running: keep it
+            else:
+                try:
+                    if path.exists():
+                        shutil.rmtree(path)  # an earlier, unfinished attempt at this same run
+                    path.mkdir(parents=True)
+                except OSError as err:
+                    raise RunWriteError(f"{path}: cannot create the run folder ({err.strerror or err})") from None
         else:
             path = new_run_dir(self.group.out_root, self.config.name)
         self.run_dir = path

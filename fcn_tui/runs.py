@@ -33,7 +33,6 @@ from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml
-from fcn_tui.data import CLASSES
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
 DEFAULT_OUT = Path("runs")
@@ -90,6 +89,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def confusion_csv(matrix: list[list[int]]) -> str:
+    from fcn_tui.data import CLASSES  # here, not at the top: data imports torch, history readers must not
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["true\\predicted", *CLASSES])
@@ -135,7 +136,10 @@ class RunRecorder:
             "pid": os.getpid(),
             "host": socket.gethostname(),
         }
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunWriteError(f"{self.run_dir}: cannot create the run folder ({err.strerror or err})") from None
         atomic_write_text(self.run_dir / "config.toml", config_to_toml(config))
         self._write_summary()
         self._metrics_path = self.run_dir / "metrics.csv"
@@ -212,6 +216,17 @@ class RunRecorder:
             self._write_summary()
         except RunWriteError:
             pass
+
+
+def mark_failed(run_dir: Path, error: str) -> None:
+    """Best effort: record in its summary that a run ended on an error outside the engine."""
+    path = Path(run_dir) / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary.update(status=ev.FAILED, error=error, finished_at=datetime.now().isoformat(timespec="seconds"))
+        atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def record_run(trainer, run_dir: Path) -> Iterator[ev.Event]:

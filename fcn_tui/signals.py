@@ -3,7 +3,8 @@
 The first signal sets a stop flag that the engine checks between batches, so the current batch
 finishes and the run is saved as `stopped`; the exit status becomes 128 + the signal number
 (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP). A second Ctrl-C exits at once: every run
-file is written atomically or appended per line, so what is on disk stays readable.
+file is written atomically or appended per line, so what is on disk stays readable. A signal
+that is ignored when the run starts (`nohup fcn-tui run ...` ignores SIGHUP) stays ignored.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ HANDLED = tuple(
     s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
     if s is not None
 )
+
+
+def _say(line: str, fd: int = 2) -> None:
+    """A line straight to a file descriptor, stderr by default (safe in a handler; a closed terminal is fine)."""
+    try:
+        os.write(fd, (line + "\n").encode())
+    except OSError:
+        pass
 
 
 class StopOnSignals:
@@ -36,14 +45,22 @@ class StopOnSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.event.is_set() and signum == signal.SIGINT:
+            if os.isatty(1):
+                _say("\x1b[?25h", fd=1)  # show the cursor a progress bar may have hidden
             os._exit(128 + (self.signum or signum))  # second Ctrl-C: leave now
         if self.signum is None:
             self.signum = signum
+            _say(
+                f"fcn-tui: {signal.Signals(signum).name}: stopping after the current batch and saving "
+                "the run (Ctrl-C again quits at once)"
+            )
         self.event.set()
 
     def __enter__(self) -> "StopOnSignals":
         if threading.current_thread() is threading.main_thread():
             for signum in HANDLED:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # ignored on purpose (`nohup`, a background job): keep it that way
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -13,6 +13,10 @@ import torch
 
 from fcn_tui.data import write_idx
 
+# Tests train tiny models, for which one thread is fastest and keeps runs reproducible
+# whatever else the machine is doing.
+torch.set_num_threads(1)
+
 
 def synthetic_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` noisy 28x28 uint8 images whose class (0-9) decides which band of rows is bright."""
