@@ -1,0 +1,520 @@
+"""FcnApp: the terminal app. Setup / Train / Confusion / Runs tabs, training in a thread worker.
+
+First paint is fast: nothing here imports torch. torch and the dataset load in a thread worker
+after the first screen is up (`backend.TorchBackend.load`); training runs in another thread
+worker (`training.run_queue`) that plans and writes the runs exactly like `fcn-tui run` and hands
+every engine event to the UI with `post_message`. Charts and the status line are redrawn by a
+timer a few times a second, never per batch. SIGHUP (a closed SSH session) and SIGTERM stop a
+run cleanly, like ctrl+q does, so it is saved as `stopped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane
+
+from fcn_tui import events as ev
+from fcn_tui.config import Config, ConfigError, Preset, config_to_toml, format_value, load_preset
+from fcn_tui.runs import RunRecord, find_runs, slug
+from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay
+from fcn_tui.tui.confusion import ConfusionView
+from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
+from fcn_tui.tui.form import FIELDS, SetupForm
+from fcn_tui.tui.messages import (
+    DataFailed,
+    DataReady,
+    Progress,
+    QueueDone,
+    RunError,
+    RunsLoaded,
+    SweepWritten,
+    TrainEvent,
+)
+from fcn_tui.tui.runs_view import RunsView
+from fcn_tui.tui.status import RunState, status_text
+from fcn_tui.tui.training import run_queue
+
+REDRAW_S = 0.25  # charts and the status line redraw at most 4 times a second
+TABS = ("setup", "train", "confusion", "runs")
+KEYS_HELP = (
+    "F1-F4 tabs · tab/shift+tab next/previous field · enter opens a list · ctrl+r start · "
+    "ctrl+x stop · ctrl+o open preset · ctrl+s save preset · ctrl+p all commands · ctrl+q quit"
+)
+
+
+class FcnApp(App):
+    """Set up an MLP, train it in the background, watch it learn, compare it with earlier runs."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "fcn-tui"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+r", "start", "Start", priority=True),
+        Binding("ctrl+x", "stop", "Stop", priority=True),
+        Binding("ctrl+o", "open_preset", "Open", show=False, priority=True),
+        Binding("ctrl+s", "save_preset", "Save", show=False, priority=True),
+        Binding("ctrl+e", "export", "Export CSV", show=False),
+        Binding("f1", "tab('setup')", "Setup", show=False),
+        Binding("f2", "tab('train')", "Train", show=False),
+        Binding("f3", "tab('confusion')", "Confusion", show=False),
+        Binding("f4", "tab('runs')", "Runs", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        preset: Preset | None = None,
+        out: Path = Path("runs"),
+        data_dir: Path | None = None,
+        backend_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        """`backend_factory` replaces loading torch and the data (tests pass a scripted one)."""
+        super().__init__()
+        self.preset = preset or Preset(config=Config())
+        self.sweep = self.preset.sweep
+        self.out = Path(out)
+        self.data_dir = data_dir
+        self.backend_factory = backend_factory or self._load_torch_backend
+        self.backend: Any = None
+        self.data_error: str | None = None
+        self.running = False
+        self.stop_event = threading.Event()
+        self.quit_when_stopped = False
+        self.current = RunState()
+        self.last_sweep: Path | None = None
+        self._signals: list[int] = []
+
+    def _load_torch_backend(self) -> Any:
+        from fcn_tui.tui.backend import TorchBackend
+
+        return TorchBackend.load(self.data_dir)
+
+    # --- layout -------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="setup", id="tabs"):
+            with TabPane("F1 Setup", id="setup"), VerticalScroll(id="setup-scroll"):
+                yield SetupForm(self.preset.config, id="form")
+                yield Static(self._sweep_text(), id="sweep-info")
+                with Horizontal(id="buttons"):
+                    yield Button("Start ^r", id="start", variant="success", compact=True, disabled=True)
+                    yield Button("Stop ^x", id="stop", variant="error", compact=True, disabled=True)
+                    yield Button("Open ^o", id="open", compact=True)
+                    yield Button("Save ^s", id="save", compact=True)
+                yield Static("data: loading torch and Fashion-MNIST…", id="data-status")
+                yield Static(KEYS_HELP, id="keys-help")
+            with TabPane("F2 Train", id="train"):
+                yield Static(id="run-status")
+                yield ProgressBar(total=1, id="progress", show_eta=False)
+                with Horizontal(id="charts"):
+                    yield LossChart(id="loss-chart")
+                    yield AccuracyChart(id="acc-chart")
+            with TabPane("F3 Confusion", id="confusion"), VerticalScroll(id="cm-scroll"):
+                yield ConfusionView(id="cm")
+            with TabPane("F4 Runs", id="runs"):
+                yield RunsView(id="runs-view")
+        yield Footer()
+
+    def _q(self, selector: str, expect_type: Any = None) -> Any:
+        """A widget of the main screen (`App.query_one` would search a dialog on top of it)."""
+        screen = self.screen_stack[0] if self.screen_stack else self.screen
+        return screen.query_one(selector, expect_type) if expect_type else screen.query_one(selector)
+
+    @property
+    def form(self) -> SetupForm:
+        return self._q("#form", SetupForm)
+
+    @property
+    def runs_view(self) -> RunsView:
+        return self._q("#runs-view", RunsView)
+
+    @property
+    def loss_chart(self) -> LossChart:
+        return self._q("#loss-chart", LossChart)
+
+    @property
+    def acc_chart(self) -> AccuracyChart:
+        return self._q("#acc-chart", AccuracyChart)
+
+    @property
+    def confusion(self) -> ConfusionView:
+        return self._q("#cm", ConfusionView)
+
+    def on_mount(self) -> None:
+        self.form.validate()
+        self._q("#f-name").focus()
+        self.load_runs()
+        # importing torch holds the GIL for a while: start it only once the first screen is drawn
+        self.call_after_refresh(self.load_backend)
+        self.set_interval(REDRAW_S, self.redraw)
+        self._catch_hangup()
+        self.update_status()
+        self.update_buttons()
+
+    def on_unmount(self) -> None:
+        self.stop_event.set()  # however the app ends, a run still going stops and is saved
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+
+    def _catch_hangup(self) -> None:
+        """SIGHUP (closed SSH session) and SIGTERM: stop the run cleanly, save it, then exit."""
+        loop = asyncio.get_running_loop()
+        for name in ("SIGHUP", "SIGTERM"):
+            sig = getattr(signal, name, None)
+            if sig is None:  # Windows
+                continue
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._hang_up)
+                self._signals.append(sig)
+
+    def _hang_up(self) -> None:
+        if self.running:
+            self.quit_when_stopped = True
+            self.stop_event.set()
+        else:
+            self.exit()
+
+    # --- background work ----------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data", description="load torch and the dataset")
+    def load_backend(self) -> None:
+        try:
+            backend = self.backend_factory()
+        except Exception as err:  # noqa: BLE001 - DataError, a broken torch install, ...
+            message = str(err) if type(err).__name__ == "DataError" else f"{type(err).__name__}: {err}"
+            self.post_message(DataFailed(message))
+            return
+        if backend is None:
+            self.post_message(DataFailed("no data was loaded"))
+            return
+        self.post_message(DataReady(backend))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history", description="read run history")
+    def load_runs(self) -> None:
+        try:
+            records = find_runs(self.out)
+        except OSError as err:  # an unreadable output folder
+            self.post_message(RunError("history", f"cannot read {self.out}: {err.strerror or err}"))
+            records = []
+        self.post_message(RunsLoaded(records))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="training", description="train the queue")
+    def train_queue(self, presets: list[Preset], backend: Any, stop: threading.Event) -> None:
+        """Run every planned run in order, writing each like `fcn-tui run` does."""
+        run_queue(presets, self.out, backend, stop, self.post_message)
+
+    # --- messages from the workers ------------------------------------------------------
+
+    def on_data_ready(self, message: DataReady) -> None:
+        self.backend = message.backend
+        self.data_error = None
+        self._q("#data-status", Static).update(Text(f"data: {self.backend.description}"))
+        replaced = self.form.set_devices(self.backend.devices)
+        if replaced:
+            self.notify(f"device {replaced!r} is not available here; using auto", severity="warning")
+        self.update_buttons()
+
+    def on_data_failed(self, message: DataFailed) -> None:
+        self.data_error = message.error
+        self._q("#data-status", Static).update(Text(f"data: error: {message.error}", style="bold red"))
+        self.notify(message.error, title="cannot load the data", severity="error", timeout=15)
+        self.update_status()
+        self.update_buttons()
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        self.runs_view.set_records(message.records)
+
+    def on_train_event(self, message: TrainEvent) -> None:
+        self.handle_event(message)
+
+    def on_progress(self, message: Progress) -> None:
+        self.handle_event(message)
+
+    def handle_event(self, message: TrainEvent) -> None:
+        event, run = message.event, self.current
+        if isinstance(event, ev.RunStarted):
+            self.current = run = RunState()
+            run.name, run.position, run.total = event.config.name, message.position, message.total
+            run.epochs, run.steps, run.device = event.config.train.epochs, event.steps_per_epoch, event.device_name
+            run.started = time.monotonic()
+            self.loss_chart.clear_run()
+            self.acc_chart.clear_run()
+            self.confusion.clear()
+            self.load_runs()  # the new run shows as `running`
+        elif isinstance(event, ev.BatchProgress):
+            run.epoch, run.step, run.global_step = event.epoch, event.step, event.global_step
+            run.samples_per_s = event.samples_per_s
+            for x, loss in getattr(message, "points", ()):
+                self.loss_chart.add_batch(x, loss)
+        elif isinstance(event, ev.EpochEnded):
+            run.epoch, run.step = event.epoch, run.steps
+            run.global_step = event.epoch * run.steps
+            self.loss_chart.add_epoch(event.epoch, event.train_loss, event.val_loss)
+            self.acc_chart.add_epoch(event.epoch, event.train_acc, event.val_acc)
+            self.confusion.show("val", event.val_confusion, f"validation, epoch {event.epoch}/{event.epochs}")
+        elif isinstance(event, ev.RunFinished):
+            run.finished = event
+            run.error = event.error
+            if event.test_confusion is not None:
+                self.confusion.show("test", event.test_confusion, f"test, {run.name}")
+            if event.status == ev.FAILED:
+                self.notify(event.error or "unknown error", title=f"{run.name} failed", severity="error", timeout=15)
+            self.redraw()
+            self.load_runs()
+
+    def on_run_error(self, message: RunError) -> None:
+        self.current.error = f"{message.name}: {message.error}"
+        self.notify(message.error, title=f"{message.name}: error", severity="error", timeout=15)
+        self.update_status()
+        self.load_runs()
+
+    def on_sweep_written(self, message: SweepWritten) -> None:
+        self.last_sweep = message.sweep_dir
+        self.notify(f"{message.name}: results.csv and results.md written; press c in Runs for the table",
+                    title="sweep finished", timeout=10)
+        self.load_runs()
+
+    def on_queue_done(self, message: QueueDone) -> None:
+        self.running = False
+        self.update_buttons()
+        self.redraw()
+        self.load_runs()
+        if self.quit_when_stopped:
+            self.exit()
+
+    def on_setup_form_changed(self, message: SetupForm.Changed) -> None:
+        self.update_buttons()
+
+    def on_runs_view_picked(self, message: RunsView.Picked) -> None:
+        overlays = [Overlay(r.name[:14], r.metrics) for r in message.records]
+        with self.batch_update():
+            self.loss_chart.set_overlays(overlays)
+            self.acc_chart.set_overlays(overlays)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"start": self.action_start, "stop": self.action_stop, "open": self.action_open_preset,
+                   "save": self.action_save_preset}
+        if event.button.id in actions:
+            event.stop()
+            actions[event.button.id]()
+
+    # --- drawing ------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Replot the charts that have new points and refresh the status line (timer-driven)."""
+        try:
+            self._redraw()
+        except NoMatches:  # the app is closing and its widgets are gone
+            pass
+
+    def _redraw(self) -> None:
+        with self.batch_update():
+            for chart in (self.loss_chart, self.acc_chart):
+                if chart.dirty:
+                    chart.replot()
+            self.update_status()
+
+    def update_status(self) -> None:
+        status = self._q("#run-status", Static)
+        progress = self._q("#progress", ProgressBar)
+        status.update(status_text(self.current, self.data_error, self.stop_event.is_set()))
+        run = self.current
+        if run.name:
+            total_steps = run.epochs * run.steps
+            progress.update(total=max(1, total_steps), progress=run.global_step)
+
+    def update_buttons(self) -> None:
+        can_start = not self.running and self.form.config is not None and self.backend is not None
+        self._q("#start", Button).disabled = not can_start
+        self._q("#stop", Button).disabled = not self.running
+
+    def _sweep_text(self) -> Text:
+        """What the preset adds beyond the form: its sweep, and settings the form does not show."""
+        if not self.sweep:
+            text = Text("one run per start · a preset with a [sweep] table runs as a queue")
+        else:
+            keys = " × ".join(f"{k} ({len(v)})" for k, v in self.sweep)
+            count = math.prod(len(values) for _, values in self.sweep)
+            text = Text(f"sweep: {keys} = {count} runs, run as a queue (swept keys override the form)",
+                        style="bold")
+        defaults, config = Config().flat(), self.preset.config.flat()
+        extra = [f"{k}={format_value(v)}" for k, v in config.items() if k not in FIELDS and v != defaults[k]]
+        if extra:
+            text.append("\nalso from the preset: " + ", ".join(extra))
+        return text
+
+    # --- actions ------------------------------------------------------------------------
+
+    def action_start(self) -> None:
+        if self.running:
+            self.notify("a run is already going; stop it first (ctrl+x)", severity="warning")
+            return
+        config = self.form.validate()
+        if config is None:
+            self.notify("fix the marked fields on the Setup tab first", severity="error")
+            self.action_tab("setup")
+            return
+        if self.backend is None:
+            self.notify(f"cannot train: {self.data_error}" if self.data_error else "the data is still loading…",
+                        severity="error" if self.data_error else "warning")
+            return
+        try:
+            preset = Preset(config=config, sweep=self.sweep, source=self.preset.source)
+            preset.runs()  # the swept values must suit the form's settings
+        except ConfigError as err:
+            self.notify(str(err), severity="error")
+            return
+        self.stop_event = threading.Event()
+        self.running = True
+        self.current = RunState()
+        self.update_buttons()
+        self.update_status()
+        self.action_tab("train")
+        self.train_queue([preset], self.backend, self.stop_event)
+
+    def action_stop(self) -> None:
+        if not self.running:
+            self.notify("no run is going")
+            return
+        self.stop_event.set()
+        self.notify("stopping after the batch in progress…")
+        self.update_status()
+
+    async def action_quit(self) -> None:
+        if not self.running:
+            self.exit()
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.quit_when_stopped = True
+                self.stop_event.set()
+                self.notify("stopping the run, then quitting…")
+
+        self.push_screen(ConfirmDialog("A run is going. Stop it (it is saved as stopped) and quit?"), answer)
+
+    def action_tab(self, tab: str) -> None:
+        self._q("#tabs", TabbedContent).active = tab
+        target = {"setup": "#f-name", "confusion": "#cm", "runs": "#runs-table"}.get(tab)
+        if target:
+            self._q(target).focus()
+        else:
+            self.set_focus(None)
+
+    def action_open_preset(self) -> None:
+        def opened(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                preset = load_preset(Path(path).expanduser())
+            except ConfigError as err:
+                self.notify(str(err), title="cannot open the preset", severity="error", timeout=15)
+                return
+            self.open_preset(preset)
+
+        self.push_screen(PathDialog("Open a preset (TOML file):", "presets/"), opened)
+
+    def open_preset(self, preset: Preset) -> None:
+        """Fill the form from `preset` and queue its sweep (if any) on the next start."""
+        self.preset = preset
+        self.sweep = preset.sweep
+        self.form.set_config(preset.config)
+        self._q("#sweep-info", Static).update(self._sweep_text())
+        self.notify(f"opened {preset.source}" + (f": {len(preset.runs())} runs" if preset.sweep else ""))
+
+    def action_clear_sweep(self) -> None:
+        self.sweep = ()
+        self._q("#sweep-info", Static).update(self._sweep_text())
+
+    def action_save_preset(self) -> None:
+        config = self.form.validate()
+        if config is None:
+            self.notify("fix the marked fields before saving", severity="error")
+            return
+
+        def save(path: str | None) -> None:
+            if not path:
+                return
+            from fcn_tui.queue import sweep_manifest
+
+            preset = Preset(config=config, sweep=self.sweep)
+            text = sweep_manifest(preset) if self.sweep else config_to_toml(config)
+            try:
+                target = Path(path).expanduser()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            except OSError as err:
+                self.notify(f"{path}: {err.strerror or err}", title="cannot save", severity="error")
+                return
+            self.notify(f"saved {path}")
+
+        self.push_screen(PathDialog("Save the form as a preset (TOML file):", f"{slug(config.name)}.toml"), save)
+
+    def action_export(self) -> None:
+        def export(path: str | None) -> None:
+            if not path:
+                return
+            from fcn_tui.export import NoRunsError, export_csv
+
+            try:
+                count = export_csv(self.out, Path(path).expanduser())
+            except (NoRunsError, OSError) as err:
+                self.notify(str(err), title="cannot export", severity="error")
+                return
+            self.notify(f"wrote {count} rows to {path}")
+
+        self.push_screen(PathDialog("Export every run to CSV:", str(self.out / "runs.csv")), export)
+
+    def action_compare(self) -> None:
+        """The comparison table of the highlighted run's sweep, else of every run."""
+        from fcn_tui.queue import SWEEP_MANIFEST
+        from fcn_tui.tables import comparison_table
+
+        record = self.runs_view.highlighted()
+        preset, title = None, f"all runs in {self.out}"
+        records: list[RunRecord] = list(self.runs_view.records)
+        sweep_dir = record.path.parent if record is not None else None
+        if sweep_dir is not None and (sweep_dir / SWEEP_MANIFEST).is_file():
+            records = find_runs(sweep_dir)
+            try:
+                preset = load_preset(sweep_dir / SWEEP_MANIFEST)
+                title = preset.config.name
+            except ConfigError:
+                title = sweep_dir.name
+        if not records:
+            self.notify("no runs to compare yet")
+            return
+        self.push_screen(TableDialog(comparison_table(records, preset, title)))
+
+    def action_reload_runs(self) -> None:
+        self.load_runs()
+
+    def get_system_commands(self, screen: Screen) -> Any:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Start training", "Train with the Setup form's settings (ctrl+r)", self.action_start)
+        yield SystemCommand("Stop training", "Stop after the batch in progress (ctrl+x)", self.action_stop)
+        yield SystemCommand("Open preset", "Fill the form from a TOML preset (ctrl+o)", self.action_open_preset)
+        yield SystemCommand("Save preset", "Save the form as a TOML preset (ctrl+s)", self.action_save_preset)
+        yield SystemCommand("Clear sweep", "Forget the opened preset's sweep: one run per start", self.action_clear_sweep)
+        yield SystemCommand("Export runs to CSV", "Every run in the output folder (ctrl+e)", self.action_export)
+        yield SystemCommand("Comparison table", "Compare the highlighted run's sweep (c in Runs)", self.action_compare)
+        yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
+        yield SystemCommand("Toggle counts / percent", "Confusion matrix cells (n)", self.confusion.action_toggle_percent)
+        for tab, key in zip(TABS, ("f1", "f2", "f3", "f4")):
+            yield SystemCommand(f"Show {tab}", f"Switch to the {tab} tab ({key})", lambda t=tab: self.action_tab(t))

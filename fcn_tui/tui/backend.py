@@ -1,0 +1,70 @@
+"""What the app trains with: torch, the dataset and the engine, loaded in a worker thread.
+
+`TorchBackend.load(data_dir)` imports torch and reads Fashion-MNIST (the slow part, kept off the
+first paint); `split(config)` makes (and caches) the seeded train/validation split and
+`trainer(...)` an `fcn_tui.engine.Trainer`. The app accepts any object with the same four
+members (see `scripted.py`), which is how tests feed it a deterministic event stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Backend(Protocol):
+    description: str  # one line about the data, shown on the Setup tab
+    devices: list[tuple[str, str]]  # (label, train.device value) of devices that exist here
+
+    def split(self, config: Any) -> Any: ...
+
+    def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool]) -> Any: ...
+
+
+def list_devices() -> list[tuple[str, str]]:
+    """`auto`, the CPU, and every CUDA / MPS device that exists, with the GPU's name."""
+    import torch
+
+    from fcn_tui.engine import cuda_available, mps_available
+
+    devices = [("auto (best available)", "auto"), ("cpu", "cpu")]
+    if cuda_available():
+        count = torch.cuda.device_count()
+        for i in range(count):
+            value = "cuda" if count == 1 else f"cuda:{i}"
+            devices.append((f"{value} · {torch.cuda.get_device_name(i)}", value))
+    if mps_available():
+        devices.append(("mps · Apple GPU", "mps"))
+    return devices
+
+
+class TorchBackend:
+    """The real thing: Fashion-MNIST in memory and the engine's Trainer."""
+
+    def __init__(self, data: Any, devices: list[tuple[str, str]]) -> None:
+        self.data = data
+        self.devices = devices
+        self.description = f"{data.source}: {data.verdict}"
+        self._splits: dict[tuple, Any] = {}
+
+    @classmethod
+    def load(cls, data_dir: Path | None) -> TorchBackend:
+        """Import torch and load the dataset; raises `fcn_tui.data.DataError` on bad data."""
+        from fcn_tui.data import load_fashion_mnist
+
+        data = load_fashion_mnist(data_dir)
+        return cls(data, list_devices())
+
+    def split(self, config: Any) -> Any:
+        from fcn_tui.data import make_split
+
+        key = (config.train.val_fraction, config.train.seed, config.data.subset)
+        if key not in self._splits:
+            self._splits[key] = make_split(self.data, *key)
+        return self._splits[key]
+
+    def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool]) -> Any:
+        from fcn_tui.engine import Trainer
+
+        return Trainer(config, split, should_stop=should_stop)

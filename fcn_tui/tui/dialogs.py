@@ -1,0 +1,83 @@
+"""Small modal dialogs: ask for a file path, confirm quitting, show a comparison table."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class PathDialog(ModalScreen[str | None]):
+    """Ask for a path; dismisses with the text, or None on escape."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, default: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(self.default, id="path-input", select_on_focus=False)
+            yield Label("enter to accept · escape to cancel", classes="dialog-help")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; `y` / `n` (or escape) answer it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Yes (y)", variant="error", id="yes", compact=True)
+                yield Button("No (n)", variant="primary", id="no", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class TableDialog(ModalScreen[None]):
+    """A Rich renderable (the comparison table) in a scrollable box; escape closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,c", "close", "Close")]
+
+    def __init__(self, renderable: Any) -> None:
+        super().__init__()
+        self.renderable = renderable
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog wide", id="table-scroll"):
+            yield Static(self.renderable, id="comparison")
+            yield Label("escape to close", classes="dialog-help")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,210 @@
+"""The Setup form: every setting of a run, validated by the real config code as you type.
+
+The form keeps the preset it was filled from as its base, so settings it does not show
+(schedule, augmentation, ...) are kept. Each field's text is parsed like a `--set` value and
+checked with `Config.with_values`; a `ConfigError` is shown under the field, and `config` is
+None until every field is valid, so invalid input never reaches the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from fcn_tui.config import ACTIVATIONS, INITS, OPTIMIZERS, Config, ConfigError, format_value, parse_set_value
+
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # the optimizers that take a momentum
+
+# (dotted key, label, kind): kind is "text", "hidden", "number", "switch", "device" or a tuple of choices
+LEFT = (
+    ("name", "run name", "text"),
+    ("model.hidden", "hidden", "hidden"),
+    ("model.activation", "activation", ACTIVATIONS),
+    ("model.dropout", "dropout", "number"),
+    ("model.batchnorm", "batch norm", "switch"),
+    ("model.init", "init", INITS),
+    ("train.seed", "seed", "number"),
+)
+RIGHT = (
+    ("optim.name", "optimizer", OPTIMIZERS),
+    ("optim.lr", "learning rate", "number"),
+    ("optim.momentum", "momentum", "number"),
+    ("optim.weight_decay", "weight decay", "number"),
+    ("train.epochs", "epochs", "number"),
+    ("train.batch_size", "batch size", "number"),
+    ("train.device", "device", "device"),
+)
+FIELDS = {key: kind for key, _, kind in LEFT + RIGHT}
+BASE_DEVICES = [("auto (best available)", "auto"), ("cpu", "cpu")]
+
+
+def field_id(key: str) -> str:
+    return "f-" + key.replace(".", "-").replace("_", "-")
+
+
+def error_text(err: ConfigError) -> str:
+    """`form: optim.lr: must be > 0.0, got 0.0` -> `must be > 0.0, got 0.0`."""
+    return str(err).split(": ", 2)[-1]
+
+
+def parse_field(kind: Any, text: str) -> Any:
+    """The text of a field as the value a preset would hold."""
+    if kind == "text":
+        return text
+    if kind == "hidden":
+        value = parse_set_value("[" + text + "]")
+        if not isinstance(value, list):
+            raise ConfigError("form: model.hidden: expected widths such as 400,400")
+        return value
+    if not text.strip():
+        raise ConfigError("form: key: required")
+    return parse_set_value(text)
+
+
+def show_value(value: Any) -> str:
+    """A config value as the text of its field."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, str):
+        return value
+    return format_value(value)
+
+
+class SetupForm(Vertical):
+    """Two columns of labelled fields, each with its error line."""
+
+    class Changed(Message):
+        """The form changed; `config` is the validated Config, or None while a field is invalid."""
+
+        def __init__(self, config: Config | None) -> None:
+            super().__init__()
+            self.config = config
+
+    def __init__(self, config: Config, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.base = config
+        self.config: Config | None = config
+        self.errors: dict[str, str] = {}
+        self._devices = list(BASE_DEVICES)
+        if config.train.device not in {v for _, v in self._devices}:
+            self._devices.append((config.train.device, config.train.device))
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="form-columns"):
+            for column in (LEFT, RIGHT):
+                with Vertical(classes="form-column"):
+                    for key, label, kind in column:
+                        with Vertical(classes="field", id="row-" + field_id(key)[2:]):
+                            with Horizontal(classes="field-row"):
+                                yield Label(label, classes="field-label")
+                                yield self._widget(key, kind)
+                                if kind == "switch":
+                                    yield Label("", classes="switch-state", id="s-" + field_id(key)[2:])
+                            yield Static("", classes="field-error", id="e-" + field_id(key)[2:])
+
+    def _widget(self, key: str, kind: Any):
+        value = self.base.get(key)
+        wid = field_id(key)
+        if kind == "switch":
+            return Switch(value=value, id=wid)
+        if kind == "device":
+            return Select(self._devices, value=value, allow_blank=False, compact=True, id=wid)
+        if isinstance(kind, tuple):
+            return Select([(c, c) for c in kind], value=value, allow_blank=False, compact=True, id=wid)
+        return Input(show_value(value), compact=True, id=wid, select_on_focus=False)
+
+    def on_mount(self) -> None:
+        self._changed()
+
+    def _show_momentum(self) -> None:
+        optimizer = self.query_one("#" + field_id("optim.name"), Select).value
+        self.query_one("#row-optim-momentum").display = optimizer in MOMENTUM_OPTIMIZERS
+
+    def raw_values(self) -> dict[str, Any]:
+        """{dotted key: widget value}, text fields still as text."""
+        out = {}
+        for key in FIELDS:
+            widget = self.query_one("#" + field_id(key))
+            out[key] = widget.value
+        return out
+
+    def validate(self) -> Config | None:
+        """Check every field, mark the invalid ones, and return the config (or None)."""
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for key, raw in self.raw_values().items():
+            try:
+                value = parse_field(FIELDS[key], raw) if isinstance(raw, str) and FIELDS[key] in (
+                    "text", "hidden", "number") else raw
+                Config().with_values({key: value}, "form")
+                values[key] = value
+            except ConfigError as err:
+                errors[key] = error_text(err)
+        config = None
+        if not errors:
+            try:
+                config = self.base.with_values(values, "form")
+            except ConfigError as err:  # pragma: no cover - every field passed on its own
+                errors["name"] = error_text(err)
+        self.errors = errors
+        for key in FIELDS:
+            message = errors.get(key, "")
+            error = self.query_one("#e-" + field_id(key)[2:], Static)
+            error.update(message)
+            error.set_class(bool(message), "-shown")
+            self.query_one("#" + field_id(key)).set_class(bool(message), "-invalid")
+        self.config = config
+        return config
+
+    def _changed(self) -> None:
+        self._show_momentum()
+        for key, kind in FIELDS.items():
+            if kind == "switch":
+                on = self.query_one("#" + field_id(key), Switch).value
+                self.query_one("#s-" + field_id(key)[2:], Label).update("on" if on else "off")
+        self.post_message(self.Changed(self.validate()))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._changed()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._changed()
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        event.stop()
+        self._changed()
+
+    def set_config(self, config: Config) -> None:
+        """Fill every field from `config` (which becomes the base) and validate."""
+        self.base = config
+        if config.train.device not in {v for _, v in self._devices}:
+            self.set_devices(self._devices + [(config.train.device, config.train.device)])
+        with self.prevent(Input.Changed, Select.Changed, Switch.Changed):
+            for key, kind in FIELDS.items():
+                widget = self.query_one("#" + field_id(key))
+                value = config.get(key)
+                widget.value = value if kind == "switch" or kind == "device" or isinstance(kind, tuple) else show_value(value)
+        self._changed()
+
+    def set_devices(self, devices: list[tuple[str, str]]) -> str | None:
+        """Offer only `devices`; returns the old choice if it had to be replaced (not available)."""
+        select = self.query_one("#" + field_id("train.device"), Select)
+        current = select.value
+        self._devices = list(devices)
+        values = {v for _, v in devices}
+        replaced = None
+        with self.prevent(Select.Changed):
+            select.set_options(devices)
+            if current in values:
+                select.value = current
+            else:
+                replaced = str(current)
+                select.value = "auto"
+        self._changed()
+        return replaced

@@ -1,0 +1,193 @@
+"""The Runs tab: every run under the output folder (TUI, headless and sweep runs alike).
+
+A sortable table (`s` next sort column, `r` reverse, or click a header); `space` picks runs
+whose validation curves are overlaid on the charts; `c` shows the comparison table of the
+highlighted run's sweep (or of all runs); `e` exports the table to CSV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
+
+from fcn_tui.runs import RunRecord
+
+STATUS_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "incomplete": "yellow",
+                "diverged": "red", "failed": "red"}
+INIT_SHORT = {"random_normal": "normal", "xavier_normal": "xav_norm", "xavier_uniform": "xav_unif",
+              "kaiming_normal": "kai_norm", "kaiming_uniform": "kai_unif"}  # keeps the table narrow
+MAX_OVERLAYS = 6  # more curves than this are unreadable on a terminal chart
+
+
+def _cfg(record: RunRecord, key: str) -> Any:
+    return record.config.get(key) if record.config is not None else None
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
+
+
+def _short_name(record: RunRecord) -> str:
+    name = record.name
+    return name if len(name) <= 24 else name[:23] + "…"
+
+
+# (label, display, sort key); the sort key puts missing values last
+COLUMNS: list[tuple[str, Callable[[RunRecord], Any], Callable[[RunRecord], Any]]] = [
+    ("name", _short_name, lambda r: r.name),
+    ("status", lambda r: Text(r.status, style=STATUS_STYLE.get(r.status, "")), lambda r: r.status),
+    ("best val", lambda r: _percent(r.get("best_val_acc")), lambda r: r.get("best_val_acc")),
+    ("test", lambda r: _percent(r.get("test_acc")), lambda r: r.get("test_acc")),
+    ("time", lambda r: _seconds(r.get("wall_s")), lambda r: r.get("wall_s")),
+    ("optim", lambda r: _cfg(r, "optim.name") or "-", lambda r: _cfg(r, "optim.name")),
+    ("lr", lambda r: f"{_cfg(r, 'optim.lr'):g}" if r.config else "-", lambda r: _cfg(r, "optim.lr")),
+    ("init", lambda r: INIT_SHORT.get(_cfg(r, "model.init"), _cfg(r, "model.init") or "-"), lambda r: _cfg(r, "model.init")),
+    ("drop", lambda r: f"{_cfg(r, 'model.dropout'):g}" if r.config else "-", lambda r: _cfg(r, "model.dropout")),
+    ("bn", lambda r: ("yes" if _cfg(r, "model.batchnorm") else "no") if r.config else "-",
+     lambda r: _cfg(r, "model.batchnorm")),
+    ("hidden", lambda r: ",".join(map(str, _cfg(r, "model.hidden"))) if r.config else "-",
+     lambda r: _cfg(r, "model.hidden")),
+]
+
+
+class RunsView(Vertical):
+    """The history table and its help line."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_pick", "Overlay"),
+        Binding("s", "sort_next", "Sort"),
+        Binding("r", "sort_reverse", "Reverse"),
+        Binding("c", "app.compare", "Compare"),
+        Binding("e", "app.export", "Export CSV"),
+    ]
+
+    class Picked(Message):
+        """The runs picked for the chart overlay changed."""
+
+        def __init__(self, records: list[RunRecord]) -> None:
+            super().__init__()
+            self.records = records
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.records: list[RunRecord] = []
+        self.picked: dict[str, RunRecord] = {}
+        self.sort_column: int | None = None  # None: newest first
+        self.reverse = False
+
+    def compose(self) -> ComposeResult:
+        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table.add_column("", key="pick", width=1)
+        for i, (label, _, _) in enumerate(COLUMNS):
+            table.add_column(label, key=str(i))
+        yield table
+        yield Static("space overlay on charts · s/r sort · c comparison table · e export CSV",
+                     id="runs-help")
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#runs-table", DataTable)
+
+    def set_records(self, records: list[RunRecord]) -> None:
+        """Show `records` (as `find_runs` gives them), keeping the sort, picks and cursor."""
+        self.records = list(records)
+        known = {str(r.path): r for r in self.records}
+        self.picked = {k: known[k] for k in self.picked if k in known}
+        self.refill()
+
+    def ordered(self) -> list[RunRecord]:
+        if self.sort_column is None:
+            rows = list(reversed(self.records))
+            return rows[::-1] if self.reverse else rows
+        sort_key = COLUMNS[self.sort_column][2]
+
+        def key(record: RunRecord) -> tuple:
+            value = sort_key(record)
+            return (value is None, value if value is not None else 0)
+
+        present = [r for r in self.records if sort_key(r) is not None]
+        missing = [r for r in self.records if sort_key(r) is None]
+        present.sort(key=key, reverse=self.reverse)
+        return present + missing
+
+    def refill(self) -> None:
+        table = self.table
+        current = None
+        if table.row_count and table.cursor_row >= 0:
+            try:
+                current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            except Exception:  # noqa: BLE001 - an empty or changing table has no cursor row
+                current = None
+        table.clear()
+        for record in self.ordered():
+            key = str(record.path)
+            mark = Text("●", style="bold magenta") if key in self.picked else ""
+            table.add_row(mark, *(display(record) for _, display, _ in COLUMNS), key=key)
+        for i, (label, _, _) in enumerate(COLUMNS):
+            arrow = ("▼" if self.reverse else "▲") if self.sort_column == i else ""
+            table.columns[ColumnKey(str(i))].label = Text(label + arrow)
+        if current is not None:
+            with contextlib.suppress(Exception):  # the row is gone
+                table.move_cursor(row=table.get_row_index(current))
+
+    def highlighted(self) -> RunRecord | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return next((r for r in self.records if str(r.path) == key), None)
+
+    def action_toggle_pick(self) -> None:
+        record = self.highlighted()
+        if record is None:
+            return
+        key = str(record.path)
+        if key in self.picked:
+            del self.picked[key]
+        elif len(self.picked) >= MAX_OVERLAYS:
+            self.notify(f"at most {MAX_OVERLAYS} runs can be overlaid", severity="warning")
+            return
+        elif not record.metrics:
+            self.notify(f"{record.name}: no finished epoch to draw", severity="warning")
+            return
+        else:
+            self.picked[key] = record
+        self.refill()
+        self.post_message(self.Picked(list(self.picked.values())))
+
+    def action_sort_next(self) -> None:
+        self.sort_column = 0 if self.sort_column is None else self.sort_column + 1
+        if self.sort_column >= len(COLUMNS):
+            self.sort_column = None
+        self.refill()
+
+    def action_sort_reverse(self) -> None:
+        self.reverse = not self.reverse
+        self.refill()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        if event.column_key.value == "pick":
+            return
+        column = int(event.column_key.value)
+        if self.sort_column == column:
+            self.reverse = not self.reverse
+        else:
+            self.sort_column, self.reverse = column, column in (2, 3)  # accuracies: best first
+        self.refill()

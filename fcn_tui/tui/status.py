@@ -1,0 +1,82 @@
+"""The Train tab's status line: run name, epoch k/N, batch, samples/s, elapsed time, ETA, device;
+and once a run ends, its status with final validation and test accuracy.
+
+`RunState` is plain data that the app updates from the engine's events; `status_text` renders it.
+Elapsed time and ETA come from the clock while a run is going, and from the run's own `wall_s`
+once it has ended (so a finished run always reads the same).
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+
+from fcn_tui import events as ev
+
+IDLE = "No run yet: set up the model on the Setup tab (F1) and press ctrl+r."
+STATUS_STYLES = {ev.COMPLETED: "bold green", ev.STOPPED: "bold yellow"}  # others: bold red
+
+
+def duration(seconds: float) -> str:
+    """`75` -> `1:15`, `3725` -> `1:02:05`."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+class RunState:
+    """What the Train tab shows about the current (or last) run; plain data, updated by messages."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.position = self.total = 0
+        self.epoch = self.epochs = 0
+        self.step = self.steps = self.global_step = 0
+        self.samples_per_s = 0.0
+        self.device = ""
+        self.started = 0.0
+        self.finished: ev.RunFinished | None = None
+        self.error: str | None = None
+
+
+def status_text(run: RunState, data_error: str | None = None, stopping: bool = False) -> Text:
+    """Two or three lines about `run` (or why there is no run)."""
+    if not run.name:
+        if run.error:
+            return Text(f"error: {run.error}", style="bold red")
+        if data_error:
+            return Text(f"data: error: {data_error}", style="bold red")
+        return Text(IDLE)
+    done = run.finished
+    epoch = f"epoch {run.epoch}/{run.epochs}" if done is None else f"{done.epochs_completed}/{run.epochs} epochs"
+    head = Text.assemble(
+        (run.name, "bold"), f" · run {run.position}/{run.total}" if run.total > 1 else "",
+        f" · {epoch} · {run.device}",
+    )
+    if done is None:
+        elapsed = time.monotonic() - run.started
+        total_steps = run.epochs * run.steps
+        fraction = run.global_step / total_steps if total_steps else 0.0
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+        body = Text(
+            f"batch {run.step}/{run.steps} · {run.samples_per_s:,.0f} samples/s · "
+            f"elapsed {duration(elapsed)} · ETA {duration(eta) if eta is not None else '-'}"
+        )
+        if stopping:
+            body.append(" · stopping…", style="yellow")
+    else:
+        body = Text.assemble(
+            (done.status, STATUS_STYLES.get(done.status, "bold red")),
+            f" · val {pct(done.val_acc)} (best {pct(done.best_val_acc)}) · test {pct(done.test_acc)}"
+            f" · {duration(done.wall_s)} · {done.samples_per_s:,.0f} samples/s",
+        )
+    lines = [head, body]
+    if run.error:
+        lines.append(Text(f"error: {run.error}", style="bold red"))
+    return Text("\n").join(lines)

@@ -1,0 +1,363 @@
+"""The terminal app, driven like a user would: keys in, screen and run folders out.
+
+These tests train for real (tiny synthetic data, one hidden layer of 32), so they check the
+same run folders `fcn-tui run` writes. Snapshots of the screens live in test_tui_snapshots.py.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fcn_tui.cli import app as cli_app
+from fcn_tui.config import load_preset
+from fcn_tui.runs import find_runs
+from fcn_tui.tui.app import FcnApp
+from fcn_tui.tui.dialogs import ConfirmDialog, TableDialog
+from fcn_tui.tui.scripted import ScriptedBackend
+
+SIZE = (100, 32)
+
+
+def tiny_app(tiny_preset: Path, data_dir: Path, out: Path, **overrides) -> FcnApp:
+    preset = load_preset(tiny_preset, {"train.epochs": 1, **overrides})
+    return FcnApp(preset=preset, out=out, data_dir=data_dir)
+
+
+def scripted_app(tiny_preset: Path, out: Path) -> FcnApp:
+    """For tests of the interface alone: scripted events instead of torch and data."""
+    return FcnApp(preset=load_preset(tiny_preset), out=out, backend_factory=ScriptedBackend)
+
+
+async def settle(pilot) -> None:
+    """Let every worker finish and every message it posted be handled."""
+    for _ in range(4):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def until(pilot, condition, tries: int = 400) -> None:
+    for _ in range(tries):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the app never reached the expected state")
+
+
+def screen_text(app: FcnApp, selector: str) -> str:
+    return str(app.query_one(selector).render())
+
+
+def summaries(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.rglob("summary.json"))]
+
+
+async def type_into(pilot, selector: str, text: str) -> None:
+    """Focus a field, clear it and type `text` key by key."""
+    field = pilot.app.query_one(selector)
+    field.focus()
+    await pilot.pause()
+    field.action_end()
+    for _ in range(len(field.value)):
+        await pilot.press("backspace")
+    await pilot.press(*text)
+    await pilot.pause()
+
+
+async def test_invalid_value_is_marked_and_disables_start(tiny_preset, tmp_path):
+    out = tmp_path / "runs"
+    app = scripted_app(tiny_preset, out)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        start = app.query_one("#start")
+        assert not start.disabled
+        await type_into(pilot, "#f-optim-lr", "-1")
+        assert "must be > 0" in screen_text(app, "#e-optim-lr")
+        assert start.disabled
+        await pilot.press("ctrl+r")  # the key does not get past the form either
+        await settle(pilot)
+        assert not out.exists()
+        await type_into(pilot, "#f-model-hidden", "32,x")
+        assert "400,400" in screen_text(app, "#e-model-hidden")
+        await type_into(pilot, "#f-model-hidden", "32,16")
+        await type_into(pilot, "#f-optim-lr", "0.02")
+        assert screen_text(app, "#e-optim-lr") == ""
+        assert not start.disabled
+        assert app.form.config.optim.lr == 0.02 and app.form.config.model.hidden == (32, 16)
+
+
+async def test_one_epoch_run_updates_every_view_and_writes_the_run(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    app = tiny_app(tiny_preset, synthetic_data_dir, out)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        status = screen_text(app, "#run-status")
+        assert "completed" in status and "tiny" in status
+        assert app.loss_chart.epochs == [1] and len(app.loss_chart.batch_y) >= 1
+        summary = summaries(out)[0]
+        assert summary["status"] == "completed"
+        assert app.acc_chart.val_acc == [pytest.approx(100 * summary["val_acc"])]
+        assert app.confusion.source == "test" and app.confusion.total == 200  # the test images
+        await pilot.press("f3", "v")  # back to the validation matrix
+        assert app.confusion.source == "val" and app.confusion.total == 60  # 10% of 600
+        await pilot.press("f4")
+        table = app.query_one("#runs-table")
+        assert table.row_count == 1
+        assert [str(c) for c in table.get_row_at(0)[1:3]] == ["tiny", "completed"]
+    run_dir = find_runs(out)[0].path
+    assert {p.name for p in run_dir.iterdir()} >= {"config.toml", "metrics.csv", "summary.json", "confusion.csv", "model.pt"}
+
+
+async def test_stop_mid_run_saves_it_as_stopped(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    app = tiny_app(tiny_preset, synthetic_data_dir, out, **{"train.epochs": 2000})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.acc_chart.epochs)
+        await pilot.press("ctrl+r")  # a second run cannot start while one is going
+        await pilot.press("ctrl+x")
+        await settle(pilot)
+        assert "stopped" in screen_text(app, "#run-status")
+        assert len(list(out.iterdir())) == 1
+        assert not app.query_one("#start").disabled
+    summary = summaries(out)[0]
+    assert summary["status"] == "stopped"
+    assert 1 <= summary["epochs_completed"] < 2000
+
+
+async def test_quitting_mid_run_asks_then_saves_the_run_as_stopped(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    app = tiny_app(tiny_preset, synthetic_data_dir, out, **{"train.epochs": 2000})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.acc_chart.epochs)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+    assert summaries(out)[0]["status"] == "stopped"
+
+
+HANGUP_SCRIPT = """
+import sys
+from pathlib import Path
+from fcn_tui.config import load_preset
+from fcn_tui.tui.app import FcnApp
+
+app = FcnApp(preset=load_preset(sys.argv[1], {"train.epochs": 2000}), out=Path(sys.argv[2]),
+             data_dir=Path(sys.argv[3]))
+
+async def start_training(pilot):
+    while app.backend is None:
+        await pilot.pause(0.05)
+    await pilot.press("ctrl+r")
+    while not app.acc_chart.epochs:
+        await pilot.pause(0.05)
+    print("training", flush=True)
+
+app.run(headless=True, auto_pilot=start_training, size=(80, 24))
+print("exited", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+def test_a_closed_ssh_session_saves_the_run_as_stopped(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    script = tmp_path / "hangup.py"
+    script.write_text(HANGUP_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tiny_preset), str(out), str(synthetic_data_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "training"
+        proc.send_signal(signal.SIGHUP)  # what the terminal sends when the SSH connection drops
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "exited" in stdout
+    summary = summaries(out)[0]
+    assert summary["status"] == "stopped" and summary["epochs_completed"] >= 1
+
+
+async def test_a_run_written_by_the_cli_appears_in_runs(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(
+        cli_app, ["run", str(tiny_preset), "--out", str(out), "--data-dir", str(synthetic_data_dir),
+                  "--set", "train.epochs=1"],
+    )
+    assert result.exit_code == 0, result.output
+    app = tiny_app(tiny_preset, synthetic_data_dir, out)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        table = app.query_one("#runs-table")
+        assert table.row_count == 1
+        assert [str(c) for c in table.get_row_at(0)[1:3]] == ["tiny", "completed"]
+        await pilot.press("space")  # overlay its curves on the charts
+        assert app.loss_chart.overlays and app.loss_chart.overlays[0].epochs == [1.0]
+
+
+async def test_a_sweep_runs_as_a_queue_and_its_table_is_in_runs(tiny_preset, synthetic_data_dir, tmp_path):
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(tiny_preset.read_text() + '\n[sweep]\n"optim.lr" = [0.01, 0.02]\n')
+    out = tmp_path / "runs"
+    app = FcnApp(preset=load_preset(sweep, {"train.epochs": 1}), out=out, data_dir=synthetic_data_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "2 runs" in screen_text(app, "#sweep-info")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        await pilot.press("f4")
+        table = app.query_one("#runs-table")
+        assert table.row_count == 2
+        assert app.runs_view.records[0].path.parent == app.last_sweep
+        await pilot.press("c")
+        assert isinstance(app.screen, TableDialog)
+    assert (app.last_sweep / "results.csv").read_text().count("\n") == 3  # header and two runs
+
+
+async def test_a_failing_run_shows_its_error(tiny_preset, synthetic_data_dir, tmp_path, monkeypatch):
+    import fcn_tui.engine
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("optimizer exploded")
+
+    monkeypatch.setattr(fcn_tui.engine, "make_optimizer", broken)
+    out = tmp_path / "runs"
+    app = tiny_app(tiny_preset, synthetic_data_dir, out)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        status = screen_text(app, "#run-status")
+        assert "failed" in status and "optimizer exploded" in status
+    summary = summaries(out)[0]
+    assert summary["status"] == "failed" and "optimizer exploded" in summary["error"]
+
+
+async def test_a_crash_outside_the_engine_is_shown_and_the_run_marked_failed(tmp_path):
+    from fcn_tui.config import Config, Preset
+
+    out = tmp_path / "runs"
+    app = FcnApp(preset=Preset(Config().with_values({"train.epochs": 3})), out=out,
+                 backend_factory=lambda: ScriptedBackend(fail_at_epoch=2))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert "scripted failure in epoch 2" in screen_text(app, "#run-status")
+        assert not app.running
+    assert summaries(out)[0]["status"] == "failed"
+
+
+async def test_missing_data_is_a_message_not_a_crash(tiny_preset, tmp_path):
+    not_a_folder = tmp_path / "fashion"
+    not_a_folder.write_text("")
+    app = tiny_app(tiny_preset, not_a_folder, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "is a file" in screen_text(app, "#data-status")
+        assert app.query_one("#start").disabled
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert not (tmp_path / "runs").exists()
+
+
+async def test_resizing_down_to_60x20_and_back_on_every_tab(tiny_preset, tmp_path):
+    app = scripted_app(tiny_preset, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        for tab in ("f1", "f2", "f3", "f4"):
+            await pilot.press(tab)
+            for size in ((60, 20), (40, 12), (80, 24), (160, 50)):
+                await pilot.resize_terminal(*size)
+                await pilot.pause()
+            assert app.is_running
+        assert app.query_one("#tabs").active == "runs"
+
+
+async def test_device_select_lists_only_devices_that_exist(tiny_preset, synthetic_data_dir, tmp_path):
+    import torch
+
+    app = tiny_app(tiny_preset, synthetic_data_dir, tmp_path / "runs", **{"train.device": "auto"})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        options = [value for _, value in app.form.query_one("#f-train-device")._options]
+        expected = ["auto", "cpu"] + (["cuda"] if torch.cuda.device_count() == 1 else [])
+        assert options[: len(expected)] == expected
+        assert ("cuda" in options) == torch.cuda.is_available()
+
+
+async def test_open_and_save_presets_through_the_dialogs(tiny_preset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other.toml"
+    other.write_text('name = "wide"\n[model]\nhidden = [64, 64]\ndropout = 0.25\n[optim]\nname = "rmsprop"\n')
+    app = scripted_app(tiny_preset, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+o")
+        app.screen.query_one("#path-input").value = ""
+        await pilot.press(*"other.toml", "enter")
+        await pilot.pause()
+        assert app.query_one("#f-model-hidden").value == "64,64"
+        assert app.query_one("#row-optim-momentum").display  # rmsprop takes a momentum
+        await pilot.press("ctrl+s")
+        app.screen.query_one("#path-input").value = ""
+        await pilot.press(*"saved.toml", "enter")
+        await pilot.pause()
+        assert load_preset(tmp_path / "saved.toml").config == app.form.config
+        await pilot.press("ctrl+o")
+        app.screen.query_one("#path-input").value = ""
+        await pilot.press(*"missing.toml", "enter")  # an error is a notification, the form stays
+        await pilot.pause()
+        assert app.query_one("#f-name").value == "wide"
+
+
+async def test_export_the_runs_table_to_csv(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    app = tiny_app(tiny_preset, synthetic_data_dir, out)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        await pilot.press("f4", "e")
+        app.screen.query_one("#path-input").value = str(tmp_path / "table.csv")
+        await pilot.press("enter")
+        await pilot.pause()
+    lines = (tmp_path / "table.csv").read_text().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("run_id,name,status")
+
+
+async def test_the_command_palette_lists_the_actions(tmp_path):
+    app = FcnApp(out=tmp_path / "runs", backend_factory=ScriptedBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+    assert {"Start training", "Stop training", "Open preset", "Save preset", "Export runs to CSV",
+            "Comparison table"} <= titles
+
+
+def test_class_names_match_the_data_module():
+    from fcn_tui.data import CLASSES
+    from fcn_tui.tui.confusion import CLASSES as SHOWN
+
+    assert SHOWN == CLASSES
+
+
+def test_opening_the_app_module_does_not_import_torch():
+    code = "import sys, fcn_tui.tui.app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
