@@ -144,6 +144,9 @@ async def test_quitting_mid_run_asks_then_saves_the_run_as_stopped(tiny_preset, 
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("ctrl+q")  # pressed again: still one question
+        await pilot.pause()
+        assert len(app.screen_stack) == 2
         await pilot.press("y")
         await settle(pilot)
     assert summaries(out)[0]["status"] == "stopped"
@@ -361,3 +364,109 @@ def test_opening_the_app_module_does_not_import_torch():
     code = "import sys, fcn_tui.tui.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def rendered(widget) -> str:
+    """The text a widget draws on the screen, line by line."""
+    from textual.geometry import Region
+
+    lines = widget.render_lines(Region(0, 0, widget.size.width, widget.size.height))
+    return "\n".join(line.text for line in lines)
+
+
+async def test_ctrl_e_exports_from_the_setup_form_and_dialogs_keep_their_keys(tiny_preset, tmp_path):
+    app = scripted_app(tiny_preset, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.focused.id == "f-name"  # a text field, where ctrl+e also means "end of line"
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        assert app.screen.query_one("#path-input").value.endswith("runs.csv")
+        await pilot.press("ctrl+r", "ctrl+o")  # app keys do nothing while a dialog is open
+        await settle(pilot)
+        assert not app.running and not (tmp_path / "runs").exists()
+        assert len(app.screen_stack) == 2
+        await pilot.press("escape")
+        assert len(app.screen_stack) == 1
+
+
+async def test_typing_into_a_field_after_opening_a_preset_replaces_its_value(tiny_preset, tmp_path):
+    app = scripted_app(tiny_preset, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await type_into(pilot, "#f-train-epochs", "3")
+        await pilot.press("f4")
+        preset = load_preset(tiny_preset, {"train.epochs": 15})
+        app.open_preset(preset)
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "setup"  # the loaded form is shown
+        app.query_one("#f-train-batch-size").focus()
+        await pilot.press("shift+tab")  # into epochs, as a user tabs through the form
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.query_one("#f-train-epochs").value == "2"
+        assert app.form.config.train.epochs == 2
+
+
+async def test_runs_with_the_same_name_are_told_apart(tiny_preset, tmp_path):
+    out = tmp_path / "runs"
+    app = scripted_app(tiny_preset, out)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for _ in range(2):
+            await pilot.press("ctrl+r")
+            await settle(pilot)
+            await until(pilot, lambda: not app.running)
+        await settle(pilot)
+        await pilot.press("f4")
+        assert app.query_one("#runs-table").row_count == 2
+        newest = find_runs(out)[-1]
+        detail = screen_text(app, "#runs-detail")  # the newest run, highlighted at the top
+        assert detail.startswith(newest.run_id) and "2/2 epochs" in detail
+        await pilot.press("space", "down", "space")
+        labels = [o.label for o in app.loss_chart.overlays]
+        assert len(labels) == 2 and len(set(labels)) == 2 and all(lb.startswith("tiny ") for lb in labels)
+
+
+async def test_the_comparison_table_is_not_cut_at_80_columns(tiny_preset, tmp_path):
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(tiny_preset.read_text() + '\n[sweep]\n"model.dropout" = [0.0, 0.5]\n')
+    app = FcnApp(preset=load_preset(sweep), out=tmp_path / "runs", backend_factory=ScriptedBackend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert screen_text(app, "#e-model-dropout") == "swept: 0.0, 0.5"  # shown at the field
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        await pilot.press("f4", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, TableDialog)
+        text = rendered(app.screen.query_one("#comparison"))
+        assert "completed" in text and "…" not in text
+        scroll = app.screen.query_one("#table-scroll")
+        if scroll.max_scroll_x:  # wider than the terminal: the arrows scroll it
+            await pilot.press("right")
+            assert scroll.scroll_x > 0
+
+
+async def test_the_first_epoch_is_visible_on_the_charts(tiny_preset, tmp_path):
+    app = scripted_app(tiny_preset, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        chart = rendered(app.acc_chart)
+    # one epoch: a + (train) and an x (val) point, and a legend that needs no colours
+    assert "+ train" in chart and "x val" in chart
+    plot = chart.split("val", 1)[1]
+    assert "+" in plot and "x" in plot
+
+
+def test_the_status_line_says_when_the_run_is_evaluating():
+    from fcn_tui.tui.status import RunState, status_text
+
+    run = RunState()
+    run.name, run.epoch, run.epochs, run.step, run.steps = "adam", 1, 3, 211, 211
+    run.phase = "validating"  # the last batch of an epoch is done; the validation set is next
+    assert "batch 211/211" in str(status_text(run)) and "validating…" in str(status_text(run))
+    run.phase = ""
+    assert "validating" not in str(status_text(run))

@@ -23,6 +23,8 @@ SIZES = [(80, 24), (120, 40)]
 def app(tmp_path, monkeypatch) -> FcnApp:
     """The app with an Adam run of three scripted epochs set up, writing to ./runs."""
     monkeypatch.chdir(tmp_path)
+    for module in ("fcn_tui.runs", "fcn_tui.queue"):  # Runs shows the run's folder name
+        monkeypatch.setattr(f"{module}.timestamp", lambda: "20260101-120000")
     config = Config().with_values({"name": "adam-lr0.001", "optim.name": "adam", "optim.lr": 0.001,
                                    "train.epochs": 3})
     return FcnApp(preset=Preset(config), out=Path("runs"), backend_factory=ScriptedBackend)

@@ -24,9 +24,9 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane
 
 from fcn_tui import events as ev
@@ -50,12 +50,24 @@ from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import RunState, status_text
 from fcn_tui.tui.training import run_queue
 
+DIALOG_BLOCKED = {"start", "stop", "open_preset", "save_preset", "export", "tab"}  # app keys a dialog masks
 REDRAW_S = 0.25  # charts and the status line redraw at most 4 times a second
 TABS = ("setup", "train", "confusion", "runs")
 KEYS_HELP = (
     "F1-F4 tabs · tab/shift+tab next/previous field · enter opens a list · ctrl+r start · "
     "ctrl+x stop · ctrl+o open preset · ctrl+s save preset · ctrl+p all commands · ctrl+q quit"
 )
+
+
+def overlay_labels(records: list[RunRecord]) -> list[str]:
+    """Short legend labels; runs that share a name get their start time (`baseline 23:48:58`)."""
+    names = [r.name[:14] for r in records]
+    labels = []
+    for name, record in zip(names, records):
+        started = str(record.get("started_at") or "")[11:19]
+        labels.append(f"{name} {started}" if names.count(name) > 1 and started else name)
+    # runs started in the same second: number them in the order they were picked
+    return [f"{label} #{i + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
 
 
 class FcnApp(App):
@@ -68,7 +80,7 @@ class FcnApp(App):
         Binding("ctrl+x", "stop", "Stop", priority=True),
         Binding("ctrl+o", "open_preset", "Open", show=False, priority=True),
         Binding("ctrl+s", "save_preset", "Save", show=False, priority=True),
-        Binding("ctrl+e", "export", "Export CSV", show=False),
+        Binding("ctrl+e", "export", "Export CSV", show=False, priority=True),  # else an Input's "end"
         Binding("f1", "tab('setup')", "Setup", show=False),
         Binding("f2", "tab('train')", "Train", show=False),
         Binding("f3", "tab('confusion')", "Confusion", show=False),
@@ -99,6 +111,10 @@ class FcnApp(App):
         self.last_sweep: Path | None = None
         self._signals: list[int] = []
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog is open its keys win: ctrl+r in a path field must not start a run."""
+        return not (action in DIALOG_BLOCKED and isinstance(self.screen, ModalScreen))
+
     def _load_torch_backend(self) -> Any:
         from fcn_tui.tui.backend import TorchBackend
 
@@ -124,10 +140,10 @@ class FcnApp(App):
                 with Horizontal(id="charts"):
                     yield LossChart(id="loss-chart")
                     yield AccuracyChart(id="acc-chart")
-            with TabPane("F3 Confusion", id="confusion"), VerticalScroll(id="cm-scroll"):
+            with TabPane("F3 Confusion", id="confusion"), ScrollableContainer(id="cm-scroll"):
                 yield ConfusionView(id="cm")
             with TabPane("F4 Runs", id="runs"):
-                yield RunsView(id="runs-view")
+                yield RunsView(self.out, id="runs-view")
         yield Footer()
 
     def _q(self, selector: str, expect_type: Any = None) -> Any:
@@ -156,7 +172,7 @@ class FcnApp(App):
         return self._q("#cm", ConfusionView)
 
     def on_mount(self) -> None:
-        self.form.validate()
+        self._show_sweep()  # and validate the form
         self._q("#f-name").focus()
         self.load_runs()
         # importing torch holds the GIL for a while: start it only once the first screen is drawn
@@ -260,16 +276,18 @@ class FcnApp(App):
         elif isinstance(event, ev.BatchProgress):
             run.epoch, run.step, run.global_step = event.epoch, event.step, event.global_step
             run.samples_per_s = event.samples_per_s
+            run.phase = "validating" if event.step == event.steps_per_epoch else ""
             for x, loss in getattr(message, "points", ()):
                 self.loss_chart.add_batch(x, loss)
         elif isinstance(event, ev.EpochEnded):
             run.epoch, run.step = event.epoch, run.steps
             run.global_step = event.epoch * run.steps
+            run.phase = "testing" if event.epoch == event.epochs else ""
             self.loss_chart.add_epoch(event.epoch, event.train_loss, event.val_loss)
             self.acc_chart.add_epoch(event.epoch, event.train_acc, event.val_acc)
             self.confusion.show("val", event.val_confusion, f"validation, epoch {event.epoch}/{event.epochs}")
         elif isinstance(event, ev.RunFinished):
-            run.finished = event
+            run.finished, run.phase = event, ""
             run.error = event.error
             if event.test_confusion is not None:
                 self.confusion.show("test", event.test_confusion, f"test, {run.name}")
@@ -302,7 +320,7 @@ class FcnApp(App):
         self.update_buttons()
 
     def on_runs_view_picked(self, message: RunsView.Picked) -> None:
-        overlays = [Overlay(r.name[:14], r.metrics) for r in message.records]
+        overlays = [Overlay(label, r.metrics) for label, r in zip(overlay_labels(message.records), message.records)]
         with self.batch_update():
             self.loss_chart.set_overlays(overlays)
             self.acc_chart.set_overlays(overlays)
@@ -344,14 +362,19 @@ class FcnApp(App):
         self._q("#start", Button).disabled = not can_start
         self._q("#stop", Button).disabled = not self.running
 
+    def _show_sweep(self) -> None:
+        self._q("#sweep-info", Static).update(self._sweep_text())
+        self.form.set_hints({key: "swept: " + ", ".join(format_value(v) for v in values)
+                             for key, values in self.sweep})
+
     def _sweep_text(self) -> Text:
         """What the preset adds beyond the form: its sweep, and settings the form does not show."""
         if not self.sweep:
             text = Text("one run per start · a preset with a [sweep] table runs as a queue")
         else:
-            keys = " × ".join(f"{k} ({len(v)})" for k, v in self.sweep)
+            keys = " × ".join(f"{k} = {', '.join(format_value(x) for x in v)}" for k, v in self.sweep)
             count = math.prod(len(values) for _, values in self.sweep)
-            text = Text(f"sweep: {keys} = {count} runs, run as a queue (swept keys override the form)",
+            text = Text(f"sweep: {keys}: {count} runs as a queue (swept keys override the form)",
                         style="bold")
         defaults, config = Config().flat(), self.preset.config.flat()
         extra = [f"{k}={format_value(v)}" for k, v in config.items() if k not in FIELDS and v != defaults[k]]
@@ -400,6 +423,8 @@ class FcnApp(App):
         if not self.running:
             self.exit()
             return
+        if isinstance(self.screen, ConfirmDialog):  # ctrl+q again: the question is already asked
+            return
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -435,12 +460,13 @@ class FcnApp(App):
         self.preset = preset
         self.sweep = preset.sweep
         self.form.set_config(preset.config)
-        self._q("#sweep-info", Static).update(self._sweep_text())
+        self._show_sweep()
+        self.action_tab("setup")  # show what was loaded
         self.notify(f"opened {preset.source}" + (f": {len(preset.runs())} runs" if preset.sweep else ""))
 
     def action_clear_sweep(self) -> None:
         self.sweep = ()
-        self._q("#sweep-info", Static).update(self._sweep_text())
+        self._show_sweep()
 
     def action_save_preset(self) -> None:
         config = self.form.validate()
@@ -516,5 +542,7 @@ class FcnApp(App):
         yield SystemCommand("Comparison table", "Compare the highlighted run's sweep (c in Runs)", self.action_compare)
         yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
         yield SystemCommand("Toggle counts / percent", "Confusion matrix cells (n)", self.confusion.action_toggle_percent)
+        yield SystemCommand("Toggle validation / test matrix", "Confusion matrix source (v)",
+                            self.confusion.action_toggle_source)
         for tab, key in zip(TABS, ("f1", "f2", "f3", "f4")):
             yield SystemCommand(f"Show {tab}", f"Switch to the {tab} tab ({key})", lambda t=tab: self.action_tab(t))

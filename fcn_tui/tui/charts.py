@@ -10,6 +10,8 @@ from __future__ import annotations
 from textual_plotext import PlotextPlot
 
 OVERLAY_COLORS = ("magenta", "yellow", "cyan", "white", "blue", "orange")
+TRAIN_COLOR, TRAIN_POINT = "cyan", "+"
+VAL_COLOR, VAL_POINT = "orange", "x"
 MAX_BATCH_POINTS = 2000  # older batch-loss points are thinned beyond this, so redraws stay cheap
 
 
@@ -21,6 +23,14 @@ class Overlay:
         self.epochs = [m["epoch"] for m in metrics]
         self.val_loss = [m["val_loss"] for m in metrics]
         self.val_acc = [100 * m["val_acc"] for m in metrics]
+
+
+def epoch_series(plt, epochs: list, values: list, label: str, color: str, point: str) -> None:
+    """A per-epoch curve: a line, with `point` at each epoch (visible from the first epoch on,
+    and telling train from val where there is no colour); the legend shows the point."""
+    if len(epochs) > 1:
+        plt.plot(epochs, values, color=color, marker="hd")
+    plt.scatter(epochs, values, label=label, color=color, marker=point)
 
 
 class RunChart(PlotextPlot):
@@ -98,8 +108,8 @@ class LossChart(RunChart):
         if self.batch_x:
             plt.plot(self.batch_x, self.batch_y, label="batch", color="gray", marker="braille")
         if self.epochs:
-            plt.plot(self.epochs, self.train_loss, label="train", color="cyan", marker="hd")
-            plt.plot(self.epochs, self.val_loss, label="val", color="orange", marker="hd")
+            epoch_series(plt, self.epochs, self.train_loss, "train", TRAIN_COLOR, TRAIN_POINT)
+            epoch_series(plt, self.epochs, self.val_loss, "val", VAL_COLOR, VAL_POINT)
 
     def draw_overlay(self, plt, overlay: Overlay, color: str) -> None:
         if overlay.epochs:
@@ -130,8 +140,8 @@ class AccuracyChart(RunChart):
 
     def draw(self, plt) -> None:
         if self.epochs:
-            plt.plot(self.epochs, self.train_acc, label="train", color="cyan", marker="hd")
-            plt.plot(self.epochs, self.val_acc, label="val", color="orange", marker="hd")
+            epoch_series(plt, self.epochs, self.train_acc, "train", TRAIN_COLOR, TRAIN_POINT)
+            epoch_series(plt, self.epochs, self.val_acc, "val", VAL_COLOR, VAL_POINT)
 
     def draw_overlay(self, plt, overlay: Overlay, color: str) -> None:
         if overlay.epochs:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.measure import Measurement
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -75,9 +76,19 @@ class TableDialog(ModalScreen[None]):
         self.renderable = renderable
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog wide", id="table-scroll"):
-            yield Static(self.renderable, id="comparison")
-            yield Label("escape to close", classes="dialog-help")
+        with Vertical(classes="dialog wide"):
+            with ScrollableContainer(id="table-scroll"):  # scrolls both ways on a small terminal
+                yield Static(self.renderable, id="comparison")
+            yield Label("arrows scroll · escape to close", classes="dialog-help")
+
+    def on_mount(self) -> None:
+        # a Rich table shrinks (and cuts its cells) to fit: give it its natural width and let the
+        # box scroll sideways when the terminal is narrower
+        console = self.app.console
+        width = Measurement.get(console, console.options.update_width(400), self.renderable).maximum
+        self.query_one("#comparison", Static).styles.width = width
+        self.query_one(".dialog").styles.width = width + 4  # border and padding; max-width 100%
+        self.query_one("#table-scroll").focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -89,6 +89,7 @@ class SetupForm(Vertical):
         self.base = config
         self.config: Config | None = config
         self.errors: dict[str, str] = {}
+        self.hints: dict[str, str] = {}  # dotted key -> a note under a valid field (swept values)
         self._devices = list(BASE_DEVICES)
         if config.train.device not in {v for _, v in self._devices}:
             self._devices.append((config.train.device, config.train.device))
@@ -115,7 +116,8 @@ class SetupForm(Vertical):
             return Select(self._devices, value=value, allow_blank=False, compact=True, id=wid)
         if isinstance(kind, tuple):
             return Select([(c, c) for c in kind], value=value, allow_blank=False, compact=True, id=wid)
-        return Input(show_value(value), compact=True, id=wid, select_on_focus=False)
+        # Tabbing into a field selects its text, so typing replaces it (as in a browser form)
+        return Input(show_value(value), compact=True, id=wid)
 
     def on_mount(self) -> None:
         self._changed()
@@ -153,9 +155,11 @@ class SetupForm(Vertical):
         self.errors = errors
         for key in FIELDS:
             message = errors.get(key, "")
+            hint = "" if message else self.hints.get(key, "")
             error = self.query_one("#e-" + field_id(key)[2:], Static)
-            error.update(message)
-            error.set_class(bool(message), "-shown")
+            error.update(message or hint)
+            error.set_class(bool(message or hint), "-shown")
+            error.set_class(bool(hint), "-hint")
             self.query_one("#" + field_id(key)).set_class(bool(message), "-invalid")
         self.config = config
         return config
@@ -189,8 +193,17 @@ class SetupForm(Vertical):
             for key, kind in FIELDS.items():
                 widget = self.query_one("#" + field_id(key))
                 value = config.get(key)
-                widget.value = value if kind == "switch" or kind == "device" or isinstance(kind, tuple) else show_value(value)
+                if kind == "switch" or kind == "device" or isinstance(kind, tuple):
+                    widget.value = value
+                else:
+                    widget.value = show_value(value)
+                    widget.cursor_position = len(widget.value)  # else typing lands mid-text
         self._changed()
+
+    def set_hints(self, hints: dict[str, str]) -> None:
+        """Show a note under each field of `hints` (e.g. the values a sweep gives it)."""
+        self.hints = {key: text for key, text in hints.items() if key in FIELDS}
+        self.validate()
 
     def set_devices(self, devices: list[tuple[str, str]]) -> str | None:
         """Offer only `devices`; returns the old choice if it had to be replaced (not available)."""

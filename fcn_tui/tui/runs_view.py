@@ -1,14 +1,16 @@
 """The Runs tab: every run under the output folder (TUI, headless and sweep runs alike).
 
-A sortable table (`s` next sort column, `r` reverse, or click a header); `space` picks runs
-whose validation curves are overlaid on the charts; `c` shows the comparison table of the
-highlighted run's sweep (or of all runs); `e` exports the table to CSV.
+A sortable table (`s` next sort column, `r` reverse, or click a header; left/right scroll to the
+columns an 80-column terminal cuts off); a line under it names the highlighted run's folder and
+model; `space` picks runs whose validation curves are overlaid on the charts; `c` shows the
+comparison table of the highlighted run's sweep (or of all runs); `e` exports the table to CSV.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -84,8 +86,10 @@ class RunsView(Vertical):
             super().__init__()
             self.records = records
 
-    def __init__(self, id: str | None = None) -> None:
+    def __init__(self, root: Path | None = None, id: str | None = None) -> None:
+        """`root` is the output folder: the detail line names run folders relative to it."""
         super().__init__(id=id)
+        self.root = root
         self.records: list[RunRecord] = []
         self.picked: dict[str, RunRecord] = {}
         self.sort_column: int | None = None  # None: newest first
@@ -97,7 +101,8 @@ class RunsView(Vertical):
         for i, (label, _, _) in enumerate(COLUMNS):
             table.add_column(label, key=str(i))
         yield table
-        yield Static("space overlay on charts · s/r sort · c comparison table · e export CSV",
+        yield Static("", id="runs-detail")
+        yield Static("space overlay on charts · s/r sort · ←/→ more columns · c compare · e export CSV",
                      id="runs-help")
 
     @property
@@ -128,8 +133,8 @@ class RunsView(Vertical):
 
     def refill(self) -> None:
         table = self.table
-        current = None
-        if table.row_count and table.cursor_row >= 0:
+        current = None  # the highlighted run stays highlighted, except at the top: there a new run
+        if table.row_count and table.cursor_row > 0:  # (newest first) takes the cursor
             try:
                 current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
             except Exception:  # noqa: BLE001 - an empty or changing table has no cursor row
@@ -145,6 +150,35 @@ class RunsView(Vertical):
         if current is not None:
             with contextlib.suppress(Exception):  # the row is gone
                 table.move_cursor(row=table.get_row_index(current))
+        self.show_detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        """One line about the highlighted run: its folder, epochs and what the table cuts off at 80."""
+        record = self.highlighted()
+        detail = self.query_one("#runs-detail", Static)
+        if record is None:
+            detail.update("no runs yet in the output folder" if not self.records else "")
+            return
+        epochs = record.get("epochs_completed")
+        total = _cfg(record, "train.epochs")
+        try:
+            folder = str(record.path.relative_to(self.root)) if self.root is not None else record.run_id
+        except ValueError:
+            folder = str(record.path)
+        parts = [folder]  # its name starts with the date and time the run started
+        if epochs is not None:
+            parts.append(f"{epochs}/{total} epochs" if total else f"{epochs} epochs")
+        if record.config is not None:
+            hidden = ",".join(map(str, _cfg(record, "model.hidden")))
+            parts.append(f"hidden {hidden} · {_cfg(record, 'model.activation')} · bn "
+                         f"{'yes' if _cfg(record, 'model.batchnorm') else 'no'}")
+        if record.get("error"):
+            parts.append(f"error: {record.get('error')}")
+        detail.update(Text(" · ".join(parts)))
 
     def highlighted(self) -> RunRecord | None:
         table = self.table

@@ -41,6 +41,7 @@ class RunState:
         self.samples_per_s = 0.0
         self.device = ""
         self.started = 0.0
+        self.phase = ""  # "validating" / "testing" between the last batch and the next event
         self.finished: ev.RunFinished | None = None
         self.error: str | None = None
 
@@ -68,6 +69,8 @@ def status_text(run: RunState, data_error: str | None = None, stopping: bool = F
             f"batch {run.step}/{run.steps} · {run.samples_per_s:,.0f} samples/s · "
             f"elapsed {duration(elapsed)} · ETA {duration(eta) if eta is not None else '-'}"
         )
+        if run.phase:
+            body.append(f" · {run.phase}…", style="bold")
         if stopping:
             body.append(" · stopping…", style="yellow")
     else:
