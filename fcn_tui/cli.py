@@ -23,7 +23,10 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
     rich_markup_mode=None,
-    help="Train fully connected networks on Fashion-MNIST: a terminal app and a headless runner.",
+    help=(
+        "Train fully connected networks on Fashion-MNIST: a terminal app and a headless runner. "
+        "Without a command, opens the terminal app (same as `fcn-tui ui`)."
+    ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -33,10 +36,10 @@ SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a setting, value in TOML syntax, e.g. --set model.hidden=[512,256]."),
 ]
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder that receives one folder per run.")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder that receives one folder per run.")]
 DataDirOption = Annotated[
     Optional[Path],
-    typer.Option("--data-dir", help="Folder with the Fashion-MNIST IDX files (default: $FCN_TUI_DATA, else a per-user cache)."),
+    typer.Option("--data-dir", metavar="DIR", help="Folder with the Fashion-MNIST IDX files (default: $FCN_TUI_DATA, else a per-user cache)."),
 ]
 
 
@@ -79,11 +82,11 @@ def main(ctx: typer.Context) -> None:
 
 @app.command()
 def run(
-    presets: Annotated[list[Path], typer.Argument(help="Preset files (TOML); a [sweep] table runs every combination.")],
+    presets: Annotated[list[Path], typer.Argument(metavar="PRESET.toml", help="Preset files (TOML); a [sweep] table runs every combination.")],
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip runs already completed with the same configuration in OUT.")] = False,
 ) -> None:
     """Train the runs of one or more presets headlessly, writing each to OUT."""
@@ -214,9 +217,7 @@ def export(
         raise fail(f"{folder}: no such folder")
     try:
         count = export_csv(folder, csv_file, per_epoch=per_epoch)
-    except NoRunsError as err:
-        raise fail(str(err)) from None
-    except OSError as err:
+    except (NoRunsError, OSError) as err:
         raise fail(str(err)) from None
     print(f"wrote {count} rows to {csv_file}")
 

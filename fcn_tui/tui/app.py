@@ -238,23 +238,32 @@ class FcnApp(App):
     # --- messages from the workers ------------------------------------------------------
 
     def on_data_ready(self, message: DataReady) -> None:
-        self.backend = message.backend
-        self.data_error = None
-        self._q("#data-status", Static).update(Text(f"data: {self.backend.description}"))
-        replaced = self.form.set_devices(self.backend.devices)
-        if replaced:
-            self.notify(f"device {replaced!r} is not available here; using auto", severity="warning")
-        self.update_buttons()
+        try:
+            self.backend = message.backend
+            self.data_error = None
+            self._q("#data-status", Static).update(Text(f"data: {self.backend.description}"))
+            replaced = self.form.set_devices(self.backend.devices)
+            if replaced:
+                self.notify(f"device {replaced!r} is not available here; using auto", severity="warning")
+            self.update_buttons()
+        except NoMatches:  # a worker's message that lands while the app is closing
+            pass
 
     def on_data_failed(self, message: DataFailed) -> None:
-        self.data_error = message.error
-        self._q("#data-status", Static).update(Text(f"data: error: {message.error}", style="bold red"))
-        self.notify(message.error, title="cannot load the data", severity="error", timeout=15)
-        self.update_status()
-        self.update_buttons()
+        try:
+            self.data_error = message.error
+            self._q("#data-status", Static).update(Text(f"data: error: {message.error}", style="bold red"))
+            self.notify(message.error, title="cannot load the data", severity="error", timeout=15)
+            self.update_status()
+            self.update_buttons()
+        except NoMatches:  # a worker's message that lands while the app is closing
+            pass
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
-        self.runs_view.set_records(message.records)
+        try:
+            self.runs_view.set_records(message.records)
+        except NoMatches:  # a worker's message that lands while the app is closing
+            pass
 
     def on_train_event(self, message: TrainEvent) -> None:
         self.handle_event(message)
