@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -33,12 +33,12 @@ app = typer.Typer(
 EXIT_OK, EXIT_FAILED_RUN, EXIT_BAD_INPUT = 0, 1, 2
 
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a setting, value in TOML syntax, e.g. --set model.hidden=[512,256]."),
 ]
 OutOption = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder that receives one folder per run.")]
 DataDirOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data-dir", metavar="DIR", help="Folder with the Fashion-MNIST IDX files (default: $FCN_TUI_DATA, else a per-user cache)."),
 ]
 
@@ -86,7 +86,7 @@ def run(
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
-    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip runs already completed with the same configuration in OUT.")] = False,
 ) -> None:
     """Train the runs of one or more presets headlessly, writing each to OUT."""
@@ -185,7 +185,7 @@ def run(
 
 @app.command()
 def ui(
-    preset: Annotated[Optional[Path], typer.Argument(help="Preset to pre-fill the form with (default: the baseline).")] = None,
+    preset: Annotated[Path | None, typer.Argument(help="Preset to pre-fill the form with (default: the baseline).")] = None,
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,

@@ -128,7 +128,7 @@ class Config:
                 out[f"{section}.{f.name}"] = list(value) if isinstance(value, tuple) else value
         return out
 
-    def with_values(self, values: dict[str, Any], source: str = "--set") -> "Config":
+    def with_values(self, values: dict[str, Any], source: str = "--set") -> Config:
         """A copy with dotted keys replaced, each value validated like a preset's."""
         data = config_to_dict(self)
         for key, value in values.items():
@@ -270,10 +270,10 @@ def config_from_dict(data: dict[str, Any], source: str) -> Config:
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     out: dict[str, Any] = {"name": config.name}
-    for section in SECTIONS:
+    for section, cls in SECTIONS.items():
         out[section] = {
             f.name: list(v) if isinstance(v := getattr(getattr(config, section), f.name), tuple) else v
-            for f in dataclasses.fields(SECTIONS[section])
+            for f in dataclasses.fields(cls)
         }
     return out
 

@@ -238,7 +238,7 @@ def make_split(data: FashionMNIST, val_fraction: float, seed: int, subset: int =
     if subset:
         images, labels = images[:subset], labels[:subset]
     n = len(images)
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     if n_val < 1 or n - n_val < 1:
         raise DataError(
             f"cannot split {n} training images with val_fraction {val_fraction}: "

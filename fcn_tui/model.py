@@ -7,7 +7,8 @@ biases keep PyTorch's default.
 
 from __future__ import annotations
 
-import torch
+import itertools
+
 from torch import nn
 
 from fcn_tui.config import ModelConfig
@@ -65,7 +66,7 @@ def training_flops_per_sample(cfg: ModelConfig) -> int:
     (2mn) and input gradient (2mn) for every layer but the first, which needs no input gradient."""
     widths = [INPUT_FEATURES, *cfg.hidden, NUM_CLASSES]
     total = 0
-    for i, (m, n) in enumerate(zip(widths, widths[1:])):
+    for i, (m, n) in enumerate(itertools.pairwise(widths)):
         total += 2 * m * n * (2 if i == 0 else 3)
     return total
 

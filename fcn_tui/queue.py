@@ -39,7 +39,7 @@ SWEEP_MANIFEST = "sweep.toml"
 class PlannedRun:
     config: Config
     index: int  # 1-based position within its preset
-    group: "PlannedGroup"
+    group: PlannedGroup
     skip: bool = False  # already completed (resume)
     run_dir: Path | None = None  # set when the run starts
 

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import Self
 
 HANDLED = tuple(
     s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
@@ -56,7 +57,7 @@ class StopOnSignals:
             )
         self.event.set()
 
-    def __enter__(self) -> "StopOnSignals":
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for signum in HANDLED:
                 if signal.getsignal(signum) is signal.SIG_IGN:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fcn_tui.config import Config, ConfigError, load_preset, parse_overrides, preset_from_text, config_to_toml
+from fcn_tui.config import Config, ConfigError, config_to_toml, load_preset, parse_overrides, preset_from_text
 
 PRESETS = Path(__file__).parent.parent / "presets"
 
