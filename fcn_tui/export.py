@@ -1,7 +1,10 @@
 """`fcn-tui export`: every run under a folder to one CSV file.
 
-One row per run with the columns of `results.csv`, or with `per_epoch=True` one row per run
-and epoch (run id, name, status, then the metrics.csv columns). Imports no torch.
+One row per run with the columns of `results.csv` (`study.RESULT_COLUMNS`), or with
+`per_epoch=True` one row per run and epoch: run id, name, status, every config key as a dotted
+column, then the `metrics.csv` columns. Runs written by the CLI and by the TUI have the same
+folders, so both are found; runs that did not finish are included with their status
+(`incomplete`, `stopped`, ...). Imports no torch.
 """
 
 from __future__ import annotations
@@ -9,22 +12,31 @@ from __future__ import annotations
 from pathlib import Path
 
 from fcn_tui.runs import METRICS_COLUMNS, atomic_write_text, find_runs
-from fcn_tui.study import RESULT_COLUMNS, results_rows, rows_to_csv
+from fcn_tui.study import CONFIG_COLUMNS, RESULT_COLUMNS, result_row, results_rows, rows_to_csv
 
-PER_EPOCH_COLUMNS = ("run_id", "name", "status", *METRICS_COLUMNS)
+PER_EPOCH_COLUMNS = ("run_id", "name", "status", *CONFIG_COLUMNS, *METRICS_COLUMNS)
+
+
+class NoRunsError(ValueError):
+    """The folder holds no run; the message is one line for the user."""
+
+
+def per_epoch_rows(records) -> list[dict]:
+    rows = []
+    for record in records:
+        head = {k: v for k, v in result_row(record).items() if k in PER_EPOCH_COLUMNS}
+        for metrics in record.metrics:
+            rows.append({**head, **metrics, "epoch": int(metrics["epoch"])})
+    return rows
 
 
 def export_csv(folder: Path, csv_path: Path, per_epoch: bool = False) -> int:
     """Write the CSV and return the number of data rows."""
     records = find_runs(folder)
+    if not records:
+        raise NoRunsError(f"{folder}: no runs found (expected run folders with config.toml or summary.json)")
     if per_epoch:
-        rows = [
-            {"run_id": r.run_id, "name": r.name, "status": r.status, **m}
-            for r in records
-            for m in r.metrics
-        ]
-        for row in rows:
-            row["epoch"] = int(row["epoch"])
+        rows = per_epoch_rows(records)
         text = rows_to_csv(rows, PER_EPOCH_COLUMNS)
     else:
         rows = results_rows(records)

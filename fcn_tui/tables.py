@@ -1,28 +1,47 @@
 """Comparison tables of a study's runs, for the terminal (Rich).
 
-`comparison_table(records, preset)` shows one row per run sorted by validation accuracy.
-Runs that did not complete show their status instead of numbers.
+`comparison_table(records, preset)` renders `study.compare(...)`: a pivot when exactly two
+settings vary (first swept key as rows, second as columns, validation / test accuracy in each
+cell), otherwise one row per run (or per group of seeds) sorted by validation accuracy. When the
+seed is swept, numbers are mean ± std over the seeds. Runs that did not complete show their
+status instead of numbers. The same table, as Markdown, goes into `results.md`.
 """
 
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from fcn_tui import events as ev
 from fcn_tui.runs import RunRecord
-from fcn_tui.study import percent
+from fcn_tui.study import Comparison, compare, pivot_table, row_table, subtitle
+
+STATUS_STYLES = {ev.DIVERGED: "red", ev.FAILED: "red", ev.STOPPED: "yellow", ev.INCOMPLETE: "yellow"}
 
 
-def comparison_table(records: list[RunRecord], preset=None) -> Table:
-    title = preset.config.name if preset is not None else "Runs"
-    table = Table(title=title)
-    for col in ("run", "val acc %", "best val %", "test acc %", "time s"):
-        table.add_column(col, justify="left" if col == "run" else "right")
-    ranked = sorted(records, key=lambda r: -(r.get("val_acc") or -1) if r.status == ev.COMPLETED else 1)
-    for r in ranked:
-        if r.status == ev.COMPLETED:
-            cells = [percent(r.get("val_acc")), percent(r.get("best_val_acc")), percent(r.get("test_acc"))]
-        else:
-            cells = [r.status] * 3
-        table.add_row(r.name, *cells, f"{r.get('wall_s') or 0:.1f}")
+def _styled(text: str) -> Text:
+    for status, style in STATUS_STYLES.items():
+        if text.startswith(status):
+            return Text(text, style=style)
+    return Text(text)
+
+
+def render(comparison: Comparison) -> Table:
+    """A Rich table for a comparison."""
+    table = Table(title=comparison.title, caption=subtitle(comparison) or None)
+    if comparison.is_pivot:
+        header, rows = pivot_table(comparison)
+        left = 1
+    else:
+        header, rows = row_table(comparison)
+        left = len(comparison.keys) or 1
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i < left or col == "status" else "right", no_wrap=i < left)
+    for row in rows:
+        table.add_row(*(_styled(c) for c in row))
     return table
+
+
+def comparison_table(records: list[RunRecord], preset=None, title: str | None = None) -> Table:
+    """The comparison table of `records` (in plan order) from the preset that produced them."""
+    return render(compare(records, preset, title))

@@ -1,0 +1,93 @@
+"""`fcn-tui plot` (and the sweep it draws): a tiny 2x2 study on synthetic data, then every figure."""
+
+import pytest
+from typer.testing import CliRunner
+
+from fcn_tui.cli import app
+
+runner = CliRunner()
+
+SWEEP_2x2 = """
+name = "grid"
+
+[model]
+hidden = [16]
+
+[optim]
+name = "adam"
+lr = 0.01
+
+[train]
+epochs = 1
+batch_size = 64
+device = "cpu"
+
+[sweep]
+"optim.name" = ["sgd", "adam"]
+"model.dropout" = [0.0, 0.5]
+"""
+
+RUN_IDS = [
+    "001-optim.name=sgd,model.dropout=0.0", "002-optim.name=sgd,model.dropout=0.5",
+    "003-optim.name=adam,model.dropout=0.0", "004-optim.name=adam,model.dropout=0.5",
+]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, synthetic_data_dir):
+    """A finished 2x2 sweep (1 epoch each) and what `fcn-tui run` printed."""
+    root = tmp_path_factory.mktemp("study")
+    preset = root / "grid.toml"
+    preset.write_text(SWEEP_2x2)
+    result = runner.invoke(app, ["run", str(preset), "--data-dir", str(synthetic_data_dir), "--out", str(root / "out")])
+    assert result.exit_code == 0, result.output
+    return root / "out", result.output
+
+
+def test_a_two_key_sweep_prints_the_pivot_and_writes_its_results(study):
+    out, printed = study
+    [sweep_dir] = list(out.iterdir())
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == RUN_IDS
+    assert {"results.csv", "results.md", "sweep.toml"} <= {p.name for p in sweep_dir.iterdir()}
+    assert "optim.name \\ model.dropout" in printed
+    md = (sweep_dir / "results.md").read_text()
+    assert "| optim.name \\ model.dropout | 0.0 | 0.5 |" in md
+    [adam_row] = [line for line in md.splitlines() if line.startswith("| adam |")]
+    assert adam_row.count(" / ") == 2  # validation / test accuracy in both cells
+
+
+def test_plot_writes_every_figure_of_the_study(study, tmp_path):
+    out, _ = study
+    figures = tmp_path / "figures"
+    result = runner.invoke(app, ["plot", str(out), "--out", str(figures)])
+    assert result.exit_code == 0, result.output
+    expected = {f"{run_id}-{kind}.png" for run_id in RUN_IDS for kind in ("curves", "confusion")}
+    expected |= {"loss.png", "val_acc.png", "val_acc_heatmap.png"}
+    written = {p.name for p in (figures / "grid").iterdir()}
+    assert written == expected
+    for path in (figures / "grid").iterdir():
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 200_000
+        assert str(path) in result.output
+    assert result.output.strip().splitlines()[-1] == f"wrote {len(expected)} figures to {figures}"
+
+
+def test_plot_of_a_folder_without_runs_is_one_clear_error(tmp_path):
+    result = runner.invoke(app, ["plot", str(tmp_path), "--out", str(tmp_path / "figures")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"fcn-tui: error: {tmp_path}: no runs found (expected run folders with config.toml or summary.json)"
+    ]
+    assert not (tmp_path / "figures").exists()
+
+
+def test_matplotlib_is_imported_only_by_the_plot_command():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fcn_tui.cli, fcn_tui.study, fcn_tui.tables, fcn_tui.export, fcn_tui.plot;"
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
