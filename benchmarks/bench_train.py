@@ -53,7 +53,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fcn_tui.config import Config
+from fcn_tui.config import Config, config_to_toml
 from fcn_tui.data import FILES, find_files, load_fashion_mnist, make_split, read_bytes, resolve_data_dir
 from fcn_tui.engine import Trainer, resolve_device
 from fcn_tui.events import RunFinished
@@ -239,9 +239,34 @@ async def tui_run(config: Config, data_dir: Path, out: Path) -> float:
     return finished.samples_per_s
 
 
+TUI_CHILD = """
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import bench_train
+from fcn_tui.config import load_preset
+config = load_preset(sys.argv[2]).config
+print(asyncio.run(bench_train.tui_run(config, Path(sys.argv[3]), Path(sys.argv[4]))))
+"""
+
+
 def tui_samples_per_s(config: Config, data_dir: Path) -> float:
+    """The app's run in a fresh interpreter, as a user starts it. Not in this process: its main
+    thread has run torch ops (data loading, the headless runs), and libgomp then throttles the
+    thread pool of any other thread that trains (more pool threads than cores), which would
+    charge the app with a slowdown the real app, whose UI thread runs no torch op, never has."""
     with tempfile.TemporaryDirectory(prefix="fcn-bench-tui-") as out:
-        return asyncio.run(tui_run(config, data_dir, Path(out)))
+        preset = Path(out) / "bench.toml"
+        preset.write_text(config_to_toml(config))
+        child = subprocess.run(
+            [sys.executable, "-c", TUI_CHILD, str(Path(__file__).resolve().parent), str(preset),
+             str(data_dir), str(Path(out) / "runs")],
+            capture_output=True, text=True,
+        )
+        if child.returncode != 0:
+            lines = child.stderr.strip().splitlines() or [f"exit status {child.returncode}"]
+            raise RuntimeError(lines[-1])
+        return float(child.stdout.strip().splitlines()[-1])
 
 
 FIRST_PAINT_CHILD = """

@@ -187,6 +187,8 @@ class Trainer:
         n_train = len(self.split.train_x)
         batch_size = min(t.batch_size, n_train)
         steps_per_epoch = math.ceil(n_train / batch_size)
+        if cfg.model.batchnorm and n_train % batch_size == 1 and steps_per_epoch > 1:
+            steps_per_epoch -= 1  # BatchNorm cannot train on a last batch of one sample: skip it
         yield ev.RunStarted(
             config=cfg, device=str(device), device_name=device_name(device),
             n_train=n_train, n_val=len(self.split.val_x), n_test=len(self.split.test_x),
@@ -214,14 +216,12 @@ class Trainer:
             for epoch in range(1, t.epochs + 1):
                 epoch_start = time.perf_counter()
                 order = torch.randperm(n_train, device=device, generator=generator)
-                loss_sum = torch.zeros((), device=device)
                 correct = torch.zeros((), device=device, dtype=torch.int64)
-                window_loss = torch.zeros((), device=device)
-                window_steps = seen = 0
+                window_loss = torch.zeros((), device=device)  # summed over samples, read every few steps
+                loss_total = 0.0
+                window_seen = seen = 0
                 for step in range(1, steps_per_epoch + 1):
                     idx = order[(step - 1) * batch_size: step * batch_size]
-                    if cfg.model.batchnorm and len(idx) < 2:
-                        continue  # BatchNorm cannot train on a single sample
                     xb, yb = x_train[idx], y_train[idx]
                     if cfg.data.augment != "none":
                         xb = augment_batch(xb, cfg.data.augment, generator)
@@ -233,15 +233,15 @@ class Trainer:
                     optimizer.step()
                     if scheduler is not None:
                         scheduler.step()
-                    batch_loss = loss.detach()
-                    loss_sum += batch_loss * len(idx)
-                    correct += (logits.detach().argmax(1) == yb).sum()
-                    window_loss += batch_loss
-                    window_steps += 1
+                    window_loss.add_(loss.detach(), alpha=len(idx))  # few small ops per step: they add up
+                    correct.add_((logits.detach().argmax(1) == yb).sum())
+                    window_seen += len(idx)
                     seen += len(idx)
                     global_step += 1
                     if step % self.progress_every == 0 or step == steps_per_epoch:
-                        mean_loss = float(window_loss) / window_steps  # the only sync in the loop
+                        window_sum = float(window_loss)  # the only sync in the loop
+                        loss_total += window_sum
+                        mean_loss = window_sum / window_seen
                         if not math.isfinite(mean_loss):
                             status = ev.DIVERGED
                             break
@@ -252,7 +252,7 @@ class Trainer:
                             samples_per_s=seen / elapsed if elapsed > 0 else 0.0,
                         )
                         window_loss.zero_()
-                        window_steps = 0
+                        window_seen = 0
                     if step < steps_per_epoch and self.should_stop():
                         status = ev.STOPPED  # the check after the epoch covers its last batch
                         break
@@ -263,7 +263,7 @@ class Trainer:
                 trained_samples += seen
                 if status != ev.COMPLETED:
                     break
-                train_loss = float(loss_sum) / seen
+                train_loss = loss_total / seen
                 if not math.isfinite(train_loss):
                     status = ev.DIVERGED
                     break
@@ -294,7 +294,7 @@ class Trainer:
             test_loss = test_acc = test_confusion = None
             # drop every reference to device memory (data, model, optimizer, graph) before the next run
             x_train = y_train = x_val = y_val = model = optimizer = scheduler = step_model = None
-            xb = yb = logits = loss = batch_loss = order = None
+            xb = yb = logits = loss = order = None
             self.model = None
         if status == ev.FAILED and device.type == "cuda":
             torch.cuda.empty_cache()  # after the except block, whose traceback held tensors too

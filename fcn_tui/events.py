@@ -36,7 +36,7 @@ class BatchProgress:
     step: int  # batches done in this epoch
     steps_per_epoch: int
     global_step: int  # batches done in the run
-    loss: float  # mean training loss of the batches since the previous progress event
+    loss: float  # mean training loss of the samples since the previous progress event
     samples_per_s: float  # training throughput of the epoch so far
 
 
