@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fcn_tui.runs import METRICS_COLUMNS, atomic_write_text, find_runs
+from fcn_tui.runs import METRICS_COLUMNS, RunWriteError, atomic_write_text, find_runs
 from fcn_tui.study import CONFIG_COLUMNS, RESULT_COLUMNS, result_row, results_rows, rows_to_csv
 
 PER_EPOCH_COLUMNS = ("run_id", "name", "status", *CONFIG_COLUMNS, *METRICS_COLUMNS)
@@ -42,7 +42,9 @@ def export_csv(folder: Path, csv_path: Path, per_epoch: bool = False) -> int:
         rows = results_rows(records)
         text = rows_to_csv(rows, RESULT_COLUMNS)
     csv_path = Path(csv_path)
-    if csv_path.parent != Path("."):
+    try:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunWriteError(f"{csv_path}: cannot create its folder ({err.strerror or err})") from None
     atomic_write_text(csv_path, text)
     return len(rows)

@@ -64,3 +64,18 @@ def test_export_of_a_folder_without_runs_is_one_clear_error(tmp_path):
     assert result.output.strip().splitlines() == [
         f"fcn-tui: error: {tmp_path}: no runs found (expected run folders with config.toml or summary.json)"]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_export_to_an_unwritable_place_is_one_clear_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from fcn_tui.cli import app
+
+    run_dir = tmp_path / "runs" / "20260101-000000-x"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.toml").write_text('name = "x"\n')
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "runs"), "--csv", str(blocker / "out.csv")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"fcn-tui: error: {blocker / 'out.csv'}: cannot create its folder (File exists)"
