@@ -21,15 +21,6 @@ from tests.conftest import TINY_PRESET, make_synthetic_dataset
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train faster on one thread, and the test machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_cli(*args: str):
     return runner.invoke(app, ["run", *map(str, args)])
 

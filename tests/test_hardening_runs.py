@@ -24,14 +24,6 @@ from tests.conftest import TINY_PRESET
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sweep_preset(tmp_path: Path, sweep: str, base: str = TINY_PRESET) -> Path:
     path = tmp_path / "study.toml"
     path.write_text(base + "\n[sweep]\n" + sweep)
