@@ -261,7 +261,7 @@ def tui_samples_per_s(config: Config, data_dir: Path) -> float:
         child = subprocess.run(
             [sys.executable, "-c", TUI_CHILD, str(Path(__file__).resolve().parent), str(preset),
              str(data_dir), str(Path(out) / "runs")],
-            capture_output=True, text=True,
+            capture_output=True, text=True, check=False,
         )
         if child.returncode != 0:
             lines = child.stderr.strip().splitlines() or [f"exit status {child.returncode}"]
