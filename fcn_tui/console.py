@@ -35,7 +35,11 @@ def duration(seconds: float) -> str:
 
 class Reporter:
     def __init__(self, console: Console | None = None, interactive: bool | None = None) -> None:
-        self.console = console or Console()
+        if console is None:
+            console = Console()
+            if not console.is_terminal:
+                console = Console(width=120)  # logs: tables wide enough not to cut statuses
+        self.console = console
         self.interactive = self.console.is_terminal if interactive is None else interactive
         self.progress: Progress | None = None
         self.task = None
