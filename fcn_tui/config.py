@@ -144,14 +144,6 @@ def all_keys() -> list[str]:
     return keys
 
 
-def field_help(key: str) -> str:
-    section, _, name = key.partition(".")
-    for f in dataclasses.fields(SECTIONS[section]):
-        if f.name == name:
-            return f.metadata.get("help", "")
-    raise KeyError(key)
-
-
 def _suggest(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -57,10 +57,6 @@ def build_mlp(cfg: ModelConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def training_flops_per_sample(cfg: ModelConfig) -> int:
     """Matrix-multiply FLOPs of one training sample: forward (2mn per layer), weight gradient
     (2mn) and input gradient (2mn) for every layer but the first, which needs no input gradient."""
@@ -69,17 +65,4 @@ def training_flops_per_sample(cfg: ModelConfig) -> int:
     for i, (m, n) in enumerate(itertools.pairwise(widths)):
         total += 2 * m * n * (2 if i == 0 else 3)
     return total
-
-
-def describe(cfg: ModelConfig) -> str:
-    """`784-400-400-10 relu` style summary."""
-    widths = "-".join(str(w) for w in (INPUT_FEATURES, *cfg.hidden, NUM_CLASSES))
-    extras = [cfg.activation]
-    if cfg.batchnorm:
-        extras.append("bn")
-    if cfg.dropout:
-        extras.append(f"dropout {cfg.dropout:g}")
-    if cfg.init != "default":
-        extras.append(cfg.init)
-    return f"{widths} {' '.join(extras)}"
 

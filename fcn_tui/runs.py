@@ -35,7 +35,6 @@ from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
-DEFAULT_OUT = Path("runs")
 
 
 class RunWriteError(OSError):
