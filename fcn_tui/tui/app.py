@@ -51,7 +51,7 @@ from fcn_tui.tui.status import RunState, status_text
 from fcn_tui.tui.training import run_queue
 
 DIALOG_BLOCKED = {"start", "stop", "open_preset", "save_preset", "export", "tab"}  # app keys a dialog masks
-REDRAW_S = 0.25  # charts and the status line redraw at most 4 times a second
+REDRAW_S = 0.5  # charts and the status line redraw at most twice a second: each redraw takes CPU from training
 TABS = ("setup", "train", "confusion", "runs")
 KEYS_HELP = (
     "F1-F4 tabs · tab/shift+tab next/previous field · enter opens a list · ctrl+r start · "
