@@ -110,6 +110,7 @@ class FcnApp(App):
         self.current = RunState()
         self.last_sweep: Path | None = None
         self._signals: list[int] = []
+        self._status_shape: list[int] = []  # line lengths of the status shown (see update_status)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a dialog is open its keys win: ctrl+r in a path field must not start a run."""
@@ -360,7 +361,13 @@ class FcnApp(App):
     def update_status(self) -> None:
         status = self._q("#run-status", Static)
         progress = self._q("#progress", ProgressBar)
-        status.update(status_text(self.current, self.data_error, self.stop_event.is_set()))
+        text = status_text(self.current, self.data_error, self.stop_event.is_set())
+        shape = [len(line) for line in text.plain.split("\n")]
+        # a layout only when the line count or the wrapping may change: a layout of the whole
+        # screen costs the training thread CPU time it needs on a small machine
+        fits = max(shape + self._status_shape) < status.content_region.width
+        status.update(text, layout=not (fits and len(shape) == len(self._status_shape)))
+        self._status_shape = shape
         run = self.current
         if run.name:
             total_steps = run.epochs * run.steps
