@@ -7,7 +7,9 @@ Contract:
   the folder or in torchvision's `FashionMNIST/raw/`), downloads them with torchvision when
   none are there, checks their structure and compares the MD5 of the uncompressed bytes with the
   official release. Any problem raises `DataError` naming the file; a content that is valid
-  but not the official release only adds a warning.
+  but not the official release only adds a warning. A file is read no further than its IDX
+  header says it holds (at most 60000 28x28 images), so a gzip bomb costs a few bytes, not
+  gigabytes.
 - `make_split(data, val_fraction, seed, subset)` returns in-memory tensors: a seeded random
   permutation of the training images is split into train and validation; the test set is kept
   apart for the final metrics only.
@@ -43,6 +45,7 @@ OFFICIAL_MD5 = {  # of the uncompressed bytes, as published with the dataset
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
+MAX_ITEMS = 60000  # the largest Fashion-MNIST file (training set); a header claiming more is refused
 HOW_TO_POINT = (
     "point fcn-tui at a folder holding the four IDX files with --data-dir DIR "
     "or the FCN_TUI_DATA environment variable"
@@ -125,17 +128,46 @@ def find_files(folder: Path) -> dict[str, Path] | None:
     return found
 
 
+def _kind(path: Path) -> str:
+    return "images" if "images" in path.name else "labels"
+
+
 def read_bytes(path: Path) -> bytes:
-    """The uncompressed content of an IDX file, `.gz` or plain."""
+    """The uncompressed content of an IDX file, `.gz` or plain, read no further than its header
+    says the file holds (plus one byte, to notice extra data): a file that inflates to gigabytes
+    is refused after a few bytes. The header's magic number and sizes are checked first."""
+    kind = _kind(path)
+    magic = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
+    header_len = 16 if kind == "images" else 8
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            return gzip.decompress(raw)
-        return raw
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+            header = f.read(header_len)
+            if len(header) < header_len:
+                raise DataError(f"{path}: too short for an IDX {kind} file ({len(header)} bytes)")
+            found_magic = int.from_bytes(header[0:4], "big")
+            if found_magic != magic:
+                raise DataError(
+                    f"{path}: not an IDX {kind} file (magic number 0x{found_magic:08x}, expected 0x{magic:08x})"
+                )
+            count = int.from_bytes(header[4:8], "big")
+            if count > MAX_ITEMS:
+                raise DataError(f"{path}: header says {count} {kind}, more than Fashion-MNIST's {MAX_ITEMS}")
+            expected = count
+            if kind == "images":
+                rows, cols = int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")
+                if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE):
+                    raise DataError(f"{path}: images are {rows}x{cols}, expected 28x28")
+                expected = count * rows * cols
+            payload = f.read(expected + 1)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataError(f"{path}: corrupt or truncated gzip ({err}); delete it and download again") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    if len(payload) > expected:
+        raise DataError(
+            f"{path}: header says {count} {kind} ({expected} bytes) but the file holds more than that"
+        )
+    return header + payload
 
 
 def parse_idx(content: bytes, path: Path, kind: str) -> torch.Tensor:
