@@ -49,6 +49,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (a damaged run folder that is listed or skipped)."""
+    print(f"fcn-tui: warning: {message}", file=sys.stderr, flush=True)
+
+
 def load_presets(paths: list[Path], overrides: list[str] | None, device: str | None):
     from fcn_tui.config import Config, ConfigError, load_preset, parse_overrides
 
@@ -216,7 +221,7 @@ def export(
     if not folder.is_dir():
         raise fail(f"{folder}: no such folder")
     try:
-        count = export_csv(folder, csv_file, per_epoch=per_epoch)
+        count = export_csv(folder, csv_file, per_epoch=per_epoch, warn=warn)
     except (NoRunsError, OSError) as err:
         raise fail(str(err)) from None
     print(f"wrote {count} rows to {csv_file}")
@@ -233,7 +238,7 @@ def plot(
     from fcn_tui.plot import PlotError, plot_folder
 
     try:
-        written = plot_folder(folder, out)
+        written = plot_folder(folder, out, warn=warn)
     except PlotError as err:
         raise fail(str(err)) from None
     except OSError as err:

@@ -17,6 +17,8 @@ from typing import Any
 COMPLETED, STOPPED, DIVERGED, FAILED = "completed", "stopped", "diverged", "failed"
 RUNNING, INCOMPLETE = "running", "incomplete"
 STATUSES = (COMPLETED, STOPPED, DIVERGED, FAILED, RUNNING, INCOMPLETE)
+# Never on disk: a run folder whose files cannot be read back (`fcn_tui.runs.RunRecord.problems` says why).
+UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ One row per run with the columns of `results.csv` (`study.RESULT_COLUMNS`), or w
 `per_epoch=True` one row per run and epoch: run id, name, status, every config key as a dotted
 column, then the `metrics.csv` columns. Runs written by the CLI and by the TUI have the same
 folders, so both are found; runs that did not finish are included with their status
-(`incomplete`, `stopped`, ...). Imports no torch.
+(`incomplete`, `stopped`, ...); a damaged folder is a row with status `unreadable` and a
+warning that gives the reason. Imports no torch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fcn_tui.runs import METRICS_COLUMNS, RunWriteError, atomic_write_text, find_runs
@@ -30,11 +32,15 @@ def per_epoch_rows(records) -> list[dict]:
     return rows
 
 
-def export_csv(folder: Path, csv_path: Path, per_epoch: bool = False) -> int:
-    """Write the CSV and return the number of data rows."""
+def export_csv(folder: Path, csv_path: Path, per_epoch: bool = False,
+               warn: Callable[[str], None] | None = None) -> int:
+    """Write the CSV and return the number of data rows; `warn` gets one line per damaged run."""
     records = find_runs(folder)
     if not records:
         raise NoRunsError(f"{folder}: no runs found (expected run folders with config.toml or summary.json)")
+    for record in records:
+        if record.problems and warn is not None:
+            warn(f"{record.path}: {record.status}: {record.reason}")
     if per_epoch:
         rows = per_epoch_rows(records)
         text = rows_to_csv(rows, PER_EPOCH_COLUMNS)

@@ -8,20 +8,25 @@ group `runs`). For each group, under `OUT/<group>/`:
 - `val_acc.png`             validation accuracy per epoch of all its runs;
 - `val_acc_heatmap.png`     for a sweep of exactly two settings: validation accuracy per pair
                             (mean over seeds when the seed is swept too).
-The last three need at least two runs. matplotlib (Agg backend) is imported only here.
+The last three need at least two runs. A run folder that cannot be read back (`unreadable`)
+or a damaged `confusion.csv` is skipped with a one-line warning; the other figures are still
+written. Each PNG goes to a fresh temporary file renamed into place (never through a link).
+matplotlib (Agg backend) is imported only here.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_tui import events as ev
 from fcn_tui.config import ConfigError, load_preset
 from fcn_tui.queue import SWEEP_MANIFEST
-from fcn_tui.runs import RunRecord, find_runs, slug
+from fcn_tui.runs import MAX_SMALL_FILE, RunRecord, UnreadableFile, atomic_write, find_runs, read_file_text, slug
 from fcn_tui.study import Comparison, compare, setting_label, varying_keys
 
 DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 KB
@@ -52,9 +57,16 @@ def _pyplot():
     return plt
 
 
-def study_groups(folder: Path) -> list[StudyGroup]:
-    """The runs under `folder`, grouped by study folder, in the order they ran."""
-    records = find_runs(folder)
+def study_groups(folder: Path, warn: Callable[[str], None] | None = None) -> list[StudyGroup]:
+    """The runs under `folder`, grouped by study folder, in the order they ran; `unreadable`
+    ones are left out (`warn` gets one line for each)."""
+    records = []
+    for record in find_runs(folder):
+        if record.status == ev.UNREADABLE:
+            if warn is not None:
+                warn(f"{record.path}: unreadable, skipped: {record.reason}")
+            continue
+        records.append(record)
     by_parent: dict[Path, list[RunRecord]] = {}
     for record in records:
         parent = record.path.parent
@@ -103,8 +115,10 @@ def _colors(plt, n: int) -> list:
 
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # keeps a legend below the axes
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"))  # legend below the axes
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -207,16 +221,29 @@ def plot_heatmap(plt, comparison: Comparison, path: Path) -> Path:
 
 
 def read_confusion(path: Path) -> tuple[list[str], list[list[int]]]:
-    """Class names and the matrix (rows true, columns predicted) of a run's confusion.csv."""
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    classes = rows[0][1:]
-    return classes, [[int(v) for v in row[1:]] for row in rows[1:]]
+    """Class names and the matrix (rows true, columns predicted) of a run's confusion.csv;
+    UnreadableFile (one line) unless it is a square table of counts under a header."""
+    text = read_file_text(path, MAX_SMALL_FILE) or ""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise UnreadableFile(f"{path.name} is not a valid CSV file ({err})") from None
+    classes = rows[0][1:] if rows else []
+    if not classes or len(rows) != len(classes) + 1 or any(len(row) != len(classes) + 1 for row in rows):
+        raise UnreadableFile(f"{path.name} is not a square matrix under a header of class names")
+    try:
+        matrix = [[int(v) for v in row[1:]] for row in rows[1:]]
+    except ValueError:
+        raise UnreadableFile(f"{path.name} holds a cell that is not a whole number") from None
+    if any(v < 0 for row in matrix for v in row):
+        raise UnreadableFile(f"{path.name} holds a negative count")
+    return classes, matrix
 
 
-def plot_confusion(plt, record: RunRecord, label: str, path: Path) -> Path:
+def plot_confusion(plt, record: RunRecord, label: str, path: Path,
+                   matrix_file: tuple[list[str], list[list[int]]] | None = None) -> Path:
     """The test confusion matrix: counts in each cell, colour by share of the true class."""
-    classes, matrix = read_confusion(record.path / "confusion.csv")
+    classes, matrix = matrix_file or read_confusion(record.path / "confusion.csv")
     shares = [[v / max(1, sum(row)) for v in row] for row in matrix]
     fig, ax = plt.subplots(figsize=(7, 6))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -234,9 +261,11 @@ def plot_confusion(plt, record: RunRecord, label: str, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-def plot_folder(folder: Path, out: Path) -> list[Path]:
-    """Write every figure for the runs under `folder` into `out`; return the paths written."""
-    groups = study_groups(Path(folder))
+def plot_folder(folder: Path, out: Path, warn: Callable[[str], None] | None = None) -> list[Path]:
+    """Write every figure for the runs under `folder` into `out`; return the paths written.
+    `warn` gets one line for each run or file skipped."""
+    warn = warn or (lambda message: None)
+    groups = study_groups(Path(folder), warn)
     if not groups:
         raise PlotError(f"{folder}: no runs found (expected run folders with config.toml or summary.json)")
     plt = _pyplot()
@@ -249,7 +278,12 @@ def plot_folder(folder: Path, out: Path) -> list[Path]:
             if record.metrics:
                 written.append(plot_curves(plt, record, label, target / f"{record.run_id}-curves.png"))
             if (record.path / "confusion.csv").is_file():
-                written.append(plot_confusion(plt, record, label, target / f"{record.run_id}-confusion.png"))
+                try:
+                    matrix_file = read_confusion(record.path / "confusion.csv")
+                except UnreadableFile as err:
+                    warn(f"{record.path}: {err}; its confusion figure is skipped")
+                    continue
+                written.append(plot_confusion(plt, record, label, target / f"{record.run_id}-confusion.png", matrix_file))
         if sum(1 for r in group.records if r.metrics) >= 2:
             written.append(plot_loss(plt, group, target / "loss.png"))
             written.append(plot_val_acc(plt, group, target / "val_acc.png"))

@@ -6,7 +6,8 @@ folder per run (`001-<run name>`, ...), `results.csv` and `results.md`.
 
 With `resume=True`, a sweep reuses the newest study folder of the same preset name under OUT,
 and any run already `completed` with the same configuration (there, or for a single-run
-preset directly under OUT) is skipped; the others run again.
+preset directly under OUT) is skipped; the others run again. A run folder that cannot be read
+back (`unreadable`) is kept as it is and the run goes to a new folder beside it.
 
 Shared by the CLI and the TUI, so both lay out runs the same way. Imports no torch.
 """
@@ -49,9 +50,9 @@ class PlannedRun:
             sweep_dir = self.group.ensure_dir()
             name = f"{self.index:03d}-{slug(self.config.name)}"
             path = sweep_dir / name
-            earlier = read_run(path) if path.exists() else None
-            if earlier is not None and earlier.status in (ev.COMPLETED, ev.RUNNING):
-                path = unique_dir(sweep_dir, name)  # completed (other config) or still running: keep it
+            earlier = read_run(path) if path.exists() and not path.is_symlink() else None
+            if path.is_symlink() or (earlier is not None and earlier.status in (ev.COMPLETED, ev.RUNNING, ev.UNREADABLE)):
+                path = unique_dir(sweep_dir, name)  # completed (other config), running or damaged: keep it
             else:
                 try:
                     if path.exists():
@@ -117,7 +118,7 @@ def _newest_study(out_root: Path, name: str) -> Path | None:
         try:
             if tomllib.loads(manifest.read_text(encoding="utf-8")).get("name") == name:
                 candidates.append(manifest.parent)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # not a manifest we wrote: not this study
             continue
     return max(candidates, default=None, key=lambda p: p.name)
 

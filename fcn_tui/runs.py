@@ -11,6 +11,14 @@ A run folder holds
 Every file is readable at any moment, even after SIGKILL. A folder whose summary still says
 `running` but whose process is gone reads back as `incomplete`.
 
+Writes never follow a link planted in a run folder: whole files go to a fresh temporary file
+(exclusive create, unique name) renamed into place, and metrics.csv is appended with
+O_NOFOLLOW. A write error (`RunWriteError`, "disk full" when it is) marks the run `failed` with
+that reason, on a full disk by overwriting summary.json in place if nothing else fits.
+
+Reading never raises for what is in a folder: a damaged one reads back as status `unreadable`
+with its reason, so one bad folder neither hides nor breaks the others (see `RunRecord`).
+
 `record_run(trainer, run_dir)` wraps a `Trainer`'s event stream: it writes the files and yields
 the events on unchanged, so the CLI and the TUI write identical folders. This module imports
 torch only to save the model, so reading history stays light.
@@ -18,23 +26,28 @@ torch only to save the model, so reading history stays light.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
+import math
 import os
 import re
 import socket
+import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; elsewhere appends follow links as before
 
 
 class RunWriteError(OSError):
@@ -62,7 +75,7 @@ def unique_dir(parent: Path, name: str) -> Path:
             n += 1
             candidate = parent / f"{name}-{n}"
         except OSError as err:
-            raise RunWriteError(f"{parent}: cannot create a run folder ({err.strerror or err})") from None
+            raise write_error(parent, err, "cannot create a run folder") from None
 
 
 def new_run_dir(out_root: Path, name: str) -> Path:
@@ -70,21 +83,78 @@ def new_run_dir(out_root: Path, name: str) -> Path:
     return unique_dir(Path(out_root), f"{timestamp()}-{slug(name)}")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a partial one."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_error(path: Path, err: OSError, doing: str = "cannot write") -> RunWriteError:
+    """The one-line error for a failed write: it says `disk full` when it is, and names a planted link."""
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        reason = f"disk full: {reason}"
+    elif err.errno == errno.ELOOP:
+        reason = "a symbolic link is in the way; not followed"
+    return RunWriteError(f"{path}: {doing} ({reason})")
+
+
+def _file_mode() -> int:
+    """0o666 less the umask: what `open()` would have given (mkstemp makes files 0o600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()  # read once at import, before any worker thread exists
+
+
+def atomic_write(path: Path, fill: Callable[[BinaryIO], Any]) -> None:
+    """Write a file through `fill(binary file)` so that readers see the old or the new content.
+
+    The temporary file is created fresh beside `path` (exclusive create, unique name: a link
+    planted there is never followed) and renamed over `path`, which replaces a link at `path`
+    instead of writing through it.
+    """
+    path = Path(path)
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise write_error(path, err) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise RunWriteError(f"{path}: cannot write ({err.strerror or err})") from None
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise write_error(path, err) from None
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file (UTF-8) atomically; see `atomic_write`."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
+def overwrite_in_place(path: Path, text: str) -> bool:
+    """Last resort on a full disk: rewrite an existing file in its own blocks (no temp file, not
+    atomic), never through a link. True if it worked."""
+    data = text.encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def confusion_csv(matrix: list[list[int]]) -> str:
@@ -138,7 +208,7 @@ class RunRecorder:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise RunWriteError(f"{self.run_dir}: cannot create the run folder ({err.strerror or err})") from None
+            raise write_error(self.run_dir, err, "cannot create the run folder") from None
         atomic_write_text(self.run_dir / "config.toml", config_to_toml(config))
         self._write_summary()
         self._metrics_path = self.run_dir / "metrics.csv"
@@ -148,13 +218,14 @@ class RunRecorder:
         atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary, indent=2) + "\n")
 
     def _append_line(self, line: str) -> None:
-        try:
-            with open(self._metrics_path, "a", encoding="utf-8") as f:
+        try:  # never through a link planted at metrics.csv
+            fd = os.open(self._metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW, FILE_MODE)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:
-            raise RunWriteError(f"{self._metrics_path}: cannot write ({err.strerror or err})") from None
+            raise write_error(self._metrics_path, err) from None
 
     def record(self, event: ev.Event, model=None) -> None:
         """Write what `event` adds to the folder."""
@@ -200,21 +271,32 @@ class RunRecorder:
         import torch
 
         path = self.run_dir / "model.pt"
-        tmp = path.with_name(".model.pt.tmp")
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         try:
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-            os.replace(tmp, path)
-        except (OSError, RuntimeError) as err:
-            tmp.unlink(missing_ok=True)
-            raise RunWriteError(f"{path}: cannot write ({getattr(err, 'strerror', None) or err})") from None
+            atomic_write(path, lambda f: torch.save(state, f))
+        except RuntimeError as err:  # torch's zip writer loses errno: "unexpected pos 1088 vs 982"
+            raise write_error(path, OSError(errno.ENOSPC if _disk_full(path.parent) else 0, str(err))) from None
 
     def fail(self, status: str, error: str | None) -> None:
-        """Best effort: mark the run as ended with `status` after an interruption or error."""
+        """Best effort: mark the run as ended with `status` after an interruption or error.
+
+        If the summary cannot be rewritten (a full disk), a compact one (without the config,
+        which config.toml holds) overwrites the old one in place, which needs no new space.
+        """
         self.summary.update(status=status, error=error, finished_at=datetime.now().isoformat(timespec="seconds"))
         try:
             self._write_summary()
         except RunWriteError:
-            pass
+            compact = {k: v for k, v in self.summary.items() if k != "config"}
+            overwrite_in_place(self.run_dir / "summary.json", json.dumps(compact) + "\n")
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+    return stat.f_bavail * stat.f_frsize < 1 << 20  # under 1 MiB left: nothing more fits
 
 
 def mark_failed(run_dir: Path, error: str) -> None:
@@ -223,9 +305,12 @@ def mark_failed(run_dir: Path, error: str) -> None:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
         summary.update(status=ev.FAILED, error=error, finished_at=datetime.now().isoformat(timespec="seconds"))
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return
+    try:
         atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
-    except (OSError, ValueError, AttributeError):
-        pass
+    except RunWriteError:
+        overwrite_in_place(path, json.dumps({k: v for k, v in summary.items() if k != "config"}) + "\n")
 
 
 def record_run(trainer, run_dir: Path) -> Iterator[ev.Event]:
@@ -263,12 +348,19 @@ def record_run(trainer, run_dir: Path) -> Iterator[ev.Event]:
 
 @dataclass
 class RunRecord:
-    """A run folder as read back: its summary, config and per-epoch metrics."""
+    """A run folder as read back: its summary, config and per-epoch metrics.
+
+    Every reader (export, plot, tables, the app's Runs view, resume) gets this one shape, also
+    from a damaged folder: a file that cannot be decoded or parsed gives status `unreadable` with
+    the reason in `problems` (and in the summary's `error`), no numbers and no metrics; a summary
+    value of the wrong type (`"wall_s": "abc"`, `NaN`) is dropped (None) and noted in `problems`.
+    """
 
     path: Path
     summary: dict[str, Any]
     config: Config | None
     metrics: list[dict[str, float]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what was wrong with the folder, for warnings
 
     @property
     def run_id(self) -> str:
@@ -282,62 +374,182 @@ class RunRecord:
     def status(self) -> str:
         return str(self.summary.get("status") or ev.INCOMPLETE)
 
+    @property
+    def reason(self) -> str | None:
+        """Why the folder is `unreadable`, or which values were left out; None for a sound folder."""
+        return "; ".join(self.problems) or None
+
     def get(self, key: str, default: Any = None) -> Any:
         return self.summary.get(key, default)
 
 
+MAX_SMALL_FILE = 1 << 20  # summary.json and config.toml are a few KB; more is not ours
+MAX_METRICS_FILE = 64 << 20  # ~800,000 epochs of metrics
+FINITE_KEYS = ("epochs_completed", "val_acc", "best_val_acc", "test_acc", "wall_s", "samples_per_s")
+LOSS_KEYS = ("train_loss", "val_loss", "test_loss")  # NaN or inf is a diverged run's honest loss
+TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version")
+
+
+class UnreadableFile(ValueError):
+    """A run file that is not what the program writes; the message is the reason, one line."""
+
+
+def read_file_text(path: Path, limit: int) -> str | None:
+    """The text of a regular file (None if absent); UnreadableFile if it is not UTF-8 text we wrote."""
+    try:
+        if not path.is_file():  # a FIFO or device planted there would block or never end
+            if path.exists() or path.is_symlink():
+                raise UnreadableFile(f"{path.name} is not a regular file")
+            return None
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as err:
+        raise UnreadableFile(f"{path.name}: cannot read ({err.strerror or err})") from None
+    if len(data) > limit:
+        raise UnreadableFile(f"{path.name} is larger than {limit >> 20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UnreadableFile(f"{path.name} is not UTF-8 text (byte {err.start})") from None
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    text = read_file_text(path, MAX_SMALL_FILE)
+    if text is None:
+        return None
+    try:
+        summary = json.loads(text)
+    except RecursionError:
+        raise UnreadableFile(f"{path.name} is nested too deeply") from None
+    except ValueError as err:
+        raise UnreadableFile(f"{path.name} is not valid JSON ({err})") from None
+    if not isinstance(summary, dict):
+        raise UnreadableFile(f"{path.name} is not a JSON object")
+    return summary
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else text[:29] + "…"
+
+
+def _sanitise(summary: dict[str, Any]) -> list[str]:
+    """Drop summary values of the wrong type in place; one note per value dropped."""
+    notes = []
+    for key in (*FINITE_KEYS, *LOSS_KEYS):
+        value = summary.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and not (number and (key in LOSS_KEYS or math.isfinite(value))):
+            notes.append(f"summary.json: {key} = {_short(value)} is not a finite number, left out")
+            summary[key] = None
+    for key in TEXT_KEYS:
+        value = summary.get(key)
+        if value is not None and not isinstance(value, str):
+            notes.append(f"summary.json: {key} = {_short(value)} is not text, left out")
+            summary[key] = None
+    return notes
+
+
 def _process_alive(pid: Any, host: Any) -> bool:
-    if host != socket.gethostname() or not isinstance(pid, int):
-        return False
+    if host != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False  # 0 and negative pids name process groups: never probe those
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
     return True
 
 
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    """Rows of a metrics.csv as floats; a torn last line (power loss) is skipped."""
+def _metric_rows(text: str) -> list[dict[str, float]]:
     rows = []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f):
-                try:
-                    rows.append({k: float(row[k]) for k in METRICS_COLUMNS})
-                except (TypeError, ValueError, KeyError):
-                    continue
-    except OSError:
-        return []
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        try:
+            values = {k: float(row[k]) for k in METRICS_COLUMNS}
+        except (TypeError, ValueError, KeyError):
+            continue  # a torn last line (power loss)
+        if math.isfinite(values["epoch"]) and values["epoch"] >= 1:
+            rows.append(values)
     return rows
 
 
+def _read_metrics_strict(path: Path) -> list[dict[str, float]]:
+    text = read_file_text(path, MAX_METRICS_FILE)
+    if text is None:
+        return []
+    try:
+        return _metric_rows(text)
+    except csv.Error as err:
+        raise UnreadableFile(f"{path.name} is not a valid CSV file ({err})") from None
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """Rows of a metrics.csv as floats; a torn last line (power loss) is skipped, and a file
+    that is not a metrics CSV at all reads as no rows."""
+    try:
+        return _read_metrics_strict(Path(path))
+    except UnreadableFile:
+        return []
+
+
+def _read_config(summary: dict[str, Any], config_path: Path) -> tuple[Config | None, list[str]]:
+    """The run's config: from its summary, else from config.toml (UnreadableFile if that is not TOML)."""
+    notes = []
+    if isinstance(summary.get("config"), dict):
+        try:
+            return config_from_dict(summary["config"], str(config_path)), notes
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, ConfigError) as err:
+            notes.append(f"summary.json: config: {err}")
+    text = read_file_text(config_path, MAX_SMALL_FILE)
+    if text is None:
+        return None, notes
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise UnreadableFile(f"{config_path.name} is nested too deeply") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UnreadableFile(f"{config_path.name} is not valid TOML ({err})") from None
+    try:
+        return config_from_dict(data, str(config_path)), notes
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, ConfigError) as err:
+        return None, [*notes, f"{config_path.name}: {err}"]
+
+
+def _unreadable(run_dir: Path, reason: str, summary: dict[str, Any] | None, config: Config | None) -> RunRecord:
+    summary = summary or {}
+    name = summary.get("name") if isinstance(summary.get("name"), str) else None
+    started = summary.get("started_at") if isinstance(summary.get("started_at"), str) else None
+    kept = {"name": name or (config.name if config else run_dir.name), "status": ev.UNREADABLE,
+            "error": reason, "started_at": started}
+    return RunRecord(path=run_dir, summary=kept, config=config, problems=[reason])
+
+
 def read_run(run_dir: Path) -> RunRecord | None:
-    """One run folder, or None if it is not one (no config.toml and no summary.json)."""
+    """One run folder, or None if it is not one (no config.toml and no summary.json).
+
+    Never raises for what is in the folder: see `RunRecord` for damaged ones.
+    """
     run_dir = Path(run_dir)
     summary_path, config_path = run_dir / "summary.json", run_dir / "config.toml"
-    if not summary_path.is_file() and not config_path.is_file():
-        return None
-    summary: dict[str, Any] = {}
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if not isinstance(summary, dict):
-            summary = {}
-    except (OSError, ValueError):
-        summary = {}
+        if not (summary_path.exists() or summary_path.is_symlink() or config_path.exists() or config_path.is_symlink()):
+            return None
+    except OSError as err:
+        return _unreadable(run_dir, f"cannot read the folder ({err.strerror or err})", None, None)
+    summary: dict[str, Any] | None = None
     config = None
     try:
-        config = config_from_dict(
-            summary["config"] if isinstance(summary.get("config"), dict)
-            else tomllib.loads(config_path.read_text(encoding="utf-8")),
-            str(config_path),
-        )
-    except (OSError, ValueError, ConfigError, KeyError):
-        config = None
-    metrics = read_metrics(run_dir / "metrics.csv")
+        summary = _read_summary(summary_path)
+        config, problems = _read_config(summary or {}, config_path)
+        metrics = _read_metrics_strict(run_dir / "metrics.csv")
+    except UnreadableFile as err:
+        return _unreadable(run_dir, str(err), summary, config)
+    summary = summary or {}
     status = summary.get("status")
-    if status not in ev.STATUSES or (status == ev.RUNNING and not _process_alive(summary.get("pid"), summary.get("host"))):
+    if not isinstance(status, str) or status not in ev.STATUSES or (
+        status == ev.RUNNING and not _process_alive(summary.get("pid"), summary.get("host"))
+    ):
         summary["status"] = ev.INCOMPLETE
     if summary["status"] in (ev.INCOMPLETE, ev.RUNNING):
         summary["epochs_completed"] = len(metrics)
@@ -347,8 +559,10 @@ def read_run(run_dir: Path) -> RunRecord | None:
                 train_loss=last["train_loss"], val_loss=last["val_loss"], val_acc=last["val_acc"],
                 best_val_acc=max(m["val_acc"] for m in metrics),
             )
-    summary.setdefault("name", config.name if config else run_dir.name)
-    return RunRecord(path=run_dir, summary=summary, config=config, metrics=metrics)
+    problems += _sanitise(summary)
+    if not summary.get("name"):
+        summary["name"] = config.name if config else run_dir.name
+    return RunRecord(path=run_dir, summary=summary, config=config, metrics=metrics, problems=problems)
 
 
 def find_runs(root: Path) -> list[RunRecord]:
@@ -363,5 +577,5 @@ def find_runs(root: Path) -> list[RunRecord]:
         record = read_run(marker.parent)
         if record is not None:
             records.append(record)
-    records.sort(key=lambda r: (r.summary.get("started_at") or "", str(r.path)))
+    records.sort(key=lambda r: (str(r.summary.get("started_at") or ""), str(r.path)))
     return records

@@ -11,8 +11,9 @@
   group, best validation accuracy first.
 - `comparison_markdown(comparison)` is that table as Markdown (Rich rendering: `tables.py`).
 
-Runs that did not complete (diverged, stopped, failed, incomplete) show their status instead
-of a number. Imports no torch.
+Runs that did not complete (diverged, stopped, failed, incomplete, unreadable) show their
+status instead of a number. Every CSV text cell that a spreadsheet would run as a formula
+(`=HYPERLINK(...)` as a run name) is prefixed with `'`. Imports no torch.
 """
 
 from __future__ import annotations
@@ -61,11 +62,23 @@ def results_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     return [result_row(r) for r in records]
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula (OWASP)
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with `'` (OWASP's advice);
+    numbers, negative ones included, stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def rows_to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = RESULT_COLUMNS) -> str:
+    """CSV text of `rows`, formula-like text cells neutralised (`csv_safe`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 

@@ -16,7 +16,8 @@ from fcn_tui import events as ev
 from fcn_tui.runs import RunRecord
 from fcn_tui.study import Comparison, compare, pivot_table, row_table, subtitle
 
-STATUS_STYLES = {ev.DIVERGED: "red", ev.FAILED: "red", ev.STOPPED: "yellow", ev.INCOMPLETE: "yellow"}
+STATUS_STYLES = {ev.DIVERGED: "red", ev.FAILED: "red", ev.UNREADABLE: "red", ev.STOPPED: "yellow",
+                 ev.INCOMPLETE: "yellow"}
 
 
 def _styled(text: str) -> Text:

@@ -4,11 +4,13 @@ A sortable table (`s` next sort column, `r` reverse, or click a header; left/rig
 columns an 80-column terminal cuts off); a line under it names the highlighted run's folder and
 model; `space` picks runs whose validation curves are overlaid on the charts; `c` shows the
 comparison table of the highlighted run's sweep (or of all runs); `e` exports the table to CSV.
+A damaged run folder is a row with status `unreadable`; the detail line gives the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +26,7 @@ from textual.widgets.data_table import ColumnKey
 from fcn_tui.runs import RunRecord
 
 STATUS_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "incomplete": "yellow",
-                "diverged": "red", "failed": "red"}
+                "diverged": "red", "failed": "red", "unreadable": "red"}
 INIT_SHORT = {"random_normal": "normal", "xavier_normal": "xav_norm", "xavier_uniform": "xav_unif",
               "kaiming_normal": "kai_norm", "kaiming_uniform": "kai_unif"}  # keeps the table narrow
 MAX_OVERLAYS = 6  # more curves than this are unreadable on a terminal chart
@@ -34,12 +36,16 @@ def _cfg(record: RunRecord, key: str) -> Any:
     return record.config.get(key) if record.config is not None else None
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _percent(value: Any) -> str:
-    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "-"
+    return f"{100 * value:.2f}" if _number(value) else "-"
 
 
 def _seconds(value: Any) -> str:
-    if not isinstance(value, (int, float)):
+    if not _number(value):
         return "-"
     minutes, seconds = divmod(round(value), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
