@@ -6,7 +6,11 @@ Contract:
 - `load_preset(path)` returns a `Preset` (base config plus an optional `[sweep]` table) or
   raises `ConfigError`, whose message names the file and the dotted key. Nothing else escapes:
   unknown keys (with the closest valid one suggested), wrong types, values out of range,
-  unknown choices (with the valid ones listed), malformed TOML (with line and column).
+  unknown choices (with the valid ones listed), malformed TOML (with line and column), and
+  hostile text: values nested 1,000 deep, numbers of thousands of digits, a `--set` value that
+  runs on into further lines or tables.
+- Overrides (`--set`) that change settings rename the config after them, unless they set `name`:
+  `baseline,optim.name=adam`, the style of sweep run names.
 - `Preset.runs()` expands the sweep into the cartesian product of named configs.
 - `config_to_toml(config)` writes a config that `load_preset` reads back unchanged.
 
@@ -19,6 +23,7 @@ import dataclasses
 import difflib
 import itertools
 import math
+import reprlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +140,19 @@ class Config:
             _assign(data, key, value, source)
         return config_from_dict(data, source)
 
+    def with_overrides(self, values: dict[str, Any], source: str = "--set") -> Config:
+        """`with_values`, renamed after what it changed unless `name` is among the values:
+        `baseline` with Adam becomes `baseline,optim.name=adam` (as sweep runs are named), so a
+        run with overrides is told apart from the preset's own in folder names and tables."""
+        config = self.with_values(values, source)
+        if "name" in values:
+            return config
+        changed = [  # the device changes where a run trains, not what it is
+            f"{key}={_name_value(config.get(key))}" for key in values
+            if key != "train.device" and config.get(key) != self.get(key)
+        ]
+        return dataclasses.replace(config, name=",".join([config.name, *changed])) if changed else config
+
 
 def all_keys() -> list[str]:
     """Every valid dotted key, `name` included."""
@@ -154,41 +172,57 @@ def _type_name(value: Any) -> str:
             dict: "table"}.get(type(value), type(value).__name__)
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60  # a 400-digit number stays a one-line message
+_SHORT.maxlevel = 3  # a list nested 1,000 deep is shown as [[[...]]]
+
+
+def _show(value: Any) -> str:
+    """A value, shortened, for an error message."""
+    try:
+        return _SHORT.repr(value)
+    except (ValueError, RecursionError):  # an int past Python's digit limit has no repr
+        return f"<{_type_name(value)}>"
+
+
 def _check_value(f: dataclasses.Field, value: Any, where: str) -> Any:
     """Coerce one TOML value to the field's type and check its rules; return it."""
     rules = f.metadata
     default = f.default
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {_type_name(value)} {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_type_name(value)} {_show(value)}")
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise ConfigError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+                raise ConfigError(f"{where}: expected an integer, got {_type_name(value)} {_show(value)}")
     elif isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
-        value = float(value)
+            raise ConfigError(f"{where}: expected a number, got {_type_name(value)} {_show(value)}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ConfigError(f"{where}: number too large, got {_show(value)}") from None
         if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{where}: expected a finite number, got {_show(value)}")
     elif isinstance(default, str):
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {_type_name(value)} {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_type_name(value)} {_show(value)}")
         choices = rules.get("choices")
         if choices and value not in choices:
             raise ConfigError(
-                f"{where}: unknown choice {value!r}{_suggest(value, list(choices))}; "
+                f"{where}: unknown choice {_show(value)}{_suggest(value, list(choices))}; "
                 f"valid: {', '.join(choices)}"
             )
         return value
     elif isinstance(default, tuple):
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]  # `hidden = 512` means one layer
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list of integers, got {_type_name(value)} {value!r}")
+        if not isinstance(value, (list, tuple)):  # a tuple: a value taken from another Config (sweeps)
+            raise ConfigError(f"{where}: expected a list of integers, got {_type_name(value)} {_show(value)}")
         if not rules.get("min_len", 0) <= len(value) <= rules.get("max_len", 10**9):
             raise ConfigError(
                 f"{where}: expected {rules['min_len']} to {rules['max_len']} layers, got {len(value)}"
@@ -196,22 +230,22 @@ def _check_value(f: dataclasses.Field, value: Any, where: str) -> Any:
         items = []
         for i, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, int):
-                raise ConfigError(f"{where}[{i}]: expected an integer width, got {item!r}")
+                raise ConfigError(f"{where}[{i}]: expected an integer width, got {_show(item)}")
             if not rules["item_min"] <= item <= rules["item_max"]:
                 raise ConfigError(
                     f"{where}[{i}]: width must be between {rules['item_min']} and "
-                    f"{rules['item_max']}, got {item}"
+                    f"{rules['item_max']}, got {_show(item)}"
                 )
             items.append(item)
         return tuple(items)
     if "min" in rules and value < rules["min"]:
-        raise ConfigError(f"{where}: must be >= {rules['min']}, got {value}")
+        raise ConfigError(f"{where}: must be >= {rules['min']}, got {_show(value)}")
     if "gt" in rules and value <= rules["gt"]:
-        raise ConfigError(f"{where}: must be > {rules['gt']}, got {value}")
+        raise ConfigError(f"{where}: must be > {rules['gt']}, got {_show(value)}")
     if "max" in rules and value > rules["max"]:
-        raise ConfigError(f"{where}: must be <= {rules['max']}, got {value}")
+        raise ConfigError(f"{where}: must be <= {rules['max']}, got {_show(value)}")
     if "lt" in rules and value >= rules["lt"]:
-        raise ConfigError(f"{where}: must be < {rules['lt']}, got {value}")
+        raise ConfigError(f"{where}: must be < {rules['lt']}, got {_show(value)}")
     return value
 
 
@@ -220,7 +254,7 @@ def _check_device(value: str, where: str) -> str:
         return value
     if value.startswith("cuda:") and value[5:].isdigit():
         return value
-    raise ConfigError(f"{where}: unknown device {value!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    raise ConfigError(f"{where}: unknown device {_show(value)}; valid: auto, cpu, cuda, cuda:N, mps")
 
 
 def config_from_dict(data: dict[str, Any], source: str) -> Config:
@@ -236,9 +270,9 @@ def config_from_dict(data: dict[str, Any], source: str) -> Config:
             )
     name = data.get("name", Config.name)
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{source}: name: expected a non-empty string, got {name!r}")
+        raise ConfigError(f"{source}: name: expected a non-empty string, got {_show(name)}")
     if not name.isprintable():
-        raise ConfigError(f"{source}: name: expected printable text, got {name!r}")
+        raise ConfigError(f"{source}: name: expected printable text, got {_show(name)}")
     sections: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         table = data.get(section, {})
@@ -282,12 +316,30 @@ def _assign(data: dict[str, Any], key: str, value: Any, source: str) -> None:
         data.setdefault(section, {})[name] = value
 
 
-def parse_set_value(text: str) -> Any:
-    """A `--set` value as TOML (`[512,256]`, `true`, `0.1`), else as a bare string (`adam`)."""
+def parse_set_value(text: str, where: str = "--set") -> Any:
+    """A `--set` value as TOML (`[512,256]`, `true`, `0.1`), else as a bare string (`adam`).
+
+    One value only: text that goes on past it (`0.1\n[train]\nepochs=1`) is an error, as are
+    values TOML cannot hold (nested 1,000 deep, integers of thousands of digits)."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        parsed = _parse_toml(f"v = {text}", where)
     except tomllib.TOMLDecodeError:
         return text.strip()
+    if list(parsed) != ["v"]:
+        raise ConfigError(f"{where}: expected one value, got more settings after it on other lines")
+    return parsed["v"]
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    """`tomllib.loads`, with the other ways it fails on hostile text turned into ConfigError."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid TOML: arrays or tables nested too deeply") from None
+    except tomllib.TOMLDecodeError:
+        raise
+    except ValueError:  # Python's limit on the digits of an integer (4,300)
+        raise ConfigError(f"{where}: invalid TOML: a number with too many digits") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -296,8 +348,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
-        out[key.strip()] = parse_set_value(value)
+            raise ConfigError(f"--set {_show(item)}: expected KEY=VALUE, e.g. optim.lr=0.01")
+        out[key.strip()] = parse_set_value(value, f"--set: {key.strip()}")
     return out
 
 
@@ -414,7 +466,7 @@ def load_preset(path: str | Path, overrides: dict[str, Any] | None = None) -> Pr
 
 def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = None) -> Preset:
     try:
-        data = tomllib.loads(text)
+        data = _parse_toml(text, source)
     except tomllib.TOMLDecodeError as err:
         message = str(err)
         if message.endswith("(at end of document)"):  # give a line and column here too
@@ -426,6 +478,6 @@ def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = 
         swept = {k for k, _ in preset.sweep}
         clash = swept & set(overrides)
         sweep = tuple((k, v) for k, v in preset.sweep if k not in clash)
-        config = preset.config.with_values(overrides)
+        config = preset.config.with_overrides(overrides)
         preset = Preset(config=config, sweep=sweep, source=source)
     return preset

@@ -1,11 +1,19 @@
 """Property: whatever TOML-shaped data or text reaches the preset loader, the answer is a valid
-Preset or a one-line ConfigError, never any other exception."""
+Preset or a one-line ConfigError, never any other exception.
+
+In CI (`CI` set) the examples are derandomized by the "ci" profile of tests/conftest.py, so the
+suite is red or green for the code alone; locally they are random and keep searching."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import string
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,3 +152,13 @@ def test_any_set_items_give_a_config_or_a_config_error(items):
         check_error(err)
     else:
         assert preset_from_text(config_to_toml(config), "round-trip").config == config
+
+
+@pytest.mark.parametrize("env, derandomized", [({"CI": "true"}, True), ({}, False)], ids=["ci", "local"])
+def test_ci_gets_the_same_examples_every_run_and_local_runs_keep_searching(env, derandomized):
+    child = "import tests.conftest; from hypothesis import settings; print(settings.default.derandomize)"
+    clean = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
+    proc = subprocess.run([sys.executable, "-c", child], cwd=Path(__file__).parents[1], env={**clean, **env},
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(derandomized)]
