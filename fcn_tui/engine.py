@@ -15,10 +15,16 @@ Both front ends (CLI and TUI) consume this same stream, so they report the same 
   evaluated on the test set as it stands, and ends with status `stopped`.
 - Problems with the setup (an unavailable device) raise `DeviceError` before `RunStarted`; any
   exception after it ends the run with status `failed` and the error in `RunFinished.error`.
+- Exact resume: while the consumer handles an `EpochEnded`, `trainer.checkpoint()` returns the
+  complete state at that epoch boundary (model, optimizer, schedule, every RNG state, the epoch
+  history) as plain tensors, lists and numbers, loadable with `torch.load(weights_only=True)`.
+  `Trainer(config, split, resume_from=state)` continues from it; on the CPU with the same number
+  of threads the continued run's events and final metrics equal an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +33,7 @@ import torch
 from torch import nn
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config
+from fcn_tui.config import Config, config_to_dict
 from fcn_tui.data import MEAN, STD, Split
 from fcn_tui.model import build_mlp
 
@@ -35,8 +41,15 @@ EVAL_BATCH = 4096  # large batches for evaluation: no gradients, so memory is sm
 PROGRESS_EVERY = 10  # batches between loss reads (each read is a host sync on CUDA)
 
 
+CHECKPOINT_FORMAT = 1  # bumped when the checkpoint's layout changes; older ones are refused
+
+
 class DeviceError(RuntimeError):
     """The requested device does not exist here; the message says what is available."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not belong to this run or cannot be used; the message says why."""
 
 
 def cuda_available() -> bool:
@@ -170,6 +183,7 @@ class Trainer:
         split: Split,
         should_stop: Callable[[], bool] | None = None,
         progress_every: int = PROGRESS_EVERY,
+        resume_from: dict | None = None,
     ) -> None:
         self.config = config
         self.split = split
@@ -177,6 +191,34 @@ class Trainer:
         self.progress_every = max(1, progress_every)
         self.device = resolve_device(config.train.device)  # raises DeviceError before any work
         self.model: nn.Module | None = None
+        self.resume_from = resume_from
+        if resume_from is not None:
+            check_checkpoint(resume_from, config)
+        self._state: dict | None = None  # what `checkpoint()` needs, set at each epoch boundary
+
+    def checkpoint(self) -> dict:
+        """The run's state at the last epoch boundary (call while handling its `EpochEnded`)."""
+        if self._state is None:
+            raise CheckpointError("no epoch has ended yet")
+        s = self._state
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": config_to_dict(self.config),
+            "epoch": s["epoch"],
+            "global_step": s["global_step"],
+            "train_seconds": s["train_seconds"],
+            "trained_samples": s["trained_samples"],
+            "wall_s": time.perf_counter() - s["started"] + s["wall_before"],
+            "history": [dataclasses.asdict(e) for e in s["history"]],
+            "model": {k: v.detach().cpu().clone() for k, v in s["model"].state_dict().items()},
+            "optimizer": _to_cpu(s["optimizer"].state_dict()),
+            "scheduler": s["scheduler"].state_dict() if s["scheduler"] is not None else None,
+            "generator": s["generator"].get_state().clone(),
+            "cpu_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def events(self) -> Iterator[ev.Event]:
         cfg, t = self.config, self.config.train
@@ -189,14 +231,17 @@ class Trainer:
         steps_per_epoch = math.ceil(n_train / batch_size)
         if cfg.model.batchnorm and n_train % batch_size == 1 and steps_per_epoch > 1:
             steps_per_epoch -= 1  # BatchNorm cannot train on a last batch of one sample: skip it
+        resume = self.resume_from
+        history: list[ev.EpochEnded] = [_epoch_event(e) for e in resume["history"]] if resume else []
         yield ev.RunStarted(
             config=cfg, device=str(device), device_name=device_name(device),
             n_train=n_train, n_val=len(self.split.val_x), n_test=len(self.split.test_x),
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=steps_per_epoch, previous_epochs=tuple(history),
         )
-        history: list[ev.EpochEnded] = []
-        train_seconds = 0.0
-        trained_samples = 0
+        train_seconds = float(resume["train_seconds"]) if resume else 0.0
+        trained_samples = int(resume["trained_samples"]) if resume else 0
+        wall_before = float(resume["wall_s"]) if resume else 0.0
+        first_epoch = int(resume["epoch"]) + 1 if resume else 1
         status, error = ev.COMPLETED, None
         try:
             # inside the try: running out of GPU memory here also ends the run as `failed`
@@ -212,8 +257,18 @@ class Trainer:
             amp = t.amp and device.type == "cuda"
             step_model = torch.compile(model) if t.compile and device.type == "cuda" else model
             global_step = 0
+            if resume:
+                model.load_state_dict(resume["model"])
+                optimizer.load_state_dict(resume["optimizer"])
+                if scheduler is not None:
+                    scheduler.load_state_dict(resume["scheduler"])
+                generator.set_state(resume["generator"])
+                torch.set_rng_state(resume["cpu_rng"])
+                if device.type == "cuda" and "cuda_rng" in resume:
+                    torch.cuda.set_rng_state(resume["cuda_rng"], device)
+                global_step = int(resume["global_step"])
             model.train()
-            for epoch in range(1, t.epochs + 1):
+            for epoch in range(first_epoch, t.epochs + 1):
                 epoch_start = time.perf_counter()
                 order = torch.randperm(n_train, device=device, generator=generator)
                 correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -277,7 +332,14 @@ class Trainer:
                     val_confusion=val_confusion,
                 )
                 history.append(epoch_event)
+                self._state = {
+                    "epoch": epoch, "global_step": global_step, "train_seconds": train_seconds,
+                    "trained_samples": trained_samples, "started": started, "wall_before": wall_before,
+                    "history": list(history), "model": model, "optimizer": optimizer,
+                    "scheduler": scheduler, "generator": generator,
+                }
                 yield epoch_event
+                self._state = None
                 if not math.isfinite(val_loss):
                     status = ev.DIVERGED
                     break
@@ -309,7 +371,41 @@ class Trainer:
             test_loss=test_loss,
             test_acc=test_acc,
             test_confusion=test_confusion,
-            wall_s=time.perf_counter() - started,
+            wall_s=time.perf_counter() - started + wall_before,
             samples_per_s=trained_samples / train_seconds if train_seconds > 0 else 0.0,
             error=error,
         )
+
+
+def _to_cpu(value):
+    """A state dict with every tensor copied to the CPU (checkpoints load on any device)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def _epoch_event(data: dict) -> ev.EpochEnded:
+    return ev.EpochEnded(**data)
+
+
+def check_checkpoint(state: dict, config: Config) -> None:
+    """Raise `CheckpointError` unless `state` is a checkpoint of `config` that can continue."""
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError("not a checkpoint of this version of fcn-tui")
+    if state.get("config") != config_to_dict(config):
+        raise CheckpointError("the checkpoint was written for another configuration")
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or not 1 <= epoch < config.train.epochs:
+        raise CheckpointError(f"the checkpoint's epoch {epoch!r} leaves nothing to train")
+    history = state.get("history")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise CheckpointError("the checkpoint's history does not match its epoch")
+    try:
+        for item in history:
+            _epoch_event(item)
+    except TypeError as err:
+        raise CheckpointError(f"the checkpoint's history is malformed ({err})") from None

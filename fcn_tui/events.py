@@ -30,6 +30,7 @@ class RunStarted:
     n_val: int
     n_test: int
     steps_per_epoch: int
+    previous_epochs: tuple = ()  # EpochEnded of the epochs before a resumed run's checkpoint
 
 
 @dataclass(frozen=True)
