@@ -1,4 +1,5 @@
-"""The `fcn-tui` command (Typer). No argument opens the terminal app.
+"""The `fcn-tui` command (Typer). No command opens the terminal app (`fcn-tui --out DIR` is
+`fcn-tui ui --out DIR`).
 
     fcn-tui run PRESET.toml [PRESET.toml ...] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
                 [--device D] [--resume]
@@ -9,6 +10,8 @@
 Heavy imports (torch, textual) stay inside the commands so that `fcn-tui --help` answers at
 once. Exit status: 0 when every run finished (completed or diverged), 1 when a run failed,
 2 for bad input (preset, data, device, output folder), 128 + N after signal N (130 for Ctrl-C).
+Every error is one line on stderr, `fcn-tui: error: ...`, Typer's own usage errors included;
+`run` checks everything before it creates OUT. User text is never read as Rich markup.
 """
 
 from __future__ import annotations
@@ -18,8 +21,40 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+
+class Commands(TyperGroup):
+    """The command group, with two changes to Typer's: its own usage errors (a missing argument,
+    an unknown option) are the same one `fcn-tui: error:` line, exit 2, as every other error;
+    and options without a command are `ui`'s (`fcn-tui --out DIR` is `fcn-tui ui --out DIR`)."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0].startswith("-") and args[0] not in ctx.help_option_names:
+            args = ["ui", *args]
+        return super().parse_args(ctx, args)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:  # not standalone: errors come back here instead of being printed as Typer would
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except TyperException as err:
+            message = " ".join(line.strip() for line in err.format_message().splitlines()).rstrip(".")
+            message = message[:1].lower() + message[1:]  # "Missing argument" reads "missing argument"
+            context = getattr(err, "ctx", None)
+            hint = f" (see '{context.command_path} --help')" if context is not None else ""
+            print(f"fcn-tui: error: {message}{hint}", file=sys.stderr, flush=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:  # end of input at a prompt
+            print("fcn-tui: error: aborted", file=sys.stderr, flush=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # an Exit's code, else 0 (the command returned)
+
 
 app = typer.Typer(
+    cls=Commands,
     add_completion=False,
     no_args_is_help=False,
     rich_markup_mode=None,
@@ -78,6 +113,28 @@ def ensure_writable(out: Path) -> None:
         raise fail(f"{out}: the output folder is not writable")
 
 
+def check_out(out: Path) -> None:
+    """Fail now if OUT could not be created, creating nothing: a run that never starts (bad
+    device, data or split, found later) leaves no empty folder behind."""
+    import os
+
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise fail(f"{out}: cannot create the output folder ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise fail(f"{out}: the output folder is not writable" if existing == out
+                   else f"{out}: cannot create the output folder ({existing} is not writable)")
+
+
+def check_runs_folder(folder: Path) -> None:
+    if folder.is_file():
+        raise fail(f"{folder}: is a file, expected a folder of runs")
+    if not folder.is_dir():
+        raise fail(f"{folder}: no such folder")
+
+
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context) -> None:
     """With no command, open the terminal app (same as `fcn-tui ui`)."""
@@ -96,7 +153,9 @@ def run(
 ) -> None:
     """Train the runs of one or more presets headlessly, writing each to OUT."""
     loaded = load_presets(presets, set_, device)
-    ensure_writable(out)
+    check_out(out)  # created only once everything below has been checked
+    from rich.markup import escape  # user text (names, paths, errors) is never read as markup
+
     from fcn_tui.console import Reporter
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
     from fcn_tui.engine import DeviceError, Trainer, resolve_device
@@ -115,7 +174,7 @@ def run(
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
-    reporter.print(f"data: {data.source}: {data.verdict}")
+    reporter.print(escape(f"data: {data.source}: {data.verdict}"))
     groups = plan(loaded, out, resume=resume)
     total = sum(len(g.runs) for g in groups)
     reporter.start_study(total)
@@ -127,6 +186,7 @@ def run(
                 splits[key] = make_split(data, *key)
     except DataError as err:
         raise fail(str(err)) from None
+    ensure_writable(out)
     any_failed = False
     position = 0
     with StopOnSignals() as stop:
@@ -155,13 +215,13 @@ def run(
                             any_failed = True
                 except RunWriteError as err:
                     reporter.close()
-                    reporter.print(f"[red]error[/]: {err}")
+                    reporter.print(f"[red]error[/]: {escape(str(err))}")
                     any_failed = True
                     if planned.run_dir is None:
                         break
                 except Exception as err:  # noqa: BLE001 - one broken run must not end the study
                     reporter.close()
-                    reporter.print(f"[red]error[/]: {cfg.name} failed: {type(err).__name__}: {err}")
+                    reporter.print(f"[red]error[/]: {escape(f'{cfg.name} failed: {type(err).__name__}: {err}')}")
                     any_failed = True
                     if planned.run_dir is not None:
                         mark_failed(planned.run_dir, f"{type(err).__name__}: {err}")
@@ -169,9 +229,9 @@ def run(
                 records = group.records()
                 try:
                     csv_path, md_path = write_results(group.sweep_dir, records, group.name, group.preset)
-                    reporter.print(f"results: {csv_path} and {md_path.name}")
+                    reporter.print(escape(f"results: {csv_path} and {md_path.name}"))
                 except RunWriteError as err:
-                    reporter.print(f"[red]error[/]: {err}")
+                    reporter.print(f"[red]error[/]: {escape(str(err))}")
                     any_failed = True
                 from fcn_tui.tables import comparison_table
 
@@ -201,7 +261,7 @@ def ui(
         from fcn_tui.config import Config, ConfigError, Preset, parse_overrides
 
         try:
-            loaded = Preset(config=Config().with_values(parse_overrides(set_)))
+            loaded = Preset(config=Config().with_overrides(parse_overrides(set_)))
         except ConfigError as err:
             raise fail(str(err)) from None
     from fcn_tui.tui.app import FcnApp
@@ -218,8 +278,7 @@ def export(
     """Write every run found under FOLDER to a CSV file."""
     from fcn_tui.export import NoRunsError, export_csv
 
-    if not folder.is_dir():
-        raise fail(f"{folder}: no such folder")
+    check_runs_folder(folder)
     try:
         count = export_csv(folder, csv_file, per_epoch=per_epoch, warn=warn)
     except (NoRunsError, OSError) as err:
@@ -233,8 +292,7 @@ def plot(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives the PNG figures.")] = Path("figures"),
 ) -> None:
     """Draw report figures (PNG) of every run under FOLDER: curves, confusion matrices, comparisons."""
-    if not folder.is_dir():
-        raise fail(f"{folder}: no such folder")
+    check_runs_folder(folder)
     from fcn_tui.plot import PlotError, plot_folder
 
     try:

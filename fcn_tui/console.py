@@ -2,7 +2,8 @@
 
 `Reporter` consumes the engine's events (the same ones the TUI gets) and prints a line per
 epoch and a summary table at the end. Output errors (a closed SSH session, a broken pipe) are
-swallowed so that they never interrupt training or the saving of results.
+swallowed so that they never interrupt training or the saving of results. User text (run names,
+paths, error messages) is printed as it is, never read as Rich markup.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from fcn_tui import events as ev
 from fcn_tui.study import percent
@@ -36,9 +39,9 @@ def duration(seconds: float) -> str:
 class Reporter:
     def __init__(self, console: Console | None = None, interactive: bool | None = None) -> None:
         if console is None:
-            console = Console()
+            console = Console(emoji=False)  # a name holding :smile: stays as typed
             if not console.is_terminal:
-                console = Console(width=120)  # logs: tables wide enough not to cut statuses
+                console = Console(width=120, emoji=False)  # logs: tables wide enough not to cut statuses
         self.console = console
         self.interactive = self.console.is_terminal if interactive is None else interactive
         self.progress: Progress | None = None
@@ -77,12 +80,12 @@ class Reporter:
     def start_run(self, index: int, name: str) -> None:
         self.run_index = index
         if self.total_runs > 1:
-            self.print(f"[bold]run {index} of {self.total_runs}[/]: {name}{self._eta_line()}")
+            self.print(f"[bold]run {index} of {self.total_runs}[/]: {escape(name)}{self._eta_line()}")
         else:
-            self.print(f"[bold]run[/]: {name}")
+            self.print(f"[bold]run[/]: {escape(name)}")
 
     def skip_run(self, index: int, name: str, path: Path) -> None:
-        self.print(f"run {index} of {self.total_runs}: {name}: already completed in {path}, skipped")
+        self.print(escape(f"run {index} of {self.total_runs}: {name}: already completed in {path}, skipped"))
 
     def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
@@ -121,7 +124,7 @@ class Reporter:
             line += f"{event.epochs_completed} epochs in {event.wall_s:.1f}s"
             if event.error:
                 line += f" ({event.error})"
-            self.print(line)
+            self.print(escape(line))
 
     def _stop_progress(self) -> None:
         if self.progress is not None:
@@ -141,10 +144,10 @@ class Reporter:
             table.add_column(col, justify=justify, overflow="fold")
         for r in records:
             table.add_row(
-                r.name, r.status, str(r.get("epochs_completed") or 0), percent(r.get("val_acc")),
+                Text(r.name), Text(r.status), str(r.get("epochs_completed") or 0), percent(r.get("val_acc")),
                 percent(r.get("best_val_acc")), percent(r.get("test_acc")),
                 f"{r.get('wall_s') or 0:.1f}s",
             )
         self.print(table)
         for r in records:
-            self.print(f"{r.name}: written to {r.path}")
+            self.print(escape(f"{r.name}: written to {r.path}"))

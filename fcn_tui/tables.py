@@ -29,7 +29,10 @@ def _styled(text: str) -> Text:
 
 def render(comparison: Comparison) -> Table:
     """A Rich table for a comparison."""
-    table = Table(title=comparison.title, caption=subtitle(comparison) or None)
+    caption = subtitle(comparison)
+    # Text, not str: a preset's name or a swept value is shown as written, never read as markup
+    table = Table(title=Text(comparison.title, style="table.title"),
+                  caption=Text(caption, style="table.caption") if caption else None)
     if comparison.is_pivot:
         header, rows = pivot_table(comparison)
         left = 1
@@ -37,7 +40,7 @@ def render(comparison: Comparison) -> Table:
         header, rows = row_table(comparison)
         left = len(comparison.keys) or 1
     for i, col in enumerate(header):
-        table.add_column(col, justify="left" if i < left or col == "status" else "right", no_wrap=i < left)
+        table.add_column(Text(col), justify="left" if i < left or col == "status" else "right", no_wrap=i < left)
     for row in rows:
         table.add_row(*(_styled(c) for c in row))
     return table

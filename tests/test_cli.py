@@ -23,7 +23,7 @@ def test_run_writes_a_complete_run_folder(tiny_preset, synthetic_data_dir, tmp_p
     result = run_cli(tiny_preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "model.hidden=[16,8]")
     assert result.exit_code == 0, result.output
     [run_dir] = list(out.iterdir())
-    assert run_dir.name.endswith("-tiny")
+    assert run_dir.name.endswith("-tiny,model.hidden=-16,8")  # named after what --set changed
     assert {p.name for p in run_dir.iterdir()} == {"config.toml", "metrics.csv", "summary.json", "confusion.csv", "model.pt"}
 
     config = load_preset(run_dir / "config.toml").config  # loadable as a preset
@@ -72,7 +72,7 @@ def test_missing_data_exits_2_and_leaves_no_run_folder(tiny_preset, tmp_path, mo
     result = run_cli(tiny_preset, "--data-dir", tmp_path / "empty", "--out", out)
     assert result.exit_code == 2
     assert "Fashion-MNIST not found" in result.output
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # not even the output folder: the run never started
 
 
 def test_unavailable_device_exits_2(tiny_preset, synthetic_data_dir, tmp_path):
