@@ -67,10 +67,13 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as 
 
 def csv_safe(value: Any) -> Any:
     """A text cell a spreadsheet would run as a formula, prefixed with `'` (OWASP's advice);
-    numbers, negative ones included, stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    numbers, negative ones included, stay numbers. A carriage return in text becomes a newline:
+    the csv module leaves a lone CR unquoted, and readers would split the row there."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_STARTS):
+        value = "'" + value
+    return value.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def rows_to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = RESULT_COLUMNS) -> str:

@@ -173,7 +173,7 @@ def test_a_full_disk_marks_the_run_failed_with_a_clear_error(synthetic_data_dir,
     preset = sweep_preset(tmp_path, "'optim.lr' = [0.01, 0.02]\n")
     result = run_study(preset, synthetic_data_dir, tmp_path / "out")
     assert result.exit_code == 1
-    assert f"error: /dev/full: cannot write ({os.strerror(errno.ENOSPC)})" in " ".join(result.stdout.split())
+    assert f"error: /dev/full: cannot write (disk full: {os.strerror(errno.ENOSPC)})" in " ".join(result.stdout.split())
     study, (first, second) = study_runs(tmp_path / "out")
     failed = summary(first)
     assert failed["status"] == "failed" and "No space left on device" in failed["error"]
@@ -193,7 +193,7 @@ def test_a_run_folder_that_cannot_be_created_is_a_clear_error(synthetic_data_dir
     monkeypatch.setattr(Path, "mkdir", full_below_out)
     result = run_study(sweep_preset(tmp_path, "'optim.lr' = [0.01, 0.02]\n"), synthetic_data_dir, out)
     assert result.exit_code == 1
-    assert "cannot create a run folder (No space left on device)" in " ".join(result.stdout.split())
+    assert "cannot create a run folder (disk full: No space left on device)" in " ".join(result.stdout.split())
     assert list(out.iterdir()) == []
 
 
