@@ -137,11 +137,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def overwrite_in_place(path: Path, text: str) -> bool:
-    """Last resort on a full disk: rewrite an existing file in its own blocks (no temp file, not
-    atomic), never through a link. True if it worked."""
+    """Last resort on a full disk: rewrite a file in its own blocks (no temp file, not atomic),
+    never through a link; created if missing. True if it worked."""
     data = text.encode("utf-8")
     try:
-        fd = os.open(path, os.O_WRONLY | O_NOFOLLOW)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | O_NOFOLLOW, FILE_MODE)
     except OSError:
         return False
     try:
@@ -275,7 +275,8 @@ class RunRecorder:
         try:
             atomic_write(path, lambda f: torch.save(state, f))
         except RuntimeError as err:  # torch's zip writer loses errno: "unexpected pos 1088 vs 982"
-            raise write_error(path, OSError(errno.ENOSPC if _disk_full(path.parent) else 0, str(err))) from None
+            full = _disk_full(path.parent)
+            raise write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else OSError(0, str(err))) from None
 
     def fail(self, status: str, error: str | None) -> None:
         """Best effort: mark the run as ended with `status` after an interruption or error.
