@@ -159,15 +159,17 @@ def run(
     from fcn_tui.console import Reporter
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
     from fcn_tui.engine import DeviceError, Trainer, resolve_device
+    from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
     from fcn_tui.queue import plan
     from fcn_tui.runs import RunWriteError, mark_failed, read_run, record_run
     from fcn_tui.signals import StopOnSignals
     from fcn_tui.study import write_results
 
-    try:
-        for name in {run.train.device for p in loaded for run in p.runs()}:
-            resolve_device(name)
-    except DeviceError as err:
+    try:  # every device and every run's memory up front, before the data is read or a folder made
+        devices = {name: resolve_device(name) for name in {run.train.device for p in loaded for run in p.runs()}}
+        for cfg in (run for p in loaded for run in p.runs()):
+            check_fits(cfg, devices[cfg.train.device], *dataset_sizes(cfg))
+    except (DeviceError, MemoryCheckError) as err:
         raise fail(str(err)) from None
     reporter = Reporter()
     try:

@@ -2,7 +2,8 @@
 
 `TorchBackend.load(data_dir)` imports torch and reads Fashion-MNIST (the slow part, kept off the
 first paint); `split(config)` makes (and caches) the seeded train/validation split and
-`trainer(...)` an `fcn_tui.engine.Trainer`. The app accepts any object with the same four
+`trainer(...)` an `fcn_tui.engine.Trainer`, after `fcn_tui.memory.check_fits` has made sure the
+run fits in the device's memory. The app accepts any object with the same four
 members (see `scripted.py`), which is how tests feed it a deterministic event stream.
 """
 
@@ -65,6 +66,10 @@ class TorchBackend:
         return self._splits[key]
 
     def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool]) -> Any:
+        """The run's Trainer; raises `MemoryCheckError` (reported, no folder made) when it would not fit."""
         from fcn_tui.engine import Trainer
+        from fcn_tui.memory import check_fits
 
-        return Trainer(config, split, should_stop=should_stop)
+        trainer = Trainer(config, split, should_stop=should_stop)  # resolves the device, allocates nothing
+        check_fits(config, trainer.device, len(split.train_x), len(split.val_x) + len(split.test_x))
+        return trainer
