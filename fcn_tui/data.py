@@ -17,12 +17,18 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import os
+import re
+import socket
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 
@@ -46,6 +52,8 @@ OFFICIAL_MD5 = {  # of the uncompressed bytes, as published with the dataset
 }
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 MAX_ITEMS = 60000  # the largest Fashion-MNIST file (training set); a header claiming more is refused
+MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"  # torchvision's, if it names none
+CONNECT_TIMEOUT = 5.0  # seconds: a reachable mirror answers in well under one; offline we say so at once
 HOW_TO_POINT = (
     "point fcn-tui at a folder holding the four IDX files with --data-dir DIR "
     "or the FCN_TUI_DATA environment variable"
@@ -205,21 +213,83 @@ def parse_idx(content: bytes, path: Path, kind: str) -> torch.Tensor:
     return tensor.long()
 
 
+def unreachable(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why `host` cannot be reached (None when it can), known within `timeout` seconds: the name
+    lookup, which a socket timeout does not bound, runs in a thread that is given up on."""
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err.strerror or str(err) or type(err).__name__)
+
+    thread = threading.Thread(target=attempt, name="fcn-tui-mirror-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"no answer within {timeout:g} s"
+
+
+def _download_failure(err: Exception) -> str:
+    """Say "the download of FILE failed: REASON" from torchvision's message, whose first line
+    ("Error downloading FILE:") says nothing and whose last line holds the reason."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return f"the download failed: {type(err).__name__}"
+    what = "the download"
+    if lines[0].startswith("Error downloading ") and len(lines) > 1:
+        what = f"the download of {lines[0].removeprefix('Error downloading ').rstrip(':')}"
+    return f"{what} failed: " + re.sub(r"<urlopen error (.*)>", r"\1", lines[-1])
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    """Undo a failed download: delete the partial IDX files in the folders it created, then
+    those folders, deepest first. Anything else found there is left, and so is its folder."""
+    for folder in created:
+        try:
+            for child in folder.iterdir():
+                if child.is_file() and child.name.startswith(tuple(FILES.values())):
+                    child.unlink()
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def download(folder: Path) -> None:
-    """Fetch the dataset with torchvision into `folder/FashionMNIST/raw/`."""
+    """Fetch the dataset with torchvision into `folder/FashionMNIST/raw/`. When the mirror cannot
+    be reached or the download fails, the folders made for it are removed and `DataError` says why."""
+    where = (
+        f"Fashion-MNIST not found in {folder} (looked for the four IDX files there and in "
+        f"{folder / 'FashionMNIST' / 'raw'})"
+    )
     try:
         from torchvision import datasets
-
+    except ImportError as err:
+        raise DataError(f"{where} and torchvision, which downloads it, is missing ({err}); " + HOW_TO_POINT) from None
+    mirror = urlsplit(getattr(datasets.FashionMNIST, "mirrors", [MIRROR])[0])
+    host = mirror.hostname or ""
+    reason = unreachable(host, mirror.port or (443 if mirror.scheme == "https" else 80))
+    if reason:
+        raise DataError(f"{where} and could not reach {host}: {reason}; " + HOW_TO_POINT)
+    created = _missing_dirs(folder / "FashionMNIST" / "raw")
+    try:
         folder.mkdir(parents=True, exist_ok=True)
-        for train in (True, False):
-            datasets.FashionMNIST(root=str(folder), train=train, download=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # torchvision's own messages would break our one line
+            for train in (True, False):
+                datasets.FashionMNIST(root=str(folder), train=train, download=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not available offline"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(
-            f"Fashion-MNIST not found in {folder} (looked for the four IDX files there and in "
-            f"{folder / 'FashionMNIST' / 'raw'}) and the download failed ({reason}); "
-            + HOW_TO_POINT
-        ) from None
+        _remove_dirs(created)
+        raise DataError(f"{where} and {_download_failure(err)}; " + HOW_TO_POINT) from None
 
 
 def load_fashion_mnist(folder: str | Path | None = None, download_missing: bool = True) -> FashionMNIST:

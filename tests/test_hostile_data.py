@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fcn_tui.data import LABELS_MAGIC, DataError, load_fashion_mnist
+from fcn_tui.data import unreachable as real_unreachable  # conftest fakes it for every test: keep the real one
 from tests.conftest import make_synthetic_dataset
 
 INFLATED = 100 * 2**20  # what each bomb inflates to; the loader must never hold it
@@ -116,3 +117,64 @@ def test_the_baseline_estimate_is_mostly_its_data_and_far_below_a_gigabyte():
     assert 200 * 2**20 < need.total < 400 * 2**20
     adam = Config().with_values({"optim.name": "adam"})
     assert estimate(adam, 54000, 16000).parameters == 478_410 * 4 * 5
+
+
+# --- a dataset that cannot be downloaded ---------------------------------------------------------
+
+
+def urlopen_offline(*args, **kwargs):
+    """What urllib raises on a machine without a network route."""
+    import urllib.error
+
+    raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+
+def test_offline_the_check_of_the_mirror_names_the_host_and_the_reason_within_seconds(tmp_path, monkeypatch):
+    import socket
+
+    import torchvision.datasets
+
+    def no_route(address, *args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr("fcn_tui.data.unreachable", real_unreachable)
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", lambda *a, **k: pytest.fail("tried to download"))
+    started = time.perf_counter()
+    with pytest.raises(DataError) as err:
+        load_fashion_mnist(tmp_path / "data")
+    assert time.perf_counter() - started < 5
+    message = str(err.value)
+    assert "could not reach fashion-mnist.s3-website.eu-central-1.amazonaws.com: Network is unreachable;" in message
+    assert "--data-dir DIR" in message and "FCN_TUI_DATA" in message and "\n" not in message
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_mirror_that_does_not_answer_in_time_is_given_up_on(monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    started = time.perf_counter()
+    assert real_unreachable("mirror.example", 80, timeout=0.2) == "no answer within 0.2 s"
+    assert time.perf_counter() - started < 2
+
+
+def test_a_failed_download_gives_its_reason_and_removes_the_folders_it_made(tiny_preset, tmp_path, monkeypatch):
+    import urllib.request
+
+    from typer.testing import CliRunner
+
+    from fcn_tui.cli import app
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen_offline)  # torchvision's own download fails
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("kept")
+    typo = mine / "a" / "b" / "c"
+    result = CliRunner().invoke(app, ["run", str(tiny_preset), "--data-dir", str(typo), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert f"Fashion-MNIST not found in {typo}" in line
+    assert "and the download of train-images-idx3-ubyte.gz failed: [Errno 101] Network is unreachable;" in line
+    assert "--data-dir DIR" in line
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]  # a/b/c/FashionMNIST/raw is gone, the rest kept
