@@ -545,6 +545,9 @@ def read_run(run_dir: Path) -> RunRecord | None:
         config, problems = _read_config(summary or {}, config_path)
         metrics = _read_metrics_strict(run_dir / "metrics.csv")
     except UnreadableFile as err:
+        if config is None and summary is None:  # its settings still show, from config.toml
+            with contextlib.suppress(UnreadableFile):
+                config = _read_config({}, config_path)[0]
         return _unreadable(run_dir, str(err), summary, config)
     summary = summary or {}
     status = summary.get("status")
