@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -177,7 +177,7 @@ def test_the_installed_command_prints_usage_errors_as_one_line():
 class FakeApp:
     """Stands in for the terminal app: records what it was opened with."""
 
-    opened: list[dict] = []
+    opened: ClassVar[list[dict]] = []
     exit_status = 0
 
     def __init__(self, **kwargs) -> None:
