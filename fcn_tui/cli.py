@@ -268,7 +268,10 @@ def ui(
             raise fail(str(err)) from None
     from fcn_tui.tui.app import FcnApp
 
-    FcnApp(preset=loaded, out=out, data_dir=data_dir).run()
+    tui = FcnApp(preset=loaded, out=out, data_dir=data_dir)
+    tui.run()
+    if tui.exit_status:  # 1 after a crash, 128 + N after signal N
+        raise typer.Exit(tui.exit_status)
 
 
 @app.command()

@@ -5,7 +5,9 @@ after the first screen is up (`backend.TorchBackend.load`); training runs in ano
 worker (`training.run_queue`) that plans and writes the runs exactly like `fcn-tui run` and hands
 every engine event to the UI with `post_message`. Charts and the status line are redrawn by a
 timer a few times a second, never per batch. SIGHUP (a closed SSH session) and SIGTERM stop a
-run cleanly, like ctrl+q does, so it is saved as `stopped`.
+run cleanly, like ctrl+q does, so it is saved as `stopped`, and the app exits 128 + N within
+`HANGUP_DEADLINE_S`; after SIGHUP nothing more is written to the dead terminal (`terminal.py`).
+The app's exit status is 1 after an unhandled error (`exit_status`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from fcn_tui.tui.status import RunState, status_text
 from fcn_tui.tui.training import run_queue
 
 DIALOG_BLOCKED = {"start", "stop", "open_preset", "save_preset", "export", "tab"}  # app keys a dialog masks
+HANGUP_DEADLINE_S = 10  # after SIGHUP / SIGTERM the process ends within this, run saved or not
 REDRAW_S = 0.5  # charts and the status line redraw at most twice a second: each redraw takes CPU from training
 TABS = ("setup", "train", "confusion", "runs")
 KEYS_HELP = (
@@ -107,14 +110,40 @@ class FcnApp(App):
         self.running = False
         self.stop_event = threading.Event()
         self.quit_when_stopped = False
+        self.start_when_ready = False  # ctrl+r pressed while the data was still loading
+        self.signal_code: int | None = None  # 128 + N once signal N asked the app to end
+        self.crashed = False
         self.current = RunState()
         self.last_sweep: Path | None = None
         self._signals: list[int] = []
         self._status_shape: list[int] = []  # line lengths of the status shown (see update_status)
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:
+        """A toast in plain text: the names, paths and errors in it are never read as markup."""
+        super().notify(message, markup=markup, **kwargs)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a dialog is open its keys win: ctrl+r in a path field must not start a run."""
         return not (action in DIALOG_BLOCKED and isinstance(self.screen, ModalScreen))
+
+    def get_driver_class(self) -> Any:
+        """On Linux and macOS, Textual's driver made safe against a terminal that goes away."""
+        driver_class = super().get_driver_class()
+        if driver_class.__name__ == "LinuxDriver":
+            from fcn_tui.tui.terminal import SafeLinuxDriver
+
+            return SafeLinuxDriver
+        return driver_class
+
+    def panic(self, *renderables: Any) -> None:
+        """An error Textual could not handle (it ends the app): the exit status says so."""
+        self.crashed = True
+        super().panic(*renderables)
+
+    @property
+    def exit_status(self) -> int:
+        """The exit status once the app has ended: 1 after a crash, 128 + N after signal N, else 0."""
+        return self.return_code or (1 if self.crashed else 0)
 
     def _load_torch_backend(self) -> Any:
         from fcn_tui.tui.backend import TorchBackend
@@ -148,8 +177,11 @@ class FcnApp(App):
         yield Footer()
 
     def _q(self, selector: str, expect_type: Any = None) -> Any:
-        """A widget of the main screen (`App.query_one` would search a dialog on top of it)."""
-        screen = self.screen_stack[0] if self.screen_stack else self.screen
+        """A widget of the main screen (`App.query_one` would search a dialog on top of it);
+        `NoMatches` once the app is closing and its screens are gone."""
+        if not self.screen_stack:
+            raise NoMatches(f"no screen for {selector}: the app is closing")
+        screen = self.screen_stack[0]
         return screen.query_one(selector, expect_type) if expect_type else screen.query_one(selector)
 
     @property
@@ -197,15 +229,34 @@ class FcnApp(App):
             if sig is None:  # Windows
                 continue
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._hang_up)
+                loop.add_signal_handler(sig, self._hang_up, sig)
                 self._signals.append(sig)
 
-    def _hang_up(self) -> None:
-        if self.running:
+    def _hang_up(self, signum: int) -> None:
+        """Stop the run (saved as `stopped`), then exit 128 + N; a second signal exits at once.
+        After SIGHUP the terminal is gone: output is dropped, so no write can block the exit."""
+        if signum == getattr(signal, "SIGHUP", None):
+            if self.signal_code == 128 + signum:  # the hang-up is being handled (a failed write
+                return  # and SIGHUP both tell of it)
+            driver = getattr(self, "_driver", None)
+            if hasattr(driver, "hang_up"):
+                driver.hang_up()
+        code = 128 + signum
+        if self.running and self.signal_code is None:
+            self.signal_code = code
             self.quit_when_stopped = True
             self.stop_event.set()
+            from fcn_tui.tui.terminal import exit_anyway_after
+
+            exit_anyway_after(HANGUP_DEADLINE_S, code)
         else:
-            self.exit()
+            self.stop_event.set()
+            self.exit(return_code=self.signal_code or code)
+
+    def on_terminal_lost(self, message: Any) -> None:
+        """A write to the terminal failed (`terminal.TerminalLost`): a hang-up without SIGHUP."""
+        if self.signal_code is None and hasattr(signal, "SIGHUP"):  # not when SIGHUP came first
+            self._hang_up(signal.SIGHUP)
 
     # --- background work ----------------------------------------------------------------
 
@@ -248,9 +299,13 @@ class FcnApp(App):
                 self.notify(f"device {replaced!r} is not available here; using auto", severity="warning")
             self.update_buttons()
         except NoMatches:  # a worker's message that lands while the app is closing
-            pass
+            return
+        if self.start_when_ready:  # ctrl+r was pressed while the data was loading
+            self.notify("the data is ready: starting the run")
+            self.action_start()
 
     def on_data_failed(self, message: DataFailed) -> None:
+        self.start_when_ready = False
         try:
             self.data_error = message.error
             self._q("#data-status", Static).update(Text(f"data: error: {message.error}", style="bold red"))
@@ -324,10 +379,11 @@ class FcnApp(App):
         self.redraw()
         self.load_runs()
         if self.quit_when_stopped:
-            self.exit()
+            self.exit(return_code=self.signal_code or 0)
 
     def on_setup_form_changed(self, message: SetupForm.Changed) -> None:
-        self.update_buttons()
+        with contextlib.suppress(NoMatches):  # a change that lands while the app is closing
+            self.update_buttons()
 
     def on_runs_view_picked(self, message: RunsView.Picked) -> None:
         overlays = [Overlay(label, r.metrics) for label, r in zip(overlay_labels(message.records), message.records)]
@@ -408,11 +464,16 @@ class FcnApp(App):
         if config is None:
             self.notify("fix the marked fields on the Setup tab first", severity="error")
             self.action_tab("setup")
+            self.form.focus_first_error()  # the correction lands where it is needed
             return
         if self.backend is None:
-            self.notify(f"cannot train: {self.data_error}" if self.data_error else "the data is still loading…",
-                        severity="error" if self.data_error else "warning")
+            if self.data_error:
+                self.notify(f"cannot train: {self.data_error}", severity="error")
+            elif not self.start_when_ready:
+                self.start_when_ready = True
+                self.notify("the data is still loading: training starts as soon as it is ready")
             return
+        self.start_when_ready = False
         try:
             preset = Preset(config=config, sweep=self.sweep, source=self.preset.source)
             preset.runs()  # the swept values must suit the form's settings

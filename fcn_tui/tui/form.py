@@ -2,14 +2,16 @@
 
 The form keeps the preset it was filled from as its base, so settings it does not show
 (schedule, augmentation, ...) are kept. Each field's text is parsed like a `--set` value and
-checked with `Config.with_values`; a `ConfigError` is shown under the field, and `config` is
-None until every field is valid, so invalid input never reaches the engine.
+checked with `Config.with_values`; a `ConfigError` (or any value that cannot be read, such as a
+pasted 5,000-digit number) is shown under the field as plain text, and `config` is None until
+every field is valid, so invalid input never reaches the engine and never crashes the app.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -146,6 +148,8 @@ class SetupForm(Vertical):
                 values[key] = value
             except ConfigError as err:
                 errors[key] = error_text(err)
+            except (ValueError, OverflowError, RecursionError):  # a pasted 5,000-digit number, ...
+                errors[key] = "too large or malformed to read"
         config = None
         if not errors:
             try:
@@ -157,12 +161,19 @@ class SetupForm(Vertical):
             message = errors.get(key, "")
             hint = "" if message else self.hints.get(key, "")
             error = self.query_one("#e-" + field_id(key)[2:], Static)
-            error.update(message or hint)
+            error.update(Text(message or hint))  # it quotes what was typed: never markup
             error.set_class(bool(message or hint), "-shown")
             error.set_class(bool(hint), "-hint")
             self.query_one("#" + field_id(key)).set_class(bool(message), "-invalid")
         self.config = config
         return config
+
+    def focus_first_error(self) -> None:
+        """Focus the first invalid field, in the order the form shows them (left column first)."""
+        for key in FIELDS:
+            if key in self.errors:
+                self.query_one("#" + field_id(key)).focus()
+                return
 
     def _changed(self) -> None:
         self._show_momentum()

@@ -51,6 +51,11 @@ def _seconds(value: Any) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
 
 
+def _plain(cell: Any) -> Any:
+    """A table cell as plain text: a DataTable reads a `str` cell as markup, and run names are user text."""
+    return Text(cell) if isinstance(cell, str) else cell
+
+
 def _short_name(record: RunRecord) -> str:
     name = record.name
     return name if len(name) <= 24 else name[:23] + "…"
@@ -149,7 +154,7 @@ class RunsView(Vertical):
         for record in self.ordered():
             key = str(record.path)
             mark = Text("●", style="bold magenta") if key in self.picked else ""
-            table.add_row(mark, *(display(record) for _, display, _ in COLUMNS), key=key)
+            table.add_row(mark, *(_plain(display(record)) for _, display, _ in COLUMNS), key=key)
         for i, (label, _, _) in enumerate(COLUMNS):
             arrow = ("▼" if self.reverse else "▲") if self.sort_column == i else ""
             table.columns[ColumnKey(str(i))].label = Text(label + arrow)
@@ -204,7 +209,7 @@ class RunsView(Vertical):
             self.notify(f"at most {MAX_OVERLAYS} runs can be overlaid", severity="warning")
             return
         elif not record.metrics:
-            self.notify(f"{record.name}: no finished epoch to draw", severity="warning")
+            self.notify(f"{record.name}: no finished epoch to draw", severity="warning", markup=False)
             return
         else:
             self.picked[key] = record
