@@ -486,8 +486,8 @@ def _read_metrics_strict(path: Path) -> list[dict[str, float]]:
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """Rows of a metrics.csv as floats; a torn last line (power loss) is skipped, and a file
-    that is not a metrics CSV at all reads as no rows."""
+    """Rows of a metrics.csv as floats; a torn last line (power loss) or a row without a real
+    epoch number (NaN, 0) is skipped, and a file that is not a metrics CSV reads as no rows."""
     try:
         return _read_metrics_strict(Path(path))
     except UnreadableFile:

@@ -198,6 +198,17 @@ def test_resume_keeps_a_damaged_run_folder_and_runs_it_again_beside_it(tmp_path,
     assert read_run(first).status == "unreadable"
 
 
+@pytest.mark.parametrize("epoch", ["nan", "inf", "0"])
+def test_export_per_epoch_leaves_out_metric_rows_without_a_real_epoch(tmp_path, epoch):
+    out = history(tmp_path)
+    with open(out / BAD / "metrics.csv", "a") as f:
+        f.write(f"{epoch},0.5,0.8,0.6,0.7,0.001,1.0\n")
+    result = cli("export", out, "--csv", tmp_path / "epochs.csv", "--per-epoch")
+    assert result.exit_code == 0, result.output
+    assert [(r["name"], r["epoch"]) for r in read_csv(tmp_path / "epochs.csv")] == [
+        ("good", "1"), ("good", "2"), ("bad", "1"), ("bad", "2")]
+
+
 # --- links planted where the program writes -----------------------------------------------
 
 
@@ -212,6 +223,21 @@ def test_a_link_planted_at_the_results_temp_file_is_not_followed_on_resume(tmp_p
     assert cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--resume").exit_code == 0
     assert victim.read_text() == "precious\n"
     assert len(read_csv(study / "results.csv")) == 2
+
+
+def test_resume_does_not_delete_through_a_run_folder_planted_as_a_link(tmp_path, synthetic_data_dir):
+    preset, out = sweep_preset(tmp_path), tmp_path / "out"
+    assert cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out).exit_code == 0
+    (study,) = out.iterdir()
+    first = min(p for p in study.iterdir() if p.is_dir())
+    elsewhere = tmp_path / "elsewhere"
+    first.rename(elsewhere)
+    (elsewhere / "summary.json").write_text(json.dumps({**summary(elsewhere), "status": "stopped"}))
+    first.symlink_to(elsewhere, target_is_directory=True)
+    result = cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert first.is_symlink() and summary(elsewhere)["status"] == "stopped"  # left alone
+    assert sorted(row["status"] for row in read_csv(study / "results.csv")) == ["completed", "completed"]
 
 
 def test_export_does_not_follow_a_link_planted_at_its_temp_file(tmp_path):
