@@ -104,7 +104,7 @@ def test_the_parameter_count_of_the_estimate_is_the_real_models(values):
     assert count_parameters(config.model) == sum(p.numel() for p in model.parameters())
 
 
-def test_the_baseline_estimate_is_mostly_its_data_and_far_below_a_gigabyte():
+def test_the_baseline_estimate_is_mostly_its_data_and_below_a_gigabyte():
     from fcn_tui.config import Config
     from fcn_tui.memory import dataset_sizes, estimate
 
@@ -114,7 +114,7 @@ def test_the_baseline_estimate_is_mostly_its_data_and_far_below_a_gigabyte():
     assert 70000 * 784 * 4 <= need.data < 70000 * 784 * 5  # float32 copies of every image
     assert 478_410 * 4 * 3 == need.parameters  # weights, gradients, the step's temporary
     assert need.activations < 100 * 2**20
-    assert 200 * 2**20 < need.total < 400 * 2**20
+    assert 400 * 2**20 < need.total < 640 * 2**20  # with PyTorch's own 192 MiB
     adam = Config().with_values({"optim.name": "adam"})
     assert estimate(adam, 54000, 16000).parameters == 478_410 * 4 * 5
 
