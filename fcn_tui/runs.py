@@ -117,7 +117,8 @@ def atomic_write(path: Path, fill: Callable[[BinaryIO], Any]) -> None:
         raise write_error(path, err) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
+            if hasattr(os, "fchmod"):  # POSIX; Windows has no mode bits to set
+                os.fchmod(f.fileno(), FILE_MODE)
             fill(f)
             f.flush()
             os.fsync(f.fileno())
