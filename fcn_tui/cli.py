@@ -168,8 +168,11 @@ def run(
     try:  # every device and every run's memory up front, before the data is read or a folder made
         devices = {name: resolve_device(name) for name in {run.train.device for p in loaded for run in p.runs()}}
         for cfg in (run for p in loaded for run in p.runs()):
-            check_fits(cfg, devices[cfg.train.device], *dataset_sizes(cfg))
-    except (DeviceError, MemoryCheckError) as err:
+            try:
+                check_fits(cfg, devices[cfg.train.device], *dataset_sizes(cfg))
+            except MemoryCheckError as err:
+                raise fail(f"{cfg.name}: {err}") from None
+    except DeviceError as err:
         raise fail(str(err)) from None
     reporter = Reporter()
     try:

@@ -193,7 +193,7 @@ def check_fits(config: Config, device: torch.device, n_train: int, n_eval: int) 
     }[largest]
     where = "the CPU" if device.type == "cpu" else str(device)
     raise MemoryCheckError(
-        f"{config.name}: needs about {_gib(need.total)} of memory (parameters, gradients and optimizer "
+        f"needs about {_gib(need.total)} of memory (parameters, gradients and optimizer "
         f"state {_gib(need.parameters)}, activations {_gib(need.activations)}, data {_gib(need.data)}) "
         f"but {where} has {_gib(have)} available; {advice}"
     )

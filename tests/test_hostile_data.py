@@ -80,15 +80,23 @@ def test_a_model_too_big_for_memory_exits_2_at_once_and_creates_no_run(tmp_path,
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_the_app_refuses_the_same_run_before_it_starts(synthetic_data_dir):
-    from fcn_tui.config import Config
-    from fcn_tui.memory import MemoryCheckError
+def test_the_app_refuses_the_same_run_before_it_starts(synthetic_data_dir, tmp_path):
+    import threading
+
+    from fcn_tui.config import Config, Preset
     from fcn_tui.tui.backend import TorchBackend
+    from fcn_tui.tui.messages import QueueDone, RunError
+    from fcn_tui.tui.training import run_queue
 
     backend = TorchBackend.load(synthetic_data_dir)
     config = Config(name="huge").with_values({"model.hidden": [50000] * 10, "train.device": "cpu"})
-    with pytest.raises(MemoryCheckError, match=r"^huge: needs about .* GiB of memory .* GiB available"):
-        backend.trainer(config, backend.split(config), lambda: False)
+    posted = []
+    run_queue([Preset(config=config)], tmp_path / "runs", backend, threading.Event(), posted.append)
+    [error, done] = posted
+    assert isinstance(error, RunError) and isinstance(done, QueueDone)
+    assert error.name == "huge" and error.error.startswith("needs about 25")
+    assert "GiB available" in error.error and "model.hidden" in error.error
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 @pytest.mark.parametrize("values", [
