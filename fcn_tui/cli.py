@@ -9,7 +9,8 @@
 
 Heavy imports (torch, textual) stay inside the commands so that `fcn-tui --help` answers at
 once. Exit status: 0 when every run finished (completed or diverged), 1 when a run failed,
-2 for bad input (preset, data, device, output folder), 128 + N after signal N (130 for Ctrl-C).
+2 for bad input (preset, data, device, a run too big for the device's memory, output folder),
+128 + N after signal N (130 for Ctrl-C).
 Every error is one line on stderr, `fcn-tui: error: ...`, Typer's own usage errors included;
 `run` checks everything before it creates OUT. User text is never read as Rich markup.
 """
