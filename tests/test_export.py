@@ -20,6 +20,9 @@ def read_csv(path):
         return header, [dict(zip(header, row)) for row in reader]
 
 
+CLI_RUN = "tiny,model.hidden=[8],train.epochs=1"  # the preset's name and what --set changed
+
+
 def make_history(tmp_path, tiny_preset, synthetic_data_dir):
     """A finished CLI run, a run folder like the TUI leaves one, and an interrupted run."""
     out = tmp_path / "runs"
@@ -39,8 +42,9 @@ def test_export_writes_one_row_per_run_including_unfinished_ones(tmp_path, tiny_
     header, rows = read_csv(tmp_path / "all.csv")
     assert header == EXPECTED_HEADER == list(RESULT_COLUMNS)
     by_name = {r["name"]: r for r in rows}
-    assert by_name["tiny"]["status"] == "completed" and float(by_name["tiny"]["test_acc"]) > 0.5
-    assert by_name["tiny"]["model.hidden"] == "[8]" and by_name["tiny"]["optim.name"] == "adam"
+    cli_run = by_name[CLI_RUN]
+    assert cli_run["status"] == "completed" and float(cli_run["test_acc"]) > 0.5
+    assert cli_run["model.hidden"] == "[8]" and cli_run["optim.name"] == "adam"
     assert by_name["from-the-tui"]["status"] == "stopped" and by_name["from-the-tui"]["epochs_completed"] == "3"
     assert by_name["cut"]["status"] == "incomplete" and by_name["cut"]["epochs_completed"] == "2"
 
@@ -54,7 +58,7 @@ def test_export_per_epoch_writes_one_row_per_run_and_epoch(tmp_path, tiny_preset
     assert header[:3] == ["run_id", "name", "status"] and header[-7:] == [
         "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s"]
     assert [(r["name"], r["epoch"]) for r in rows] == [
-        ("from-the-tui", "1"), ("from-the-tui", "2"), ("from-the-tui", "3"), ("cut", "1"), ("cut", "2"), ("tiny", "1"),
+        ("from-the-tui", "1"), ("from-the-tui", "2"), ("from-the-tui", "3"), ("cut", "1"), ("cut", "2"), (CLI_RUN, "1"),
     ]  # oldest first: the fabricated folders carry no start time
 
 

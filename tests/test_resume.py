@@ -57,21 +57,21 @@ def test_resume_skips_completed_runs_and_reruns_the_others(sweep, synthetic_data
     assert sorted(p for p in study.iterdir() if p.is_dir()) == [first, second, third]
 
 
-def test_resume_with_a_changed_configuration_reruns_but_keeps_the_old_results(sweep, synthetic_data_dir, tmp_path):
+def test_resume_with_a_changed_configuration_is_a_new_study_and_keeps_the_old_one(sweep, synthetic_data_dir, tmp_path):
     out = tmp_path / "out"
     run(sweep, synthetic_data_dir, out)
     (study,) = out.iterdir()
-    old = {p.name: (p / "summary.json").read_bytes() for p in study.iterdir() if p.is_dir()}
+    old = {p.name: p.read_bytes() for p in study.rglob("*") if p.is_file()}
 
     result = run(sweep, synthetic_data_dir, out, "--resume", "--set", "train.batch_size=64")
 
     assert "already completed" not in result.stdout
-    rows = statuses(study)
+    (new_study,) = set(out.iterdir()) - {study}
+    assert new_study.name.endswith("tiny,train.batch_size=64")  # named after what --set changed
+    rows = statuses(new_study)
     assert [status for _, status in rows] == ["completed"] * 3
-    assert not {run_id for run_id, _ in rows} & set(old)  # the new runs got folders of their own
-    for name, content in old.items():  # and the earlier, completed ones are untouched
-        assert (study / name / "summary.json").read_bytes() == content
-    assert {read_run(study / run_id).config.train.batch_size for run_id, _ in rows} == {64}
+    assert {read_run(new_study / run_id).config.train.batch_size for run_id, _ in rows} == {64}
+    assert {p.name: p.read_bytes() for p in study.rglob("*") if p.is_file()} == old  # untouched
 
 
 def test_resume_of_a_single_run_preset_skips_it_when_completed(tiny_preset, synthetic_data_dir, tmp_path):

@@ -206,7 +206,7 @@ async def test_a_run_written_by_the_cli_appears_in_runs(tiny_preset, synthetic_d
         await pilot.press("f4")
         table = app.query_one("#runs-table")
         assert table.row_count == 1
-        assert [str(c) for c in table.get_row_at(0)[1:3]] == ["tiny", "completed"]
+        assert [str(c) for c in table.get_row_at(0)[1:3]] == ["tiny,train.epochs=1", "completed"]
         await pilot.press("space")  # overlay its curves on the charts
         assert app.loss_chart.overlays and app.loss_chart.overlays[0].epochs == [1.0]
 
