@@ -4,6 +4,8 @@
     fcn-tui run PRESET.toml [PRESET.toml ...] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
                 [--device D] [--resume]
     fcn-tui ui [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
+    fcn-tui serve [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR] [--host H] [--port P]
+                  [--allow-remote]
     fcn-tui export DIR --csv FILE [--per-epoch]
     fcn-tui plot DIR [--out FIGDIR]
 
@@ -260,6 +262,7 @@ def ui(
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
+    confine: Annotated[bool, typer.Option("--confine", hidden=True, help="Dialog paths only inside OUT (set by serve).")] = False,
 ) -> None:
     """Open the terminal app: set up an MLP, train it, watch it learn, compare runs."""
     loaded = load_presets([preset], set_, None)[0] if preset else None
@@ -272,10 +275,45 @@ def ui(
             raise fail(str(err)) from None
     from fcn_tui.tui.app import FcnApp
 
-    tui = FcnApp(preset=loaded, out=out, data_dir=data_dir)
+    tui = FcnApp(preset=loaded, out=out, data_dir=data_dir, confine=confine)
     tui.run()
     if tui.exit_status:  # 1 after a crash, 128 + N after signal N
         raise typer.Exit(tui.exit_status)
+
+
+@app.command()
+def serve(
+    preset: Annotated[Path | None, typer.Argument(help="Preset to pre-fill each tab's form with (default: the baseline).")] = None,
+    set_: SetOption = None,
+    out: OutOption = Path("runs"),
+    data_dir: DataDirOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; not a loopback one only with --allow-remote.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host that other machines can reach.")] = False,
+) -> None:
+    """Serve the app to web browsers: each tab gets the app as `fcn-tui ui` would show it."""
+    if preset:
+        load_presets([preset], set_, None)
+    elif set_:
+        from fcn_tui.config import Config, ConfigError, parse_overrides
+
+        try:
+            Config().with_values(parse_overrides(set_))
+        except ConfigError as err:
+            raise fail(str(err)) from None
+    from fcn_tui.serve import ServeError, check_host
+    from fcn_tui.serve import serve as serve_app
+
+    try:
+        check_host(host, allow_remote)
+    except ServeError as err:
+        raise fail(str(err)) from None
+    ensure_writable(out)
+    try:
+        code = serve_app(preset, set_ or [], out, data_dir, host, port, allow_remote)
+    except ServeError as err:
+        raise fail(str(err)) from None
+    raise typer.Exit(code)
 
 
 @app.command()

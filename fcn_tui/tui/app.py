@@ -97,9 +97,12 @@ class FcnApp(App):
         out: Path = Path("runs"),
         data_dir: Path | None = None,
         backend_factory: Callable[[], Any] | None = None,
+        confine: bool = False,
     ) -> None:
-        """`backend_factory` replaces loading torch and the data (tests pass a scripted one)."""
+        """`backend_factory` replaces loading torch and the data (tests pass a scripted one).
+        `confine`: the dialogs accept only paths inside `out` (a served app reaches no other file)."""
         super().__init__()
+        self.confine = confine
         self.preset = preset or Preset(config=Config())
         self.sweep = self.preset.sweep
         self.out = Path(out)
@@ -519,12 +522,27 @@ class FcnApp(App):
         else:
             self.set_focus(None)
 
+    def user_path(self, text: str) -> Path | None:
+        """A path typed in a dialog; when confined, taken inside `out` and refused (None) outside it."""
+        if not self.confine:
+            return Path(text).expanduser()
+        root = self.out.resolve()
+        path = (root / text).resolve()  # an absolute path stays absolute; symlinks are followed
+        if not path.is_relative_to(root):
+            self.notify(f"{text}: only paths inside the output folder {root} are allowed here",
+                        title="path refused", severity="error")
+            return None
+        return path
+
     def action_open_preset(self) -> None:
         def opened(path: str | None) -> None:
             if not path:
                 return
+            target = self.user_path(path)
+            if target is None:
+                return
             try:
-                preset = load_preset(Path(path).expanduser())
+                preset = load_preset(target)
             except ConfigError as err:
                 self.notify(str(err), title="cannot open the preset", severity="error", timeout=15)
                 return
@@ -558,8 +576,10 @@ class FcnApp(App):
 
             preset = Preset(config=config, sweep=self.sweep)
             text = sweep_manifest(preset) if self.sweep else config_to_toml(config)
+            target = self.user_path(path)
+            if target is None:
+                return
             try:
-                target = Path(path).expanduser()
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text, encoding="utf-8")
             except OSError as err:
@@ -575,8 +595,11 @@ class FcnApp(App):
                 return
             from fcn_tui.export import NoRunsError, export_csv
 
+            target = self.user_path(path)
+            if target is None:
+                return
             try:
-                count = export_csv(self.out, Path(path).expanduser())
+                count = export_csv(self.out, target)
             except (NoRunsError, OSError) as err:
                 self.notify(str(err), title="cannot export", severity="error")
                 return

@@ -1,0 +1,305 @@
+"""`fcn-tui serve`: the terminal app in a web browser, one app process per browser tab.
+
+Contract:
+- Built on textual-serve (aiohttp + xterm.js). Each browser tab (websocket) starts its own
+  `python -m fcn_tui ui ... --confine` with the preset, `--set`, `--out` and `--data-dir` the
+  server was given (paths made absolute), so a tab shows what `fcn-tui ui` would show. The app
+  runs with `--confine`: its open/save/export dialogs accept only paths inside `--out`, and the
+  page serves nothing but the app and textual-serve's static files: no run or file outside
+  `--out` is reachable from the page.
+- It listens on the loopback address unless told otherwise; `check_host` refuses any other
+  address unless `allow_remote` is given (the caller then prints `remote_warning`).
+- The page's URLs follow the address the browser used, so an SSH port forward to another local
+  port works (`ssh_hint`).
+- A closed tab hangs up its app as a closed terminal would (SIGHUP): a run in progress stops
+  after its batch and is saved as `stopped`, then the app exits; it is killed if it has not
+  exited GRACE_S later. The server keeps serving.
+- SIGINT (Ctrl-C) or SIGTERM stops the server: no new tab is accepted, every app is hung up and
+  waited for (then killed), and `serve` returns 128 + the signal number. A second Ctrl-C kills
+  every app at once and exits. Each app runs in its own process group, killed as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import shlex
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import WSCloseCode, web
+from textual_serve.app_service import AppService
+from textual_serve.server import Server, to_int
+
+GRACE_S = 30.0  # a hung-up app saves its run after the batch in progress; then it is killed
+TITLE = "fcn-tui"
+
+
+class ServeError(Exception):
+    """Bad input to `serve` (a refused host, an address that cannot be listened on)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse a non-loopback address unless `allow_remote` (raises ServeError)."""
+    if not is_loopback(host) and not allow_remote:
+        raise ServeError(
+            f"--host {host} is not a loopback address: anyone who can reach it could train on this "
+            "machine and read the output folder; add --allow-remote to do it anyway, or use an SSH "
+            "port forward (see the README)"
+        )
+
+
+def remote_warning(host: str, port: int, out: Path) -> str:
+    return (
+        f"listening on {host}, not on a loopback address: anyone who can reach port {port} can "
+        f"train on this machine and read the output folder {out}"
+    )
+
+
+def app_argv(preset: Path | None, overrides: list[str], out: Path, data_dir: Path | None) -> list[str]:
+    """The command line of one tab's app: `fcn-tui ui` with the server's options, confined to `out`."""
+    argv = [sys.executable, "-m", "fcn_tui", "ui"]
+    if preset is not None:
+        argv.append(str(preset.resolve()))
+    for override in overrides:
+        argv += ["--set", override]
+    argv += ["--out", str(out.resolve()), "--confine"]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir.resolve())]
+    return argv
+
+
+def url_host(host: str) -> str:
+    """The host part of a URL: a wildcard address becomes this machine's name, IPv6 gets brackets."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+def ssh_hint(port: int) -> str:
+    """The command that reaches a loopback-only server on a remote machine from a laptop."""
+    user = os.environ.get("USER") or "USER"
+    return f"ssh -N -L {port}:127.0.0.1:{port} {user}@{socket.gethostname()}"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _signal_group(process: asyncio.subprocess.Process, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)  # the app leads its own process group (start_new_session)
+
+
+async def hang_up(process: asyncio.subprocess.Process, grace_s: float = GRACE_S) -> None:
+    """SIGHUP the app (it saves its run and exits), wait, then kill what is left of its group."""
+    if process.returncode is None:
+        _signal_group(process, getattr(signal, "SIGHUP", signal.SIGTERM))
+        try:
+            await asyncio.wait_for(process.wait(), grace_s)
+        except TimeoutError:
+            pass
+    _signal_group(process, signal.SIGKILL)  # children it may have left behind, or the app itself
+    await process.wait()
+
+
+class TabApp(AppService):
+    """One browser tab's app process: its own process group; hung up (not quit) when the tab goes."""
+
+    def __init__(self, argv: list[str], processes: set[asyncio.subprocess.Process], **kwargs: Any) -> None:
+        super().__init__(shlex.join(argv), **kwargs)
+        self.argv = argv
+        self.processes = processes
+        self.closed = False
+        self._stopping: asyncio.Task[None] | None = None
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> asyncio.subprocess.Process:
+        self._process = process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._build_environment(width=width, height=height),
+            start_new_session=True,  # Ctrl-C in the server's terminal reaches the server only
+        )
+        self.processes.add(process)
+        self._stdin = process.stdin
+        return process
+
+    async def on_data(self, payload: bytes) -> None:
+        if not self.closed:  # once the tab is gone the output is read and dropped, so the app never blocks
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await super().on_data(payload)
+
+    async def on_meta(self, data: bytes) -> None:
+        if not self.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await super().on_meta(data)
+
+    async def stop(self) -> None:
+        """Hang up the app and wait until it has exited (idempotent; safe to call from several places)."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        self.closed = True
+        process = self._process
+        if process is not None:
+            await hang_up(process)
+            self.processes.discard(process)
+        if self._task is not None:
+            await self._task  # ends at the app's end of output
+
+
+class AppServer(Server):
+    """textual-serve's server with per-tab apps that are hung up on close and cleaned up on exit."""
+
+    def __init__(self, argv: list[str], sock: socket.socket, public_url: str) -> None:
+        host, port = sock.getsockname()[:2]
+        super().__init__(shlex.join(argv), host=host, port=port, title=TITLE, public_url=public_url)
+        self.argv = argv
+        self.sock = sock
+        self.processes: set[asyncio.subprocess.Process] = set()
+        self.tabs: dict[TabApp, web.WebSocketResponse] = {}
+        self.signum: int | None = None
+
+    async def on_startup(self, app: web.Application) -> None:
+        """The caller prints the URL; textual-serve's banner is not shown."""
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """Hang up every app (each saves its run), then close every page's websocket."""
+        await asyncio.gather(*(tab.stop() for tab in list(self.tabs)), return_exceptions=True)
+        for websocket in list(self.tabs.values()):
+            with contextlib.suppress(Exception):
+                await websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server stopped")
+
+    @aiohttp_jinja2.template("app_index.html")
+    async def handle_index(self, request: web.Request) -> dict[str, Any]:
+        """The page, its URLs on the address the browser used (an SSH forward may change the port)."""
+        origin = f"{request.scheme}://{request.host}"
+        ws_origin = ("wss" if request.scheme == "https" else "ws") + origin[origin.index(":"):]
+        return {
+            "font_size": to_int(request.query.get("fontsize", "16"), 16),
+            "app_websocket_url": ws_origin + str(request.app.router["websocket"].url_for()),
+            "config": {"static": {"url": origin + "/static/"}},
+            "application": {"name": self.title},
+        }
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """One tab: start its app, pass keys and resizes to it until the tab closes, then hang it up."""
+        websocket = web.WebSocketResponse(heartbeat=15)
+        width = to_int(request.query.get("width", "80"), 80)
+        height = to_int(request.query.get("height", "24"), 24)
+        tab: TabApp | None = None
+        try:
+            await websocket.prepare(request)
+            tab = TabApp(
+                self.argv,
+                self.processes,
+                write_bytes=websocket.send_bytes,
+                write_str=websocket.send_str,
+                close=websocket.close,
+                download_manager=self.download_manager,
+            )
+            self.tabs[tab] = websocket
+            await tab.start(width, height)
+            await self._process_messages(websocket, tab)
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            if tab is not None:
+                await tab.stop()
+                self.tabs.pop(tab, None)
+        return websocket
+
+    def kill_all(self) -> None:
+        """SIGKILL every app's process group (last resort; synchronous, safe from a signal handler)."""
+        for process in list(self.processes):
+            _signal_group(process, signal.SIGKILL)
+
+    def _request_exit(self, signum: int) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            self.kill_all()  # second Ctrl-C: leave now
+            os._exit(128 + self.signum)
+        if self.signum is None:
+            self.signum = signum
+            say(f"fcn-tui: {signal.Signals(signum).name}: stopping every app (runs in progress are saved "
+                "as stopped; Ctrl-C again quits at once)")
+            raise web.GracefulExit()
+
+    def serve(self, debug: bool = False) -> int:
+        """Serve until SIGINT/SIGTERM; returns 128 + that signal's number."""
+        loop = asyncio.new_event_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt ends run_app
+                loop.add_signal_handler(sig, self._request_exit, sig)
+        try:
+            web.run_app(self._make_app(), sock=self.sock, handle_signals=False, loop=loop, print=None,
+                        access_log=None, shutdown_timeout=GRACE_S + 5)
+        finally:
+            self.kill_all()
+            loop.close()
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def say(line: str, file: Any = None) -> None:
+    print(line, file=file or sys.stderr, flush=True)
+
+
+def serve(
+    preset: Path | None,
+    overrides: list[str],
+    out: Path,
+    data_dir: Path | None,
+    host: str,
+    port: int,
+    allow_remote: bool,
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """Check the host, listen, print how to reach the page, serve until a signal; the exit status."""
+    check_host(host, allow_remote)
+    sock = listen(host, port)
+    port = sock.getsockname()[1]
+    url = f"http://{url_host(host)}:{port}"
+    echo = echo or (lambda line: say(line, sys.stdout))
+    if not is_loopback(host):
+        say(f"fcn-tui: warning: {remote_warning(host, port, out)}")
+    echo(f"fcn-tui: serving the app at {url} (each browser tab gets its own app; Ctrl-C stops)")
+    if is_loopback(host):
+        echo(f"fcn-tui: from another machine: {ssh_hint(port)}, then open http://127.0.0.1:{port}")
+    server = AppServer(app_argv(preset, overrides, out, data_dir), sock, url)
+    return server.serve()

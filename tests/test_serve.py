@@ -1,0 +1,408 @@
+"""`fcn-tui serve` in a real browser: Debian's Chromium driven by Playwright, on tiny synthetic data.
+
+Each test starts the server as a child process on a free loopback port and always kills it (and
+every app it started, each in its own process group) at the end. The page draws the terminal on
+a canvas, so what the app shows is read from the websocket frames the page receives, and what it
+did from the run folders. A test run keeps its screenshots under the test's temporary folder; with
+FCN_TUI_SCREENSHOT_TO=FILE the finished-run screenshot is also copied there (docs/browser.png).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from fcn_tui.runs import read_metrics
+from fcn_tui.serve import ServeError, app_argv, check_host, is_loopback
+from tests.conftest import TINY_PRESET
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals and /proc")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # Chromium refuses to run as root with its sandbox
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",  # no internet here
+]
+WAIT_S = 180  # the app's first screen, torch's import and the data in each tab on a busy 2-core machine
+SHORT = TINY_PRESET.replace("epochs = 2", "epochs = 3")
+LONG = TINY_PRESET.replace("epochs = 2", "epochs = 10000").replace('name = "tiny"', 'name = "long"')
+ANSI = re.compile(r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, whatever session or group it moved to (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":  # a zombie has exited already
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT_S, poll: float = 0.1,
+               sleep: Callable[[float], object] = time.sleep) -> object:
+    """Poll `condition` until it is true (returned) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        sleep(poll)
+    pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
+
+
+def statuses(out: Path) -> dict[str, str]:
+    """Run folder name -> status from its summary.json."""
+    found = {}
+    for summary in out.glob("*/summary.json"):
+        try:
+            found[summary.parent.name] = json.loads(summary.read_text())["status"]
+        except (OSError, ValueError, KeyError):
+            pass  # being written
+    return found
+
+
+class Served:
+    """`fcn-tui serve PRESET --data-dir DATA --out OUT --port P` in a child process (own group)."""
+
+    def __init__(self, tmp_path: Path, data_dir: Path, preset_text: str, *extra: str) -> None:
+        self.out = tmp_path / "out"
+        self.port = free_port()
+        preset = tmp_path / "served.toml"
+        preset.write_text(preset_text)
+        self.log = tmp_path / "serve.log"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        argv = [sys.executable, "-m", "fcn_tui", "serve", str(preset), "--data-dir", str(data_dir),
+                "--out", str(self.out), "--port", str(self.port), *extra]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.apps: set[int] = set()  # every app process seen, for the check that none is left
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_listening(self) -> None:
+        wait_until(lambda: "serving the app at" in self.output or self.proc.poll() is not None, "the URL line")
+        assert self.proc.poll() is None, self.output
+        assert f"serving the app at {self.url} " in self.output
+
+    def track_apps(self) -> set[int]:
+        now = descendants(self.proc.pid)
+        self.apps |= now
+        return now
+
+    def kill(self) -> None:
+        """Last resort: SIGKILL the server's group and every app's group."""
+        for pid in self.track_apps() | {self.proc.pid}:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc.wait(timeout=30)
+
+
+@contextmanager
+def serving(tmp_path: Path, data_dir: Path, preset_text: str) -> Iterator[Served]:
+    served = Served(tmp_path, data_dir, preset_text)
+    try:
+        served.wait_listening()
+        yield served
+    finally:
+        served.kill()
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is needed for the browser tests: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Tab:
+    """A browser tab on the server's page; `text` is what the app has sent it, escape codes removed."""
+
+    def __init__(self, browser, url: str, artifacts: Path) -> None:
+        self.artifacts = artifacts
+        self.frames: list[str] = []
+        self.sent: list[str] = []  # what the page sent: keys, focus, resize
+        self.page = browser.new_page(viewport={"width": 1000, "height": 640})
+        self.page.set_default_timeout(WAIT_S * 1000)
+        # the page asks Google for a font: no internet here, so fail at once instead of timing out
+        self.page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"), lambda route: route.abort())
+        self.page.on("websocket", self._connected)
+        self.page.goto(url, wait_until="commit")
+
+    def _connected(self, websocket) -> None:
+        websocket.on("framereceived", self._received)
+        websocket.on("framesent", lambda payload: self.sent.append(str(payload)))
+
+    def _received(self, payload: str | bytes) -> None:
+        if isinstance(payload, bytes):
+            self.frames.append(payload.decode("utf-8", "replace"))
+
+    @property
+    def text(self) -> str:
+        return self.text_since(0)
+
+    def text_since(self, mark: int) -> str:
+        return ANSI.sub("", "".join(self.frames[mark:]))
+
+    def mark(self) -> int:
+        """A point in the page's output: `wait_for_text(..., since=mark)` looks only after it."""
+        return len(self.frames)
+
+    def wait_for_text(self, pattern: str, what: str, since: int = 0) -> None:
+        try:
+            wait_until(lambda: re.search(pattern, self.text_since(since)), what, poll=0.2, sleep=self.sleep)
+        except BaseException:  # keep what the page saw next to the test's other files
+            self.artifacts.joinpath("page-text.txt").write_text(self.text)
+            self.artifacts.joinpath("page-sent.txt").write_text("\n".join(self.sent))
+            self.page.screenshot(path=str(self.artifacts / "page-failed.png"))
+            raise
+
+    def sleep(self, seconds: float) -> None:
+        """Playwright's sync API delivers the page's events (the frames) only while it is called."""
+        self.page.wait_for_timeout(seconds * 1000)
+
+    def wait_ready(self) -> None:
+        """The app has drawn its first screen and loaded torch and the data (Start is enabled then)."""
+        self.page.wait_for_selector("body.-first-byte", timeout=WAIT_S * 1000)
+        self.wait_for_text("F1 Setup", "the app's first screen")
+        self.wait_for_text(r"data: (?!loading)", "the data to load")
+        self.page.click("#terminal")  # focus xterm: keys go to the app
+
+    def press(self, *keys: str) -> None:
+        for key in keys:
+            self.page.keyboard.press(key)
+
+    def open_preset(self, path: str) -> int:
+        """ctrl+o, wait for the dialog (keys sent before it is up go to the screen below), type `path`."""
+        mark = self.mark()
+        self.press("Control+o")
+        self.wait_for_text("Open a preset", "the open dialog", since=mark)
+        mark = self.mark()
+        self.press("Control+a", "Control+k")  # home, delete to the end: the field is empty
+        self.page.keyboard.type(path)
+        self.press("Enter")
+        return mark
+
+
+def new_run(out: Path, before: set[str], status: str | None = None) -> str | None:
+    """The run folder that appeared since `before` (with `status`, if given)."""
+    runs = statuses(out)
+    fresh = [name for name in runs if name not in before and (status is None or runs[name] == status)]
+    return fresh[0] if fresh else None
+
+
+# --- the host check and the app's command line (no browser) -----------------------------------
+
+
+def test_loopback_addresses():
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.1.1", "::1", "[::1]", "localhost", "LOCALHOST"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "example.org", ""))
+    check_host("127.0.0.1", allow_remote=False)
+    check_host("0.0.0.0", allow_remote=True)
+    with pytest.raises(ServeError, match="--allow-remote"):
+        check_host("0.0.0.0", allow_remote=False)
+
+
+def test_each_tab_runs_the_app_with_the_servers_options_confined_to_out(tmp_path):
+    argv = app_argv(Path("p.toml"), ["model.hidden=[8]", "name='a b'"], Path("o"), Path("d"))
+    assert argv[1:4] == ["-m", "fcn_tui", "ui"]
+    assert argv[4] == str(Path("p.toml").resolve())
+    assert argv[5:9] == ["--set", "model.hidden=[8]", "--set", "name='a b'"]
+    assert argv[argv.index("--out") + 1] == str(Path("o").resolve()) and "--confine" in argv
+    assert argv[argv.index("--data-dir") + 1] == str(Path("d").resolve())
+
+
+def test_a_non_loopback_host_is_refused_without_the_flag(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fcn_tui", "serve", "--host", "0.0.0.0", "--port", str(free_port()),
+         "--out", str(tmp_path / "out")],
+        check=False, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fcn-tui: error: --host 0.0.0.0 is not a loopback address")
+    assert "--allow-remote" in lines[0] and result.stdout == ""
+    assert not (tmp_path / "out").exists()  # refused before anything was done
+
+
+def test_a_non_loopback_host_with_the_flag_warns_and_serves(tmp_path):
+    served = Served(tmp_path, tmp_path, "", "--host", "0.0.0.0", "--allow-remote")
+    try:
+        wait_until(lambda: "serving the app at" in served.output or served.proc.poll() is not None, "the URL line")
+        assert served.proc.poll() is None, served.output
+        assert re.search(r"fcn-tui: warning: listening on 0\.0\.0\.0.*anyone who can reach port \d+ can train on "
+                         r"this machine and read the output folder", served.output)
+        with urllib.request.urlopen(served.url, timeout=30) as page:  # reachable on loopback too
+            assert page.status == 200 and b"data-session-websocket-url" in page.read()
+        served.proc.send_signal(signal.SIGINT)
+        assert served.proc.wait(timeout=60) == 130, served.output
+    finally:
+        served.kill()
+
+
+def test_a_busy_port_is_one_clear_error(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "fcn_tui", "serve", "--port", str(port), "--out", str(tmp_path / "out")],
+            check=False, capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"fcn-tui: error: cannot listen on 127.0.0.1:{port}: ") and result.stderr.count("\n") == 1
+
+
+async def test_a_confined_app_opens_saves_and_exports_only_inside_out(tmp_path, tiny_preset):
+    from fcn_tui.tui.app import FcnApp
+    from fcn_tui.tui.scripted import ScriptedBackend
+
+    out = tmp_path / "out"
+    (out / "presets").mkdir(parents=True)
+    shutil.copyfile(tiny_preset, out / "presets" / "mine.toml")
+    (out / "escape").symlink_to(tmp_path)  # a link out of OUT is outside OUT
+    app = FcnApp(out=out, backend_factory=ScriptedBackend, confine=True)
+    messages: list[str] = []  # every notification (a toast may have timed out by the end)
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (messages.append(message), notify(message, **kwargs))[1]
+    async with app.run_test(size=(100, 30)) as pilot:
+        for text in (str(tiny_preset), "../tiny.toml", "escape/tiny.toml", "~/x.toml"):
+            assert app.user_path(text) is None or text == "~/x.toml"
+        assert app.user_path("~/x.toml") == out.resolve() / "~" / "x.toml"  # no home folder either
+        assert app.user_path("presets/mine.toml") == out.resolve() / "presets" / "mine.toml"
+        assert app.user_path(str(out / "runs.csv")) == out.resolve() / "runs.csv"
+
+        async def dialog(key: str, path: str) -> None:
+            await pilot.press(key)
+            await pilot.pause()
+            await pilot.press("ctrl+a", "ctrl+k", *path, "enter")
+            await pilot.pause()
+
+        await dialog("ctrl+s", str(tmp_path / "saved.toml"))
+        await dialog("ctrl+e", str(tmp_path / "runs.csv"))
+        await dialog("ctrl+o", "presets/mine.toml")
+        await pilot.pause()
+    assert not (tmp_path / "saved.toml").exists() and not (tmp_path / "runs.csv").exists()
+    assert sum("only paths inside the output folder" in m for m in messages) == 3 + 2, messages
+    assert any(m.startswith("opened") for m in messages), messages
+    assert FcnApp(out=out).user_path("~/x.toml") == Path("~/x.toml").expanduser()  # `fcn-tui ui`: anywhere
+
+
+# --- in the browser -------------------------------------------------------------------------------
+
+
+def test_the_browser_trains_and_a_closed_tab_saves_its_run_as_stopped(synthetic_data_dir, tmp_path):
+    with serving(tmp_path, synthetic_data_dir, SHORT) as served, chromium() as browser:
+        (served.out / "long.toml").write_text(LONG)  # a preset inside OUT: the page may open it
+        tab = Tab(browser, served.url, tmp_path)
+        tab.wait_ready()
+        page_app = served.track_apps()
+        assert len(page_app) == 1  # one app process for the tab
+
+        # ctrl+r in the page trains the preset the server was given, to the end
+        tab.press("Control+r")
+        first = wait_until(lambda: new_run(served.out, set(), "completed"), "the first run to complete",
+                           sleep=tab.sleep)
+        assert len(read_metrics(served.out / first / "metrics.csv")) == 3
+        tab.press("F2")  # the Train tab (the app shows it on ctrl+r; F2 makes sure of it)
+        tab.wait_for_text("completed", "the finished run on screen")
+        tab.sleep(1.0)  # the charts' last redraw
+        shot = tmp_path / "browser.png"
+        tab.page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if target := os.environ.get("FCN_TUI_SCREENSHOT_TO"):
+            shutil.copyfile(shot, target)
+
+        # a file outside OUT cannot be opened from the page
+        mark = tab.open_preset(str(tmp_path / "served.toml"))
+        tab.wait_for_text("path refused", "the refusal of a path outside OUT", since=mark)
+
+        # a second run, long, from a preset inside OUT; the tab is closed in the middle of it
+        mark = tab.open_preset("long.toml")
+        tab.wait_for_text("opened", "the preset to open", since=mark)
+        tab.press("Control+r")
+        second = wait_until(lambda: new_run(served.out, {first}), "the second run to start", sleep=tab.sleep)
+        wait_until(lambda: read_metrics(served.out / second / "metrics.csv"), "the second run's first epoch",
+                   sleep=tab.sleep)
+        tab.page.close()
+        wait_until(lambda: statuses(served.out)[second] == "stopped", "the closed tab's run to be saved", timeout=60)
+        epochs = len(read_metrics(served.out / second / "metrics.csv"))
+        assert 1 <= epochs < 10000
+        wait_until(lambda: not any(alive(pid) for pid in page_app), "the closed tab's app to exit", timeout=60)
+
+        # the server is still up and serves a new tab
+        assert served.proc.poll() is None, served.output
+        with urllib.request.urlopen(served.url, timeout=30) as page:
+            assert page.status == 200
+        assert "Traceback" not in served.output, served.output
+
+
+def test_ctrl_c_stops_the_server_and_every_app_saving_their_runs(synthetic_data_dir, tmp_path):
+    with serving(tmp_path, synthetic_data_dir, LONG) as served, chromium() as browser:
+        tabs = [Tab(browser, served.url, tmp_path) for _ in range(2)]
+        for tab in tabs:
+            tab.wait_ready()
+        apps = served.track_apps()
+        assert len(apps) == 2
+        started: set[str] = set()
+        for tab in tabs:
+            tab.press("Control+r")
+            started.add(wait_until(lambda: new_run(served.out, started), "a run to start"))
+        for name in started:
+            wait_until(lambda name=name: read_metrics(served.out / name / "metrics.csv"), "a first epoch")
+
+        served.proc.send_signal(signal.SIGINT)
+        assert served.proc.wait(timeout=90) == 130, served.output
+        assert "SIGINT: stopping every app" in served.output
+        runs = statuses(served.out)
+        assert sorted(runs) == sorted(started) and set(runs.values()) == {"stopped"}, runs
+        assert not [pid for pid in served.apps if alive(pid)]  # no app is left behind
+        assert "Traceback" not in served.output, served.output
