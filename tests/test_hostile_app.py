@@ -110,6 +110,24 @@ async def test_a_run_named_like_markup_trains_and_the_app_opens_again(tiny_prese
     assert again.exit_status == 0
 
 
+async def test_a_preset_whose_path_looks_like_markup_opens_and_is_named_as_written(tiny_preset, tmp_path):
+    odd = tmp_path / "[" / "x] [bold]" / "p.toml"  # its path reads `.../[/x] [bold]/p.toml`
+    odd.parent.mkdir(parents=True)
+    odd.write_text(TINY_PRESET.replace('name = "tiny"', 'name = "[/y]"'))
+    app = scripted_app(tmp_path / "runs", tiny_preset)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+o")  # the open dialog: type the path, enter
+        await pilot.pause()
+        dialog_input = app.screen.query_one("#path-input", Input)
+        dialog_input.value = str(odd)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert f"opened {odd}" in toasts(app)  # the notification names the file as written
+        assert app.query_one("#f-name", Input).value == "[/y]"
+    assert app.exit_status == 0
+
+
 async def test_markup_typed_into_a_field_is_quoted_in_its_error(tiny_preset, tmp_path):
     app = scripted_app(tmp_path / "runs", tiny_preset)
     async with app.run_test(size=SIZE) as pilot:
