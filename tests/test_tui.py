@@ -111,7 +111,8 @@ async def test_one_epoch_run_updates_every_view_and_writes_the_run(tiny_preset, 
         await pilot.press("f4")
         table = app.query_one("#runs-table")
         assert table.row_count == 1
-        assert [str(c) for c in table.get_row_at(0)[1:3]] == ["tiny", "completed"]
+        # the preset's values given to load_preset are overrides, which name the run
+        assert [str(c) for c in table.get_row_at(0)[1:3]] == ["tiny,train.epochs=1", "completed"]
     run_dir = find_runs(out)[0].path
     assert {p.name for p in run_dir.iterdir()} >= {"config.toml", "metrics.csv", "summary.json", "confusion.csv", "model.pt"}
 
@@ -153,7 +154,7 @@ async def test_quitting_mid_run_asks_then_saves_the_run_as_stopped(tiny_preset, 
 
 
 HANGUP_SCRIPT = """
-import sys
+import sys, time
 from pathlib import Path
 from fcn_tui.config import load_preset
 from fcn_tui.tui.app import FcnApp
@@ -162,12 +163,13 @@ app = FcnApp(preset=load_preset(sys.argv[1], {"train.epochs": 2000}), out=Path(s
              data_dir=Path(sys.argv[3]))
 
 async def start_training(pilot):
-    while app.backend is None:
+    deadline = time.monotonic() + 120  # the test reads one line: it must come, whatever happens
+    while app.backend is None and time.monotonic() < deadline:
         await pilot.pause(0.05)
     await pilot.press("ctrl+r")
-    while not app.acc_chart.epochs:
+    while not app.acc_chart.epochs and time.monotonic() < deadline:
         await pilot.pause(0.05)
-    print("training", flush=True)
+    print("training" if app.acc_chart.epochs else "no epoch finished", flush=True)
 
 app.run(headless=True, auto_pilot=start_training, size=(80, 24))
 print("exited", flush=True)
