@@ -152,7 +152,7 @@ def run(
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip runs already completed with the same configuration in OUT.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip runs already completed with the same configuration in OUT; continue stopped or interrupted ones from their last completed epoch.")] = False,
 ) -> None:
     """Train the runs of one or more presets headlessly, writing each to OUT."""
     loaded = load_presets(presets, set_, device)
@@ -211,10 +211,13 @@ def run(
                 try:
                     if key not in splits:
                         splits[key] = make_split(data, *key)
-                    trainer = Trainer(cfg, splits[key], should_stop=stop.is_set)
+                    state, cannot_continue = planned.checkpoint()
+                    trainer = Trainer(cfg, splits[key], should_stop=stop.is_set, resume_from=state)
                 except (DataError, DeviceError) as err:
                     raise fail(str(err)) from None
                 reporter.start_run(position, cfg.name)
+                if cannot_continue:
+                    reporter.print(escape(f"  cannot continue the earlier attempt ({cannot_continue}): a new folder"))
                 try:
                     run_dir = planned.make_dir()
                     for event in record_run(trainer, run_dir):

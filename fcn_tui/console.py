@@ -94,6 +94,8 @@ class Reporter:
                 f"  device {event.device_name}; {event.n_train:,} train / {event.n_val:,} val / "
                 f"{event.n_test:,} test images; {event.steps_per_epoch} batches per epoch"
             )
+            if event.previous_epochs:
+                self.print(f"  continuing from its checkpoint after epoch {len(event.previous_epochs)}")
             if self.interactive and not self._broken:
                 self.progress = Progress(
                     TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

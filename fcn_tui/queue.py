@@ -6,8 +6,11 @@ folder per run (`001-<run name>`, ...), `results.csv` and `results.md`.
 
 With `resume=True`, a sweep reuses the newest study folder of the same preset name under OUT,
 and any run already `completed` with the same configuration (there, or for a single-run
-preset directly under OUT) is skipped; the others run again. A run folder that cannot be read
-back (`unreadable`) is kept as it is and the run goes to a new folder beside it.
+preset directly under OUT) is skipped. A `stopped`, `incomplete` or `failed` run of the same
+configuration that left a usable checkpoint continues in its own folder from its last epoch;
+the others run again in a new folder. Nothing is deleted: an earlier attempt without a
+checkpoint, a damaged (`unreadable`) run folder, a link or a folder that is not a run stays as
+it is beside the new one.
 
 Shared by the CLI and the TUI, so both lay out runs the same way. Imports no torch.
 """
@@ -15,17 +18,17 @@ Shared by the CLI and the TUI, so both lay out runs the same way. Imports no tor
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, Preset, config_to_dict, config_to_toml, format_value
 from fcn_tui.runs import (
+    CHECKPOINT,
     RunRecord,
-    RunWriteError,
     atomic_write_text,
     find_runs,
+    load_checkpoint,
     new_run_dir,
     read_run,
     slug,
@@ -43,23 +46,30 @@ class PlannedRun:
     group: PlannedGroup
     skip: bool = False  # already completed (resume)
     run_dir: Path | None = None  # set when the run starts
+    continue_dir: Path | None = None  # resume: an unfinished earlier attempt that left a checkpoint
+
+    def checkpoint(self) -> tuple[dict | None, str]:
+        """The state to continue from (resume), or None and why the run starts from epoch 1."""
+        if self.continue_dir is None:
+            return None, ""
+        from fcn_tui.engine import CheckpointError, check_checkpoint  # torch: only when training
+
+        state, reason = load_checkpoint(self.continue_dir)
+        if state is not None:
+            try:
+                check_checkpoint(state, self.config)
+                return state, ""
+            except CheckpointError as err:
+                reason = str(err)
+        self.continue_dir = None
+        return None, reason
 
     def make_dir(self) -> Path:
-        """Create this run's folder (on resume, an unfinished earlier attempt is cleared and reused)."""
-        if self.group.is_sweep:
-            sweep_dir = self.group.ensure_dir()
-            name = f"{self.index:03d}-{slug(self.config.name)}"
-            path = sweep_dir / name
-            earlier = read_run(path) if path.exists() and not path.is_symlink() else None
-            if path.is_symlink() or (earlier is not None and earlier.status in (ev.COMPLETED, ev.RUNNING, ev.UNREADABLE)):
-                path = unique_dir(sweep_dir, name)  # completed (other config), running or damaged: keep it
-            else:
-                try:
-                    if path.exists():
-                        shutil.rmtree(path)  # an earlier, unfinished attempt at this same run
-                    path.mkdir(parents=True)
-                except OSError as err:
-                    raise RunWriteError(f"{path}: cannot create the run folder ({err.strerror or err})") from None
+        """This run's folder: the earlier attempt it continues, else a new one (nothing is removed)."""
+        if self.continue_dir is not None:
+            path = self.continue_dir
+        elif self.group.is_sweep:
+            path = unique_dir(self.group.ensure_dir(), f"{self.index:03d}-{slug(self.config.name)}")
         else:
             path = new_run_dir(self.group.out_root, self.config.name)
         self.run_dir = path
@@ -123,32 +133,43 @@ def _newest_study(out_root: Path, name: str) -> Path | None:
     return max(candidates, default=None, key=lambda p: p.name)
 
 
-def _completed_configs(records: list[RunRecord]) -> dict[str, Path]:
-    done = {}
-    for record in records:
-        if record.status == ev.COMPLETED and record.config is not None:
-            done[json.dumps(config_to_dict(record.config), sort_keys=True)] = record.path
-    return done
+def _config_key(config: Config) -> str:
+    return json.dumps(config_to_dict(config), sort_keys=True)
+
+
+def _by_config(records: list[RunRecord], statuses: tuple[str, ...]) -> dict[str, Path]:
+    """The folder of the newest run with each configuration among runs in `statuses`."""
+    found = {}
+    for record in records:  # oldest first: a newer attempt wins
+        if record.status in statuses and record.config is not None and not record.path.is_symlink():
+            found[_config_key(record.config)] = record.path
+    return found
+
+
+UNFINISHED = (ev.STOPPED, ev.INCOMPLETE, ev.FAILED)
 
 
 def plan(presets: list[Preset], out_root: Path, resume: bool = False) -> list[PlannedGroup]:
     groups = []
     for preset in presets:
         group = PlannedGroup(preset=preset, out_root=Path(out_root))
-        done: dict[str, Path] = {}
+        earlier: list[RunRecord] = []
         if resume:
             if preset.is_sweep:
                 group.sweep_dir = _newest_study(group.out_root, preset.config.name)
                 if group.sweep_dir is not None:
-                    done = _completed_configs(find_runs(group.sweep_dir))
+                    earlier = find_runs(group.sweep_dir)
             else:
-                top_level = [r for r in find_runs(group.out_root) if r.path.parent == group.out_root]
-                done = _completed_configs(top_level)
+                earlier = [r for r in find_runs(group.out_root) if r.path.parent == group.out_root]
+        done = _by_config(earlier, (ev.COMPLETED,))
+        unfinished = _by_config([r for r in earlier if (r.path / CHECKPOINT).is_file()], UNFINISHED)
         for index, config in enumerate(preset.runs(), start=1):
-            key = json.dumps(config_to_dict(config), sort_keys=True)
+            key = _config_key(config)
             run = PlannedRun(config=config, index=index, group=group, skip=key in done)
             if run.skip:
                 run.run_dir = done[key]
+            elif key in unfinished:
+                run.continue_dir = unfinished.pop(key)
             group.runs.append(run)
         groups.append(group)
     return groups

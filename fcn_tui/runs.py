@@ -7,7 +7,10 @@ A run folder holds
 - `summary.json`  status and final numbers, rewritten atomically (temp file + rename) at the
                   start (status `running`), after every epoch and at the end;
 - `confusion.csv` the 10x10 test confusion matrix, class names as header and first column;
-- `model.pt`      the trained state_dict.
+- `model.pt`      the trained state_dict;
+- `checkpoint.pt` the full training state after the last completed epoch (the engine's
+                  `Trainer.checkpoint()`), rewritten atomically per epoch while the run can still
+                  be continued; removed when the run completes or diverges.
 Every file is readable at any moment, even after SIGKILL. A folder whose summary still says
 `running` but whose process is gone reads back as `incomplete`.
 
@@ -178,10 +181,52 @@ def _torch_version() -> str:
         return "unknown"
 
 
-class RunRecorder:
-    """Writes one run's folder from its events. Create it only once the run can start."""
+CHECKPOINT = "checkpoint.pt"
 
-    def __init__(self, run_dir: Path, config: Config) -> None:
+
+def metrics_line(event: ev.EpochEnded) -> str:
+    return (
+        f"{event.epoch},{event.train_loss:.6f},{event.train_acc:.6f},{event.val_loss:.6f},"
+        f"{event.val_acc:.6f},{event.lr:.6g},{event.seconds:.3f}"
+    )
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
+    """A run folder's checkpoint, loaded without running any code from the file
+    (`weights_only=True`), or None and the reason it cannot be used."""
+    path = Path(run_dir) / CHECKPOINT
+    if path.is_symlink() or not path.is_file():
+        return None, "no checkpoint"
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign file is reported, not fatal
+        return None, f"{path.name}: unreadable ({type(err).__name__})"
+    if not isinstance(state, dict):
+        return None, f"{path.name}: not a checkpoint"
+    return state, ""
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """`torch.save` atomically (see `atomic_write`); a full disk is reported as such."""
+    import torch
+
+    try:
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except RuntimeError as err:  # torch's zip writer loses errno: "unexpected pos 1088 vs 982"
+        full = _disk_full(path.parent)
+        raise write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else OSError(0, str(err))) from None
+
+
+class RunRecorder:
+    """Writes one run's folder from its events. Create it only once the run can start.
+
+    With `continuing=True` the folder is an earlier attempt at the same run: its files are kept
+    until `RunStarted` says which epochs the checkpoint holds, and `metrics.csv` is then rewritten
+    with exactly those epochs."""
+
+    def __init__(self, run_dir: Path, config: Config, continuing: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.summary: dict[str, Any] = {
@@ -213,7 +258,9 @@ class RunRecorder:
         atomic_write_text(self.run_dir / "config.toml", config_to_toml(config))
         self._write_summary()
         self._metrics_path = self.run_dir / "metrics.csv"
-        self._append_line(",".join(METRICS_COLUMNS))
+        self.continuing = continuing
+        if not continuing:
+            self._append_line(",".join(METRICS_COLUMNS))
 
     def _write_summary(self) -> None:
         atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary, indent=2) + "\n")
@@ -228,26 +275,37 @@ class RunRecorder:
         except OSError as err:
             raise write_error(self._metrics_path, err) from None
 
-    def record(self, event: ev.Event, model=None) -> None:
-        """Write what `event` adds to the folder."""
+    def _add_epoch(self, event: ev.EpochEnded) -> None:
+        best = self.summary["best_val_acc"]
+        self.summary.update(
+            epochs_completed=event.epoch,
+            train_loss=event.train_loss,
+            val_loss=event.val_loss,
+            val_acc=event.val_acc,
+            best_val_acc=event.val_acc if best is None else max(best, event.val_acc),
+        )
+
+    def record(self, event: ev.Event, model=None, checkpoint: Callable[[], dict] | None = None) -> None:
+        """Write what `event` adds to the folder; `checkpoint()` gives the state to save after an epoch."""
         if isinstance(event, ev.RunStarted):
             self.summary["device"] = event.device_name if event.device == "cpu" else f"{event.device} ({event.device_name})"
+            if self.continuing:
+                lines = [",".join(METRICS_COLUMNS), *map(metrics_line, event.previous_epochs)]
+                atomic_write_text(self._metrics_path, "\n".join(lines) + "\n")
+                for previous in event.previous_epochs:
+                    self._add_epoch(previous)
+                self.summary["resumed_after_epoch"] = len(event.previous_epochs)
             self._write_summary()
         elif isinstance(event, ev.EpochEnded):
-            self._append_line(
-                f"{event.epoch},{event.train_loss:.6f},{event.train_acc:.6f},{event.val_loss:.6f},"
-                f"{event.val_acc:.6f},{event.lr:.6g},{event.seconds:.3f}"
-            )
-            best = self.summary["best_val_acc"]
-            self.summary.update(
-                epochs_completed=event.epoch,
-                train_loss=event.train_loss,
-                val_loss=event.val_loss,
-                val_acc=event.val_acc,
-                best_val_acc=event.val_acc if best is None else max(best, event.val_acc),
-            )
+            self._append_line(metrics_line(event))
+            self._add_epoch(event)
+            if checkpoint is not None and event.epoch < event.epochs:
+                self._save_checkpoint(checkpoint())
             self._write_summary()
         elif isinstance(event, ev.RunFinished):
+            if event.status in (ev.COMPLETED, ev.DIVERGED):
+                with contextlib.suppress(OSError):  # nothing left to continue: the file was ours
+                    (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
             if event.test_confusion is not None:
                 atomic_write_text(self.run_dir / "confusion.csv", confusion_csv(event.test_confusion))
             if model is not None and event.status != ev.FAILED:
@@ -268,16 +326,11 @@ class RunRecorder:
             )
             self._write_summary()
 
-    def _save_model(self, model) -> None:
-        import torch
+    def _save_checkpoint(self, state: dict) -> None:
+        save_torch(self.run_dir / CHECKPOINT, state)
 
-        path = self.run_dir / "model.pt"
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        try:
-            atomic_write(path, lambda f: torch.save(state, f))
-        except RuntimeError as err:  # torch's zip writer loses errno: "unexpected pos 1088 vs 982"
-            full = _disk_full(path.parent)
-            raise write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else OSError(0, str(err))) from None
+    def _save_model(self, model) -> None:
+        save_torch(self.run_dir / "model.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
 
     def fail(self, status: str, error: str | None) -> None:
         """Best effort: mark the run as ended with `status` after an interruption or error.
@@ -321,12 +374,13 @@ def record_run(trainer, run_dir: Path) -> Iterator[ev.Event]:
     If the consumer stops iterating (or an exception such as KeyboardInterrupt arrives), the
     run is saved as `stopped`; a write error marks it `failed` and raises `RunWriteError`.
     """
-    recorder = RunRecorder(run_dir, trainer.config)
+    recorder = RunRecorder(run_dir, trainer.config, continuing=getattr(trainer, "resume_from", None) is not None)
+    checkpoint = getattr(trainer, "checkpoint", None)  # scripted trainers in tests have none
     finished = False
     try:
         for event in trainer.events():
             try:
-                recorder.record(event, trainer.model)
+                recorder.record(event, trainer.model, checkpoint)
             except RunWriteError as err:
                 recorder.fail(ev.FAILED, str(err))
                 finished = True

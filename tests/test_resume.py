@@ -1,17 +1,22 @@
-"""`fcn-tui run ... --resume`: completed runs with the same configuration are skipped, the others
-run again, and no completed result is ever deleted."""
+"""`fcn-tui run ... --resume`: completed runs with the same configuration are skipped, stopped or
+interrupted ones continue from their checkpoint, the others run again, and nothing is deleted."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from fcn_tui.cli import app
-from fcn_tui.runs import read_run
+from fcn_tui.runs import read_metrics, read_run
 from tests.conftest import TINY_PRESET
 
 runner = CliRunner()
@@ -53,8 +58,11 @@ def test_resume_skips_completed_runs_and_reruns_the_others(sweep, synthetic_data
     assert sorted(out.iterdir()) == [study]  # the same study folder, no new one
     assert "optim.lr=0.01: already completed" in " ".join(result.stdout.split())
     assert ((first / "summary.json").read_bytes(), (first / "model.pt").stat().st_mtime_ns) == kept
-    assert statuses(study) == [(first.name, "completed"), (second.name, "completed"), (third.name, "completed")]
-    assert sorted(p for p in study.iterdir() if p.is_dir()) == [first, second, third]
+    # neither left a checkpoint, so both ran again from epoch 1, each in a new folder beside the old
+    again = [study / f"{second.name}-2", study / f"{third.name}-2"]
+    assert statuses(study) == [(first.name, "completed"), (again[0].name, "completed"), (again[1].name, "completed")]
+    assert sorted(p for p in study.iterdir() if p.is_dir()) == sorted([first, second, third, *again])
+    assert (read_run(second).status, read_run(third).status) == ("stopped", "incomplete")  # kept as they were
 
 
 def test_resume_with_a_changed_configuration_is_a_new_study_and_keeps_the_old_one(sweep, synthetic_data_dir, tmp_path):
@@ -83,3 +91,76 @@ def test_resume_of_a_single_run_preset_skips_it_when_completed(tiny_preset, synt
     assert sorted(out.iterdir()) == before
     run(tiny_preset, synthetic_data_dir, out, "--set", "train.epochs=1", "--set", "optim.lr=0.02", "--resume")
     assert len(list(out.iterdir())) == 2  # a different configuration is a new run
+
+
+def interrupt_after_epochs(out: Path, epochs: int) -> threading.Thread:
+    """Ctrl-C to this process once a run under `out` has `epochs` rows in its metrics.csv."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(len(read_metrics(m)) >= epochs for m in out.rglob("metrics.csv")):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def without_timings(run_dir: Path) -> tuple:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    numbers = {k: summary[k] for k in ("status", "epochs_completed", "train_loss", "val_loss", "val_acc",
+                                       "best_val_acc", "test_loss", "test_acc")}
+    rows = [{k: v for k, v in row.items() if k != "epoch_s"} for row in read_metrics(run_dir / "metrics.csv")]
+    return numbers, rows, (run_dir / "confusion.csv").read_text()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_stopped_run_continues_from_its_last_epoch_and_ends_as_if_never_stopped(synthetic_data_dir, tmp_path):
+    preset = tmp_path / "long.toml"  # dropout, momentum and a schedule: every kind of state matters
+    preset.write_text(
+        TINY_PRESET.replace("epochs = 2", "epochs = 40")
+        .replace("hidden = [32]", "hidden = [32]\ndropout = 0.2")
+        .replace("[optim]", "[optim]\nschedule = 'cosine'")
+    )
+    reference = tmp_path / "reference"
+    run(preset, synthetic_data_dir, reference)
+    (reference_run,) = reference.iterdir()
+
+    out = tmp_path / "out"
+    watcher = interrupt_after_epochs(out, 3)
+    stopped = runner.invoke(app, ["run", str(preset), "--data-dir", str(synthetic_data_dir), "--out", str(out)])
+    watcher.join()
+    assert stopped.exit_code == 130, stopped.output
+    (run_dir,) = out.iterdir()
+    first = read_run(run_dir)
+    assert first.status == "stopped" and 3 <= first.get("epochs_completed") < 40
+    assert (run_dir / "checkpoint.pt").is_file()
+
+    result = run(preset, synthetic_data_dir, out, "--resume")
+
+    assert f"continuing from its checkpoint after epoch {first.get('epochs_completed')}" in result.stdout
+    assert list(out.iterdir()) == [run_dir]  # the same folder, nothing else
+    assert without_timings(run_dir) == without_timings(reference_run)
+    assert not (run_dir / "checkpoint.pt").exists()  # completed: nothing left to continue
+
+
+def test_resume_leaves_a_folder_that_is_not_a_run_alone(sweep, synthetic_data_dir, tmp_path):
+    out = tmp_path / "out"
+    run(sweep, synthetic_data_dir, out)
+    (study,) = out.iterdir()
+    second = sorted(p for p in study.iterdir() if p.is_dir())[1]
+    summary = json.loads((second / "summary.json").read_text())
+    for name in [p.name for p in second.iterdir()]:
+        (second / name).unlink()
+    (second / "notes.txt").write_text("my notes\n")  # the user's own folder now, with a run's name
+    summary_status = summary["status"]
+    assert summary_status == "completed"
+
+    run(sweep, synthetic_data_dir, out, "--resume")
+
+    assert [p.name for p in second.iterdir()] == ["notes.txt"]
+    assert (second / "notes.txt").read_text() == "my notes\n"
+    assert [status for _, status in statuses(study)] == ["completed"] * 3
