@@ -181,6 +181,14 @@ def _torch_version() -> str:
         return "unknown"
 
 
+def _reproducibility() -> dict[str, Any]:
+    """What decides the last decimals of a CPU run besides the seed: torch's thread count and the
+    instruction set its kernels use (`AVX2`, `AVX512`, ...)."""
+    import torch
+
+    return {"threads": torch.get_num_threads(), "cpu_kernels": torch.backends.cpu.get_cpu_capability()}
+
+
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -243,6 +251,7 @@ class RunRecorder:
             "samples_per_s": 0.0,
             "device": None,
             "torch_version": _torch_version(),
+            **_reproducibility(),
             "seed": config.train.seed,
             "config": config_to_dict(config),
             "error": None,
@@ -443,7 +452,7 @@ MAX_SMALL_FILE = 1 << 20  # summary.json and config.toml are a few KB; more is n
 MAX_METRICS_FILE = 64 << 20  # ~800,000 epochs of metrics
 FINITE_KEYS = ("epochs_completed", "val_acc", "best_val_acc", "test_acc", "wall_s", "samples_per_s")
 LOSS_KEYS = ("train_loss", "val_loss", "test_loss")  # NaN or inf is a diverged run's honest loss
-TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version")
+TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version", "cpu_kernels")
 
 
 class UnreadableFile(ValueError):

@@ -11,7 +11,7 @@ from fcn_tui.data import CLASSES
 
 runner = CliRunner()
 SUMMARY_KEYS = {"name", "status", "epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc",
-                "test_loss", "test_acc", "wall_s", "samples_per_s", "device", "torch_version", "seed", "config"}
+                "test_loss", "test_acc", "wall_s", "samples_per_s", "device", "torch_version", "threads", "cpu_kernels", "seed", "config"}
 
 
 def run_cli(*args):
@@ -37,6 +37,7 @@ def test_run_writes_a_complete_run_folder(tiny_preset, synthetic_data_dir, tmp_p
     summary = json.loads((run_dir / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
+    assert summary["threads"] == 1 and summary["cpu_kernels"] in ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256")
     assert 0.9 < summary["test_acc"] <= 1.0
     assert summary["val_acc"] == float(rows[-1]["val_acc"]) or abs(summary["val_acc"] - float(rows[-1]["val_acc"])) < 1e-6
 
