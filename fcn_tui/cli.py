@@ -286,12 +286,12 @@ def ui(
 
 @app.command()
 def serve(
-    preset: Annotated[Path | None, typer.Argument(help="Preset to pre-fill each tab's form with (default: the baseline).")] = None,
+    preset: Annotated[Path | None, typer.Argument(metavar="PRESET.toml", help="Preset to pre-fill each tab's form with (default: the baseline).")] = None,
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; not a loopback one only with --allow-remote.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to listen on; not a loopback one only with --allow-remote.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host that other machines can reach.")] = False,
 ) -> None:
     """Serve the app to web browsers: each tab gets the app as `fcn-tui ui` would show it."""

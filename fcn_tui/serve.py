@@ -119,20 +119,28 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _signal_group(process: asyncio.subprocess.Process, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)  # the app leads its own process group (start_new_session)
+HANG_UP = getattr(signal, "SIGHUP", None)  # None on Windows
+KILL = getattr(signal, "SIGKILL", None)
+
+
+def _signal_group(process: asyncio.subprocess.Process, sig: int | None) -> None:
+    """`sig` to the app's process group (it leads one: start_new_session); on Windows, the app alone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        if hasattr(os, "killpg") and sig is not None:
+            os.killpg(process.pid, sig)
+        elif process.returncode is None:
+            process.kill() if sig is KILL else process.terminate()
 
 
 async def hang_up(process: asyncio.subprocess.Process, grace_s: float = GRACE_S) -> None:
     """SIGHUP the app (it saves its run and exits), wait, then kill what is left of its group."""
     if process.returncode is None:
-        _signal_group(process, getattr(signal, "SIGHUP", signal.SIGTERM))
+        _signal_group(process, HANG_UP)
         try:
             await asyncio.wait_for(process.wait(), grace_s)
         except TimeoutError:
             pass
-    _signal_group(process, signal.SIGKILL)  # children it may have left behind, or the app itself
+    _signal_group(process, KILL)  # children it may have left behind, or the app itself
     await process.wait()
 
 
@@ -249,7 +257,7 @@ class AppServer(Server):
     def kill_all(self) -> None:
         """SIGKILL every app's process group (last resort; synchronous, safe from a signal handler)."""
         for process in list(self.processes):
-            _signal_group(process, signal.SIGKILL)
+            _signal_group(process, KILL)
 
     def _request_exit(self, signum: int) -> None:
         if self.signum is not None and signum == signal.SIGINT:
