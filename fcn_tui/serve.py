@@ -6,7 +6,8 @@ Contract:
   server was given (paths made absolute), so a tab shows what `fcn-tui ui` would show. The app
   runs with `--confine`: its open/save/export dialogs accept only paths inside `--out`, and the
   page serves nothing but the app and textual-serve's static files: no run or file outside
-  `--out` is reachable from the page.
+  `--out` is reachable from the page. A page of another site in the same browser is refused
+  (its `Origin`), and so is, on loopback, a host name that is not loopback (DNS rebinding).
 - It listens on the loopback address unless told otherwise; `check_host` refuses any other
   address unless `allow_remote` is given (the caller then prints `remote_warning`).
 - The page's URLs follow the address the browser used, so an SSH port forward to another local
@@ -32,6 +33,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import WSCloseCode, web
@@ -84,6 +86,19 @@ def app_argv(preset: Path | None, overrides: list[str], out: Path, data_dir: Pat
     if data_dir is not None:
         argv += ["--data-dir", str(data_dir.resolve())]
     return argv
+
+
+def refusal(host_header: str, origin: str | None, loopback_only: bool) -> str | None:
+    """Why a request must be refused, or None. A page of another site open in the same browser may
+    connect to the server (websockets ignore the same-origin policy): a browser names that page in
+    `Origin`, which must be this server. A site whose name is made to resolve to 127.0.0.1 (DNS
+    rebinding) shows as a `Host` that is not a loopback name, refused when listening on loopback."""
+    host = urlsplit("//" + host_header).hostname or ""
+    if loopback_only and not is_loopback(host):
+        return f"host name {host_header!r} is not a loopback address"
+    if origin is not None and urlsplit(origin).netloc.lower() != host_header.lower():
+        return f"a page from {origin} may not use this server"
+    return None
 
 
 def url_host(host: str) -> str:
@@ -207,6 +222,19 @@ class AppServer(Server):
 
     async def on_startup(self, app: web.Application) -> None:
         """The caller prints the URL; textual-serve's banner is not shown."""
+
+    async def _make_app(self) -> web.Application:
+        app = await super()._make_app()
+        app.middlewares.append(self.guard)
+        return app
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Refuse requests from another site's page, and rebound host names on a loopback server."""
+        why = refusal(request.host, request.headers.get("Origin"), loopback_only=is_loopback(self.host))
+        if why:
+            raise web.HTTPForbidden(text=f"fcn-tui: {why}\n")
+        return await handler(request)
 
     async def on_shutdown(self, app: web.Application) -> None:
         """Hang up every app (each saves its run), then close every page's websocket."""

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from fcn_tui.runs import read_metrics
-from fcn_tui.serve import ServeError, app_argv, check_host, is_loopback
+from fcn_tui.serve import ServeError, app_argv, check_host, is_loopback, refusal
 from tests.conftest import TINY_PRESET
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals and /proc")
@@ -306,6 +307,39 @@ def test_a_non_loopback_host_with_the_flag_warns_and_serves(tmp_path):
             assert page.status == 200 and b"data-session-websocket-url" in page.read()
         served.proc.send_signal(signal.SIGINT)
         assert served.proc.wait(timeout=60) == 130, served.output
+    finally:
+        served.kill()
+
+
+def test_pages_of_other_sites_and_rebound_host_names_are_refused():
+    assert refusal("127.0.0.1:8000", None, loopback_only=True) is None  # not from a browser page
+    assert refusal("127.0.0.1:8000", "http://127.0.0.1:8000", loopback_only=True) is None
+    assert refusal("localhost:9000", "http://localhost:9000", loopback_only=True) is None  # SSH forward
+    assert refusal("[::1]:8000", "http://[::1]:8000", loopback_only=True) is None
+    assert "not use this server" in refusal("127.0.0.1:8000", "http://evil.example", loopback_only=True)
+    assert "not use this server" in refusal("127.0.0.1:8000", "http://127.0.0.1:8001", loopback_only=True)
+    assert "not a loopback" in refusal("evil.example:8000", "http://evil.example:8000", loopback_only=True)
+    assert refusal("gpu-box:8000", "http://gpu-box:8000", loopback_only=False) is None  # --allow-remote
+
+
+def test_the_server_refuses_other_sites_and_rebound_host_names(tmp_path):
+    served = Served(tmp_path, tmp_path, "")
+    try:
+        served.wait_listening()
+
+        def status(path: str, **headers: str) -> int:
+            request = urllib.request.Request(served.url + path, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        assert status("/") == 200
+        assert status("/", Host=f"evil.example:{served.port}") == 403  # DNS rebinding
+        assert status("/ws", Origin="http://evil.example") == 403  # another site's page
+        assert status("/static/js/textual.js", Origin=served.url) == 200
+        assert not served.track_apps()  # no app was started for any of them
     finally:
         served.kill()
 
