@@ -118,7 +118,9 @@ def without_timings(run_dir: Path) -> tuple:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_a_stopped_run_continues_from_its_last_epoch_and_ends_as_if_never_stopped(synthetic_data_dir, tmp_path):
+@pytest.mark.parametrize("resume_with", ["the preset", "the run's config.toml"])
+def test_a_stopped_run_continues_from_its_last_epoch_and_ends_as_if_never_stopped(
+        synthetic_data_dir, tmp_path, resume_with):
     preset = tmp_path / "long.toml"  # dropout, momentum and a schedule: every kind of state matters
     preset.write_text(
         TINY_PRESET.replace("epochs = 2", "epochs = 40")
@@ -139,7 +141,8 @@ def test_a_stopped_run_continues_from_its_last_epoch_and_ends_as_if_never_stoppe
     assert first.status == "stopped" and 3 <= first.get("epochs_completed") < 40
     assert (run_dir / "checkpoint.pt").is_file()
 
-    result = run(preset, synthetic_data_dir, out, "--resume")
+    again = preset if resume_with == "the preset" else run_dir / "config.toml"
+    result = run(again, synthetic_data_dir, out, "--resume")
 
     assert f"continuing from its checkpoint after epoch {first.get('epochs_completed')}" in result.stdout
     assert list(out.iterdir()) == [run_dir]  # the same folder, nothing else
