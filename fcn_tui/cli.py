@@ -211,7 +211,7 @@ def run(
                 try:
                     if key not in splits:
                         splits[key] = make_split(data, *key)
-                    state, cannot_continue = planned.checkpoint()
+                    state, cannot_continue = planned.checkpoint(devices[cfg.train.device].type)
                     trainer = Trainer(cfg, splits[key], should_stop=stop.is_set, resume_from=state)
                 except (DataError, DeviceError) as err:
                     raise fail(str(err)) from None

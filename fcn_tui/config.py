@@ -322,7 +322,7 @@ def parse_set_value(text: str, where: str = "--set") -> Any:
     One value only: text that goes on past it (`0.1\n[train]\nepochs=1`) is an error, as are
     values TOML cannot hold (nested 1,000 deep, integers of thousands of digits)."""
     try:
-        parsed = _parse_toml(f"v = {text}", where)
+        parsed = parse_toml(f"v = {text}", where)
     except tomllib.TOMLDecodeError:
         return text.strip()
     if list(parsed) != ["v"]:
@@ -330,7 +330,7 @@ def parse_set_value(text: str, where: str = "--set") -> Any:
     return parsed["v"]
 
 
-def _parse_toml(text: str, where: str) -> dict[str, Any]:
+def parse_toml(text: str, where: str) -> dict[str, Any]:
     """`tomllib.loads`, with the other ways it fails on hostile text turned into ConfigError."""
     try:
         return tomllib.loads(text)
@@ -466,7 +466,7 @@ def load_preset(path: str | Path, overrides: dict[str, Any] | None = None) -> Pr
 
 def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = None) -> Preset:
     try:
-        data = _parse_toml(text, source)
+        data = parse_toml(text, source)
     except tomllib.TOMLDecodeError as err:
         message = str(err)
         if message.endswith("(at end of document)"):  # give a line and column here too

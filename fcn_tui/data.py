@@ -25,6 +25,7 @@ import os
 import re
 import socket
 import threading
+import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +279,8 @@ def download(folder: Path) -> None:
         raise DataError(f"{where} and torchvision, which downloads it, is missing ({err}); " + HOW_TO_POINT) from None
     mirror = urlsplit(getattr(datasets.FashionMNIST, "mirrors", [MIRROR])[0])
     host = mirror.hostname or ""
-    reason = unreachable(host, mirror.port or (443 if mirror.scheme == "https" else 80))
+    # behind an HTTP proxy only the proxy is reachable: let the download (which uses it) tell
+    reason = None if urllib.request.getproxies() else unreachable(host, mirror.port or (443 if mirror.scheme == "https" else 80))
     if reason:
         raise DataError(f"{where} and could not reach {host}: {reason}; " + HOW_TO_POINT)
     created = _missing_dirs(folder / "FashionMNIST" / "raw")

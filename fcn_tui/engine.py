@@ -193,7 +193,7 @@ class Trainer:
         self.model: nn.Module | None = None
         self.resume_from = resume_from
         if resume_from is not None:
-            check_checkpoint(resume_from, config)
+            check_checkpoint(resume_from, config, self.device.type)
         self._state: dict | None = None  # what `checkpoint()` needs, set at each epoch boundary
 
     def checkpoint(self) -> dict:
@@ -203,6 +203,7 @@ class Trainer:
         s = self._state
         state = {
             "format": CHECKPOINT_FORMAT,
+            "device_type": self.device.type,  # RNG and optimizer states differ between kinds of device
             "config": config_to_dict(self.config),
             "epoch": s["epoch"],
             "global_step": s["global_step"],
@@ -232,7 +233,7 @@ class Trainer:
         if cfg.model.batchnorm and n_train % batch_size == 1 and steps_per_epoch > 1:
             steps_per_epoch -= 1  # BatchNorm cannot train on a last batch of one sample: skip it
         resume = self.resume_from
-        history: list[ev.EpochEnded] = [_epoch_event(e) for e in resume["history"]] if resume else []
+        history: list[ev.EpochEnded] = [ev.EpochEnded(**e) for e in resume["history"]] if resume else []
         yield ev.RunStarted(
             config=cfg, device=str(device), device_name=device_name(device),
             n_train=n_train, n_val=len(self.split.val_x), n_test=len(self.split.test_x),
@@ -267,6 +268,7 @@ class Trainer:
                 if device.type == "cuda" and "cuda_rng" in resume:
                     torch.cuda.set_rng_state(resume["cuda_rng"], device)
                 global_step = int(resume["global_step"])
+                self.resume_from = resume = None  # a full copy of the weights: not kept for the whole run
             model.train()
             for epoch in range(first_epoch, t.epochs + 1):
                 epoch_start = time.perf_counter()
@@ -388,16 +390,21 @@ def _to_cpu(value):
     return value
 
 
-def _epoch_event(data: dict) -> ev.EpochEnded:
-    return ev.EpochEnded(**data)
+CHECKPOINT_NUMBERS = ("global_step", "train_seconds", "trained_samples", "wall_s")
 
 
-def check_checkpoint(state: dict, config: Config) -> None:
-    """Raise `CheckpointError` unless `state` is a checkpoint of `config` that can continue."""
+def check_checkpoint(state: dict, config: Config, device_type: str | None = None) -> None:
+    """Raise `CheckpointError` unless `state` is a checkpoint of `config` that can continue
+    (on a device of `device_type`, when given: `cpu`, `cuda`, `mps`)."""
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError("not a checkpoint of this version of fcn-tui")
     if state.get("config") != config_to_dict(config):
         raise CheckpointError("the checkpoint was written for another configuration")
+    if device_type is not None and state.get("device_type") != device_type:
+        raise CheckpointError(f"the checkpoint was written on {state.get('device_type')!r}, not {device_type!r}")
+    for key in CHECKPOINT_NUMBERS:
+        if not isinstance(state.get(key), (int, float)) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"the checkpoint's {key} is missing")
     epoch = state.get("epoch")
     if not isinstance(epoch, int) or not 1 <= epoch < config.train.epochs:
         raise CheckpointError(f"the checkpoint's epoch {epoch!r} leaves nothing to train")
@@ -406,6 +413,6 @@ def check_checkpoint(state: dict, config: Config) -> None:
         raise CheckpointError("the checkpoint's history does not match its epoch")
     try:
         for item in history:
-            _epoch_event(item)
+            ev.EpochEnded(**item)
     except TypeError as err:
         raise CheckpointError(f"the checkpoint's history is malformed ({err})") from None

@@ -48,8 +48,9 @@ class PlannedRun:
     run_dir: Path | None = None  # set when the run starts
     continue_dir: Path | None = None  # resume: an unfinished earlier attempt that left a checkpoint
 
-    def checkpoint(self) -> tuple[dict | None, str]:
-        """The state to continue from (resume), or None and why the run starts from epoch 1."""
+    def checkpoint(self, device_type: str) -> tuple[dict | None, str]:
+        """The state to continue from on a `device_type` device (resume), or None and why the
+        run starts from epoch 1."""
         if self.continue_dir is None:
             return None, ""
         from fcn_tui.engine import CheckpointError, check_checkpoint  # torch: only when training
@@ -57,7 +58,7 @@ class PlannedRun:
         state, reason = load_checkpoint(self.continue_dir)
         if state is not None:
             try:
-                check_checkpoint(state, self.config)
+                check_checkpoint(state, self.config, device_type)
                 return state, ""
             except CheckpointError as err:
                 reason = str(err)

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml
+from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml, parse_toml
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; elsewhere appends follow links as before
@@ -309,7 +309,8 @@ class RunRecorder:
             self._append_line(metrics_line(event))
             self._add_epoch(event)
             if checkpoint is not None and event.epoch < event.epochs:
-                self._save_checkpoint(checkpoint())
+                with contextlib.suppress(RunWriteError):  # optional: an older checkpoint still resumes exactly
+                    self._save_checkpoint(checkpoint())
             self._write_summary()
         elif isinstance(event, ev.RunFinished):
             if event.status in (ev.COMPLETED, ev.DIVERGED):
@@ -512,6 +513,8 @@ def _sanitise(summary: dict[str, Any]) -> list[str]:
         if value is not None and not isinstance(value, str):
             notes.append(f"summary.json: {key} = {_short(value)} is not text, left out")
             summary[key] = None
+        elif isinstance(value, str) and not value.isprintable():  # escape sequences would reach the terminal
+            summary[key] = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
     return notes
 
 
@@ -570,9 +573,9 @@ def _read_config(summary: dict[str, Any], config_path: Path) -> tuple[Config | N
     if text is None:
         return None, notes
     try:
-        data = tomllib.loads(text)
-    except RecursionError:
-        raise UnreadableFile(f"{config_path.name} is nested too deeply") from None
+        data = parse_toml(text, config_path.name)
+    except ConfigError as err:  # nested too deeply, a number of thousands of digits
+        raise UnreadableFile(str(err)) from None
     except tomllib.TOMLDecodeError as err:
         raise UnreadableFile(f"{config_path.name} is not valid TOML ({err})") from None
     try:

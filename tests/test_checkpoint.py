@@ -89,5 +89,9 @@ def test_a_checkpoint_of_another_configuration_is_refused(split):
     one_epoch = config.with_values({"train.epochs": 1})
     with pytest.raises(CheckpointError, match="nothing to train"):
         Trainer(one_epoch, split, resume_from={**state, "config": config_to_dict(one_epoch)})
+    with pytest.raises(CheckpointError, match="written on 'cuda', not 'cpu'"):  # RNG states differ by device
+        Trainer(config, split, resume_from={**state, "device_type": "cuda"})
+    with pytest.raises(CheckpointError, match="train_seconds is missing"):
+        Trainer(config, split, resume_from={k: v for k, v in state.items() if k != "train_seconds"})
     with pytest.raises(CheckpointError, match="not a checkpoint"):
         Trainer(config, split, resume_from={"format": 99})

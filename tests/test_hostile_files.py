@@ -65,6 +65,7 @@ DAMAGE = {  # file -> content that no version of the program writes
     "summary-nested-brackets": ("summary.json", b"[" * 100_000 + b"]" * 100_000),
     "summary-not-an-object": ("summary.json", b'["completed", 0.9]'),
     "summary-truncated": ("summary.json", b'{"name": "bad", "status": "compl'),
+    "config-huge-integer": ("config.toml", b"[train]\nepochs = " + b"1" * 5000 + b"\n"),
 }
 
 
@@ -276,16 +277,19 @@ def test_metrics_are_never_appended_through_a_planted_link(tmp_path):
 # --- CSV formula injection ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ['=HYPERLINK("http://evil.example","click")', "+1+2", "-2+3", "@SUM(A1)",
-                                  "\tcmd", "\r=1"])
-def test_a_run_name_a_spreadsheet_would_run_is_neutralised_in_export(tmp_path, name):
+@pytest.mark.parametrize(("name", "cell"), [
+    ('=HYPERLINK("http://evil.example","click")', '\'=HYPERLINK("http://evil.example","click")'),
+    ("+1+2", "'+1+2"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tcmd", "\\tcmd"), ("\r=1", "\\r=1"),  # control characters are read back escaped, as text
+])
+def test_a_run_name_a_spreadsheet_would_run_is_neutralised_in_export(tmp_path, name, cell):
     out = tmp_path / "runs"
     write_run_folder(out / GOOD, Config(name="good"), "completed", val_acc=0.8, epochs=1)
     data = summary(out / GOOD)
     (out / GOOD / "summary.json").write_text(json.dumps({**data, "name": name, "device": "-cpu", "wall_s": -1.5}))
     assert cli("export", out, "--csv", tmp_path / "all.csv").exit_code == 0
     (row,) = read_csv(tmp_path / "all.csv")
-    assert row["name"] == "'" + name.replace("\r", "\n") and row["device"] == "'-cpu"  # a lone CR would split the row
+    assert row["name"] == cell and row["device"] == "'-cpu"
     assert row["wall_s"] == "-1.5"  # a number stays a number, sign and all
 
 
@@ -384,5 +388,14 @@ def test_torch_losing_errno_on_a_full_disk_still_says_disk_full(tmp_path, synthe
     assert result.exit_code == 1
     data = summary(run_dir)
     assert data["status"] == "failed"
-    # the first torch.save of a run is its checkpoint after epoch 1
-    assert data["error"] == f"{run_dir / 'checkpoint.pt'}: cannot write (disk full: {os.strerror(errno.ENOSPC)})"
+    assert data["error"] == f"{run_dir / 'model.pt'}: cannot write (disk full: {os.strerror(errno.ENOSPC)})"
+
+
+def test_escape_sequences_in_a_summary_never_reach_the_terminal(tmp_path):
+    out = history(tmp_path)
+    data = summary(out / BAD)
+    (out / BAD / "summary.json").write_text(json.dumps({**data, "name": "\x1b]0;pwned\x07bad", "error": "\x1b[2J"}))
+    record = read_run(out / BAD)
+    assert record.name == "\\x1b]0;pwned\\x07bad" and record.get("error") == "\\x1b[2J"
+    result = cli("export", out, "--csv", tmp_path / "all.csv")
+    assert result.exit_code == 0 and "\x1b" not in result.output

@@ -33,7 +33,7 @@ from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, 
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_to_toml, format_value, load_preset
-from fcn_tui.runs import RunRecord, find_runs, slug
+from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
@@ -581,7 +581,7 @@ class FcnApp(App):
                 return
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+                atomic_write_text(target, text)  # never through a link planted at the target
             except OSError as err:
                 self.notify(f"{path}: {err.strerror or err}", title="cannot save", severity="error")
                 return
