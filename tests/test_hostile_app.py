@@ -150,7 +150,7 @@ async def test_5000_digits_pasted_into_a_number_field_is_a_field_error(selector,
         field.focus()
         field.value = ""
         field.insert_text_at_cursor("9" * 5000)  # what a paste does
-        await pilot.pause()
+        await settle(pilot)  # the field's change, then the form's message to the app
         error = text_of(app, "#e-" + selector[3:])
         assert error and len(error) < 200  # one short line under the field
         assert app.query_one("#start").disabled
