@@ -342,3 +342,52 @@ def test_sigterm_mid_run_ends_the_app_and_saves_the_run(terminal_app):
     assert code == 128 + signal.SIGTERM
     assert terminal_app.summary()["status"] == "stopped"
     assert b"\x1b[?1049l" in terminal_app.tail  # the terminal was given back (alternate screen left)
+
+
+# --- damaged run folders in the Runs view -----------------------------------------------------
+
+
+def damaged_history(out: Path) -> None:
+    """One sound run and three damaged ones, as a hostile tester left them."""
+    from fcn_tui.config import Config
+    from tests.test_study import write_run_folder
+
+    write_run_folder(out / "20260101-000000-good", Config(name="good"), "completed", val_acc=0.8, epochs=2)
+    for name, change in (("bytes", None), ("best-x", {"best_val_acc": "x"}), ("wall-nan", {"wall_s": float("nan")})):
+        folder = out / f"20260101-00000{len(name)}-{name}"
+        write_run_folder(folder, Config(name=name), "completed", val_acc=0.7, epochs=2)
+        if change is None:
+            (folder / "metrics.csv").write_bytes(bytes(range(128, 256)))
+        else:
+            summary = json.loads((folder / "summary.json").read_text())
+            (folder / "summary.json").write_text(json.dumps({**summary, **change}))  # NaN is written as NaN
+
+
+async def test_damaged_run_folders_are_listed_and_every_runs_action_still_works(tiny_preset, tmp_path):
+    out = tmp_path / "runs"
+    damaged_history(out)
+    app = scripted_app(out, tiny_preset)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        table = app.query_one("#runs-table")
+        assert table.row_count == 4  # none hidden
+        statuses = {str(table.get_row_at(i)[1]): str(table.get_row_at(i)[2]) for i in range(4)}
+        assert statuses["good"] == "completed" and statuses["bytes"] == "unreadable"
+        for _ in range(8):  # every sort column, both ways
+            await pilot.press("s")
+            await pilot.press("r")
+        await pilot.press("c")  # the comparison table
+        await settle(pilot)
+        assert isinstance(app.screen, TableDialog)
+        await pilot.press("escape")
+        await pilot.press("ctrl+e")  # export through the dialog
+        await settle(pilot)
+        field = app.screen.query_one("#path-input", Input)
+        field.value = str(tmp_path / "all.csv")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.is_running
+    assert app.exit_status == 0
+    rows = (tmp_path / "all.csv").read_text().splitlines()
+    assert len(rows) == 5 and any(",unreadable," in row for row in rows)
