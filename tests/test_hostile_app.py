@@ -32,18 +32,12 @@ from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.conftest import TINY_PRESET
+from tests.test_tui import settle, until
 
 SIZE = (100, 32)
 NUMBER_FIELDS = ("#f-model-dropout", "#f-train-seed", "#f-optim-lr", "#f-optim-momentum",
                  "#f-optim-weight-decay", "#f-train-epochs", "#f-train-batch-size", "#f-model-hidden")
 HOSTILE_NAME = "[/x] [bold]not bold[/bold] [link=file:///etc]"
-
-
-async def settle(pilot) -> None:
-    """Let every worker finish and every message it posted be handled."""
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 async def type_into(pilot, selector: str, text: str) -> None:
@@ -56,14 +50,6 @@ async def type_into(pilot, selector: str, text: str) -> None:
         await pilot.press("backspace")
     await pilot.press(*text)
     await pilot.pause()
-
-
-async def until(pilot, condition, tries: int = 400) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the app never reached the expected state")
 
 
 def text_of(app: FcnApp, selector: str) -> str:
