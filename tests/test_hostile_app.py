@@ -32,24 +32,12 @@ from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.conftest import TINY_PRESET
-from tests.test_tui import settle, until
+from tests.test_tui import settle, type_into, until
 
 SIZE = (100, 32)
 NUMBER_FIELDS = ("#f-model-dropout", "#f-train-seed", "#f-optim-lr", "#f-optim-momentum",
                  "#f-optim-weight-decay", "#f-train-epochs", "#f-train-batch-size", "#f-model-hidden")
 HOSTILE_NAME = "[/x] [bold]not bold[/bold] [link=file:///etc]"
-
-
-async def type_into(pilot, selector: str, text: str) -> None:
-    """Focus a field, clear it and type `text` key by key."""
-    field = pilot.app.query_one(selector, Input)
-    field.focus()
-    await pilot.pause()
-    field.action_end()
-    for _ in range(len(field.value)):
-        await pilot.press("backspace")
-    await pilot.press(*text)
-    await pilot.pause()
 
 
 def text_of(app: FcnApp, selector: str) -> str:
