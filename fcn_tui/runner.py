@@ -298,6 +298,11 @@ def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
             skipped.append(local or record_from_trial(trial))
 
     if preset.search is None:
+        planned = {config_key(c) for c in preset.runs()}
+        for trial in store.trials((TrialState.WAITING,)):  # queued for an earlier version of the preset
+            if isinstance(c := attr(trial, "config"), dict) and config_key(c) not in planned:
+                store.drop(trial)
+        latest = store.latest_runs()
         by_config = {config_key(c): t for t in latest if isinstance(c := attr(t, "config"), dict)}
         next_run = max((attr(t, "run", 0) for t in latest), default=0) + 1
         for config in preset.runs():

@@ -66,6 +66,7 @@ HEARTBEAT_S = 10  # how often a training worker tells an RDB storage it is alive
 GRACE_S = 60  # a run whose worker was silent this long is taken over (6 missed heartbeats)
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
+DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
@@ -402,6 +403,12 @@ class StudyStore:
                 continue
         return None
 
+    def drop(self, trial: FrozenTrial) -> None:
+        """Take a queued run out of the study (its preset changed); it is no run of the study any more."""
+        with contextlib.suppress(UpdateFinishedTrialError):
+            self.storage.set_trial_user_attr(trial._trial_id, "status", DROPPED)
+            self.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+
     def fail(self, trial_id: int) -> bool:
         """RUNNING -> FAIL; True for the one caller that made the move."""
         try:
@@ -451,7 +458,7 @@ class StudyStore:
         latest: dict[int, FrozenTrial] = {}
         for trial in self.trials():
             run = attr(trial, "run", trial.number + 1)
-            if not isinstance(run, int):
+            if not isinstance(run, int) or attr(trial, "status") == DROPPED:
                 continue
             if run not in latest or trial.number > latest[run].number:
                 latest[run] = trial
