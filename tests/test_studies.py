@@ -72,6 +72,10 @@ def test_a_search_with_a_median_pruner_prunes_runs_and_tests_only_finished_ones(
     assert len(tested) == states.count("COMPLETE")  # the test set only at the end of finished runs
     table = (study / "results.md").read_text()
     assert "pruned" in table
+    from fcn_tui.plot import plot_folder
+
+    figures = {p.name for p in plot_folder(study, tmp_path / "figures")}
+    assert {"optimization_history.png", "param_importances.png"} <= figures
 
 
 def test_a_search_samples_the_same_trials_again_from_the_same_seed(tmp_path):
