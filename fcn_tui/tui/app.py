@@ -610,7 +610,7 @@ class FcnApp(App):
     def action_compare(self) -> None:
         """The comparison table of the highlighted run's sweep, else of every run."""
         from fcn_tui.queue import SWEEP_MANIFEST
-        from fcn_tui.tables import comparison_table
+        from fcn_tui.tables import app_comparison
 
         record = self.runs_view.highlighted()
         preset, title = None, f"all runs in {self.out}"
@@ -626,7 +626,7 @@ class FcnApp(App):
         if not records:
             self.notify("no runs to compare yet")
             return
-        self.push_screen(TableDialog(comparison_table(records, preset, title)))
+        self.push_screen(TableDialog(app_comparison(records, preset, title), title=title))
 
     def action_reload_runs(self) -> None:
         self.load_runs()
