@@ -13,10 +13,12 @@ only the settings that vary across the compared runs, in short form (`1e-3`, not
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -61,6 +63,7 @@ def comparison_table(records: list[RunRecord], preset=None, title: str | None = 
 
 
 NAME_WIDTH = 24  # a sweep's run names repeat its settings, which have their own columns
+MIN_NAME = 14  # cut shorter to fit 80 columns, names would no longer tell runs apart
 SHORT_KEYS = {"optim.name": "optim", "model.init": "init", "model.dropout": "drop", "model.batchnorm": "bn",
               "train.batch_size": "batch", "train.label_smoothing": "smooth", "optim.weight_decay": "wd",
               "train.val_fraction": "val frac"}  # a column header no wider than its values
@@ -87,13 +90,25 @@ def _time(value) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
 
 
-def runs_table(records: list[RunRecord], preset=None) -> Table:
-    """One row per run, best validation accuracy first: name, results, then the varying settings."""
+def runs_table(records: list[RunRecord], preset=None, width: int | None = None) -> Table:
+    """One row per run, best validation accuracy first: name, results, then the varying settings.
+    With `width`, the name column is cut (to no less than `MIN_NAME`) so that the table fits."""
+    table = _runs_table(records, preset, NAME_WIDTH)
+    if width is not None:
+        console = Console(width=1000, file=io.StringIO())
+        excess = Measurement.get(console, console.options, table).maximum - width
+        longest = max((len(r.name) for r in records), default=0)
+        if excess > 0 and min(longest, NAME_WIDTH) > MIN_NAME:
+            table = _runs_table(records, preset, max(MIN_NAME, min(longest, NAME_WIDTH) - excess))
+    return table
+
+
+def _runs_table(records: list[RunRecord], preset, name_width: int) -> Table:
     keys = varying_keys(records, preset)
     caption = RUNS_CAPTION + (STATUS_CAPTION if any(r.status != ev.COMPLETED for r in records) else "")
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", padding=(0, 1), show_edge=False,
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", padding=(0, 1, 0, 0), show_edge=False,
                   caption=Text(caption, style="table.caption"), caption_justify="left")
-    table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH)
+    table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=name_width)
     for label in ("best val", "test", "time"):
         table.add_column(label, justify="right", no_wrap=True)
     for key in keys:
@@ -107,12 +122,14 @@ def runs_table(records: list[RunRecord], preset=None) -> Table:
     return table
 
 
-def app_comparison(records: list[RunRecord], preset=None, title: str | None = None) -> Any:
-    """What `c` in the app shows (its title goes above it, outside the scrolling): `runs_table`,
-    and under it the pivot or the mean ± std over seeds when the study has one."""
+def app_comparison(records: list[RunRecord], preset=None, title: str | None = None, width: int | None = None) -> Any:
+    """What `c` in the app shows (its title goes above it, outside the scrolling): `runs_table`
+    fitted to `width` if it can be, and under it the pivot or the mean ± std over seeds when the
+    study has one."""
     comparison = compare(records, preset, title)
+    table = runs_table(records, preset, width)
     if not (comparison.is_pivot or comparison.seeds):
-        return runs_table(records, preset)
+        return table
     summary = render(comparison)
     summary.title = None
-    return Group(runs_table(records, preset), Text(""), summary)
+    return Group(table, Text(""), summary)

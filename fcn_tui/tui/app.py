@@ -626,7 +626,8 @@ class FcnApp(App):
         if not records:
             self.notify("no runs to compare yet")
             return
-        self.push_screen(TableDialog(app_comparison(records, preset, title), title=title))
+        table = app_comparison(records, preset, title, width=self.size.width - 6)  # the dialog's border and padding
+        self.push_screen(TableDialog(table, title=title))
 
     def action_reload_runs(self) -> None:
         self.load_runs()

@@ -41,6 +41,7 @@ INIT_SHORT = {"random_normal": "normal", "xavier_normal": "xav_norm", "xavier_un
               "kaiming_normal": "kai_norm", "kaiming_uniform": "kai_unif"}  # keeps the table narrow
 MAX_OVERLAYS = 6  # more curves than this are unreadable on a terminal chart
 MIN_NAME = 10  # a name cut shorter than this no longer tells runs apart
+NAME_READABLE = 20  # a name cut to this still reads; shorter, the last columns scroll instead
 KEEP_VISIBLE = 6  # columns after the name that must fit beside it: status .. lr
 BEST_FIRST = {"best val", "test"}  # columns whose first sort puts the highest value on top
 SUBSET_MARK, HIDDEN_MARK, PICK_MARK = "~", "+", "●"
@@ -217,16 +218,19 @@ class RunsView(Vertical):
         return text
 
     def column_widths(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Each column's width: its widest cell or label (and sort arrow); the name's is what
-        the next `KEEP_VISIBLE` columns leave on this terminal. Set here rather than left to the
-        DataTable, whose automatic widths lag a refill made while typing a filter."""
+        """Each column's width: its widest cell or label (and sort arrow). The name takes what
+        the other columns leave on this terminal, or if that would cut it short, what the next
+        `KEEP_VISIBLE` columns leave. Set here rather than left to the DataTable, whose
+        automatic widths lag a refill made while typing a filter."""
         widths = [
             max([len(label) + 1, *(_plain(row[i]).cell_len for row in rows)])
             for i, (label, _, _) in enumerate(COLUMNS)
         ]
-        others = sum(2 + w for w in widths[1 : 1 + KEEP_VISIBLE])
         # the pane's padding (2), the vertical scrollbar (2), the mark column (2 + 2) and the name's padding (2)
-        room = self.app.size.width - 2 - 2 - 4 - 2 - others
+        free = self.app.size.width - 2 - 2 - 4 - 2
+        room = free - sum(2 + w for w in widths[1:])
+        if room < min(widths[0], NAME_READABLE):
+            room = free - sum(2 + w for w in widths[1 : 1 + KEEP_VISIBLE])
         widths[0] = max(MIN_NAME, min(widths[0], room))
         return widths
 
