@@ -641,6 +641,8 @@ class FcnApp(App):
         yield SystemCommand("Clear sweep", "Forget the opened preset's sweep: one run per start", self.action_clear_sweep)
         yield SystemCommand("Export runs to CSV", "Every run in the output folder (ctrl+e)", self.action_export)
         yield SystemCommand("Comparison table", "Compare the highlighted run's sweep (c in Runs)", self.action_compare)
+        yield SystemCommand("Diff two runs", "Settings and results of the two runs picked in Runs (d)",
+                            self.runs_view.action_diff)
         yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
         yield SystemCommand("Toggle counts / percent", "Confusion matrix cells (n)", self.confusion.action_toggle_percent)
         yield SystemCommand("Toggle validation / test matrix", "Confusion matrix source (v)",

@@ -337,6 +337,8 @@ class RunsView(Vertical):
             return
         else:
             self.picked[key] = record
+            if not record.metrics:  # still good for the diff (d)
+                self.notify(f"{record.name}: no finished epoch to draw on the charts", markup=False)
         self.refill()
         self.post_message(self.Picked([r for r in self.picked.values() if r.metrics]))
 
@@ -349,7 +351,8 @@ class RunsView(Vertical):
         if len(runs) == 1 and highlighted is not None and highlighted is not runs[0]:
             runs.append(highlighted)
         if len(runs) != 2:
-            self.notify("pick two runs with space, then press d to compare them", severity="warning")
+            picked = f"{len(runs)} runs are picked; " if len(runs) > 2 else ""
+            self.notify(f"{picked}pick two runs with space, then press d to compare them", severity="warning")
             return
         a, b = runs
         names = (a.name, b.name) if a.name != b.name else (a.run_id, b.run_id)
