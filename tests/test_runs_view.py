@@ -163,3 +163,21 @@ async def test_the_comparison_table_reads_well_at_80x24(app):
         if scroll.max_scroll_x:  # wider than the terminal: the arrows reach the settings
             await pilot.press("right", "right", "right")
             assert scroll.scroll_x > 0
+
+
+def test_a_swept_seed_adds_the_mean_over_seeds_under_the_runs(tmp_path):
+    from rich.console import Console
+
+    from fcn_tui.config import preset_from_text
+    from fcn_tui.tables import app_comparison
+    from tests.runs_history import write_run
+
+    preset = preset_from_text('name = "seeds"\n[sweep]\n"optim.lr" = [0.001, 0.0003]\n"train.seed" = [0, 1]\n', "s.toml")
+    for i, config in enumerate(preset.runs()):
+        write_run(tmp_path, f"20260101-10000{i}-run", config, val_accs=(0.80 + i / 100,))
+    console = Console(width=74, record=True, color_system=None)
+    console.print(app_comparison(find_runs(tmp_path), preset, "seeds", width=74))
+    text = console.export_text()
+    header = text.splitlines()[0].split()
+    assert header[:5] == ["run", "best", "val", "test", "time"] and header[5:] == ["lr", "seed"]
+    assert "1e-3" in text and "3e-4" in text and "±" in text  # each run, then mean ± std per lr
