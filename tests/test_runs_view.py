@@ -5,8 +5,6 @@ runs and diff them, open the comparison table. The history is six synthetic run 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from textual.widgets import DataTable, Input
 
