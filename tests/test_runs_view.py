@@ -103,26 +103,21 @@ async def test_slash_filters_by_name_setting_or_status_and_escape_clears(app):
         assert len(names(app)) == 6
 
 
-async def test_sorting_by_accuracy_puts_the_best_run_first(app):
+async def test_sort_best_first_then_diff_the_two_best_runs(app):
     async with app.run_test(size=SIZE) as pilot:
         await open_runs(pilot)
         assert names(app)[0] == "adam-lr0.5"  # newest first
-        await pilot.press("s", "s", "s")  # name, status, best val
+        await pilot.press("d")  # nothing picked: a hint, no dialog
+        assert not isinstance(app.screen, TableDialog)
+        await pilot.press("s", "s", "s")  # name, status, best val: best first, the diverged run last
         assert names(app)[:2] == ["adam-lr1e-3", "adam-lr3e-4"] and names(app)[-1] == "adam-lr0.5"
         assert "best val▼" in rendered(app.query_one("#runs-table")).splitlines()[0]
-        await pilot.press("s")  # test accuracy: best first too, the diverged run (none) last
+        await pilot.press("s")  # test accuracy: best first too; the diverged run has none: last
         assert names(app)[0] == "adam-lr1e-3" and names(app)[-1] == "adam-lr0.5"
         await pilot.press("r")  # worst first; a run without a number stays last
         assert names(app)[0] == "quick-subset" and names(app)[-1] == "adam-lr0.5"
-
-
-async def test_two_picked_runs_show_their_differences_side_by_side(app):
-    async with app.run_test(size=SIZE) as pilot:
-        await open_runs(pilot)
-        await pilot.press("d")  # nothing picked: a hint, no dialog
-        assert not isinstance(app.screen, TableDialog)
-        await pilot.press("s", "s", "s")  # best first: adam-lr1e-3, then adam-lr3e-4
-        await pilot.press("space", "down", "space")
+        await pilot.press("r", "space", "down", "space")  # pick the two best
+        assert names(app)[:2] == ["adam-lr1e-3", "adam-lr3e-4"]
         assert "d: diff of the 2 picked" in str(app.query_one("#runs-legend").render())
         await pilot.press("d")
         await pilot.pause()

@@ -1,6 +1,6 @@
-"""Snapshots of the Runs tab with six runs (`runs_history.history`), at 80x24 and 120x40, and of
-its diff and comparison dialogs at 80x24. Regenerate with `--snapshot-update` and look at the
-SVGs before committing them.
+"""Snapshots of the Runs tab with six runs (`runs_history.history`) and of its comparison table,
+at 80x24 and 120x40, and of the diff of two runs at 80x24 (a dialog of the same size at 120x40).
+Regenerate with `--snapshot-update` and look at the SVGs before committing them.
 """
 
 from __future__ import annotations
@@ -35,5 +35,6 @@ def test_runs_view_diff_of_two_picked_runs(snap_compare, app):
     assert snap_compare(app, terminal_size=(80, 24), run_before=settle, press=keys)
 
 
-def test_runs_view_comparison_table(snap_compare, app):
-    assert snap_compare(app, terminal_size=(80, 24), run_before=settle, press=["f4", "c"])
+@pytest.mark.parametrize("size", SIZES)
+def test_runs_view_comparison_table(snap_compare, app, size):
+    assert snap_compare(app, terminal_size=size, run_before=settle, press=["f4", "c"])
