@@ -443,7 +443,7 @@ async def test_the_comparison_table_is_not_cut_at_80_columns(tiny_preset, tmp_pa
         await pilot.pause()
         assert isinstance(app.screen, TableDialog)
         text = rendered(app.screen.query_one("#comparison"))
-        assert "completed" in text and "…" not in text
+        assert "model.dropout=0.5" in text and "…" not in text
         scroll = app.screen.query_one("#table-scroll")
         if scroll.max_scroll_x:  # wider than the terminal: the arrows scroll it
             await pilot.press("right")

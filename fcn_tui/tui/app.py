@@ -616,7 +616,7 @@ class FcnApp(App):
     def action_compare(self) -> None:
         """The comparison table of the highlighted run's sweep, else of every run."""
         from fcn_tui.queue import SWEEP_MANIFEST
-        from fcn_tui.tables import comparison_table
+        from fcn_tui.tables import app_comparison
 
         record = self.runs_view.highlighted()
         preset, title = None, f"all runs in {self.out}"
@@ -632,7 +632,8 @@ class FcnApp(App):
         if not records:
             self.notify("no runs to compare yet")
             return
-        self.push_screen(TableDialog(comparison_table(records, preset, title)))
+        table = app_comparison(records, preset, title, width=self.size.width - 6)  # the dialog's border and padding
+        self.push_screen(TableDialog(table, title=title))
 
     def action_reload_runs(self) -> None:
         self.load_runs()
@@ -646,6 +647,8 @@ class FcnApp(App):
         yield SystemCommand("Clear sweep", "Forget the opened preset's sweep: one run per start", self.action_clear_sweep)
         yield SystemCommand("Export runs to CSV", "Every run in the output folder (ctrl+e)", self.action_export)
         yield SystemCommand("Comparison table", "Compare the highlighted run's sweep (c in Runs)", self.action_compare)
+        yield SystemCommand("Diff two runs", "Settings and results of the two runs picked in Runs (d)",
+                            self.runs_view.action_diff)
         yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
         yield SystemCommand("Toggle counts / percent", "Confusion matrix cells (n)", self.confusion.action_toggle_percent)
         yield SystemCommand("Toggle validation / test matrix", "Confusion matrix source (v)",
