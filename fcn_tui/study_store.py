@@ -37,6 +37,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,8 @@ DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took o
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
+# heartbeats and fail_stale_trials are marked experimental; they are what we rely on, on purpose
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 class StudyError(Exception):
