@@ -25,7 +25,7 @@ from rich.text import Text
 from fcn_tui import events as ev
 from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import RunRecord
-from fcn_tui.study import Comparison, compare, percent, pivot_table, row_table, subtitle, varying_keys
+from fcn_tui.study import Comparison, best_line, compare, percent, pivot_table, row_table, subtitle, varying_keys
 
 STATUS_STYLES = {ev.DIVERGED: "red", ev.FAILED: "red", ev.UNREADABLE: "red", ev.STOPPED: "yellow",
                  ev.INCOMPLETE: "yellow"}
@@ -40,7 +40,7 @@ def _styled(text: str) -> Text:
 
 def render(comparison: Comparison) -> Table:
     """A Rich table for a comparison."""
-    caption = subtitle(comparison)
+    caption = "\n".join(part for part in (subtitle(comparison), best_line(comparison)) if part)
     # Text, not str: a preset's name or a swept value is shown as written, never read as markup
     table = Table(title=Text(comparison.title, style="table.title"),
                   caption=Text(caption, style="table.caption") if caption else None)
