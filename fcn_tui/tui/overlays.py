@@ -73,7 +73,9 @@ def overlay_labels(records: list[RunRecord]) -> list[str]:
     when only one is picked or their settings are the same, with its start time when names clash."""
     keys = differing_keys(records) if len(records) > 1 else []
     if keys:
-        labels = [_cut(setting_label(r, keys)) for r in records]
+        labels = [setting_label(r, keys) for r in records]
+        # alike in the settings that differ elsewhere (`h=400` twice beside `h=64`): add the names
+        labels = [_cut(f"{label} {r.name}" if labels.count(label) > 1 else label) for label, r in zip(labels, records)]
     else:
         names = [_cut(r.name) for r in records]
         labels = []
