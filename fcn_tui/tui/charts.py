@@ -74,6 +74,7 @@ class RunChart(PlotextPlot):
         self.x_max = 1.0  # set by TrainCharts, the same for both charts
         self.log_y = False
         self.best: int | None = None  # index of the best validation epoch (highest accuracy)
+        self.plotted_size = self.size  # the size the ticks were chosen for
 
     def clear_run(self) -> None:
         """Forget the current run's points (a new run starts)."""
@@ -95,8 +96,14 @@ class RunChart(PlotextPlot):
     def curves(self) -> list[Curve]:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def replot(self) -> None:
+    def render(self):
+        if self.size != self.plotted_size and self.size.area:  # first shown, or resized: ticks to fit
+            self.replot(refresh=False)
+        return super().render()
+
+    def replot(self, refresh: bool = True) -> None:
         plt = self.plt
+        self.plotted_size = self.size
         plt.clear_data()
         plt.title(self.title + (" (log)" if self.log_y else ""))
         width, height = (self.size.width or 40), (self.size.height or 14)
@@ -122,7 +129,8 @@ class RunChart(PlotextPlot):
             if c.point and c.xs:
                 plt.scatter(c.xs, c.ys, color=c.color, marker=c.point)
         self.dirty = False
-        self.refresh()
+        if refresh:
+            self.refresh()
 
     def _shown(self, curve: Curve) -> Curve:
         """The curve's drawable points (finite, and > 0 on a log scale), in log10 on a log scale."""
@@ -211,8 +219,9 @@ class AccuracyChart(RunChart):
         return self.overlay_curves("val_acc") + self.epoch_curves(self.epochs, self.train_acc, self.val_acc)
 
 
-def legend_text(loss: LossChart, acc: AccuracyChart) -> Text:
-    """What each marker and colour means, the smoothing, the scale, and the overlaid runs."""
+def legend_text(loss: LossChart, acc: AccuracyChart, width: int = 0) -> Text:
+    """What each marker and colour means, the smoothing, the scale, and the overlaid runs; the
+    runs on a line of their own when all of it is wider than `width` (0: no limit)."""
     parts: list[Text] = [
         Text.assemble((TRAIN[2], f"bold {TRAIN[1]}"), " train"),
         Text.assemble((VAL[2], f"bold {VAL[1]}"), " val"),
@@ -225,11 +234,14 @@ def legend_text(loss: LossChart, acc: AccuracyChart) -> Text:
         parts.append(Text("log y"))
     text = Text("  ").join(parts)
     if loss.overlays:
-        text.append("  │ val of")
+        runs = Text("val of")
         for i, (overlay, color) in enumerate(zip(loss.overlays, OVERLAY_COLORS)):
-            text.append("  ")
-            text.append(str(i + 1), style=f"bold {RICH_COLORS[color]}")
-            text.append(" " + overlay.label)  # user text: appended as plain text, never markup
+            runs.append("  ")
+            runs.append(str(i + 1), style=f"bold {RICH_COLORS[color]}")
+            runs.append(" " + overlay.label)  # user text: appended as plain text, never markup
+        one_line = len(text) + 4 + len(runs) <= width or not width
+        text.append("  │ " if one_line else "\n")
+        text.append_text(runs)
     return text
 
 
@@ -290,7 +302,14 @@ class TrainCharts(Vertical, can_focus=True):
         with self.app.batch_update():
             loss.replot()
             acc.replot()
-            self.query_one("#chart-legend", Static).update(legend_text(loss, acc))
+            self.update_legend()
+
+    def update_legend(self) -> None:
+        legend = self.query_one("#chart-legend", Static)
+        legend.update(legend_text(self.loss, self.acc, legend.content_region.width))
+
+    def on_resize(self) -> None:
+        self.update_legend()  # first shown, or resized: the overlaid runs may fit on the first line
 
     def action_cycle_smoothing(self) -> None:
         loss = self.loss
