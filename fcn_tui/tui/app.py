@@ -4,10 +4,11 @@ First paint is fast: nothing here imports torch. torch and the dataset load in a
 after the first screen is up (`backend.TorchBackend.load`); training runs in another thread
 worker (`training.run_queue`) that plans and writes the runs exactly like `fcn-tui run` and hands
 every engine event to the UI with `post_message`. Charts and the status line are redrawn by a
-timer a few times a second, never per batch. SIGHUP (a closed SSH session) and SIGTERM stop a
-run cleanly, like ctrl+q does, so it is saved as `stopped`, and the app exits 128 + N within
-`HANGUP_DEADLINE_S`; after SIGHUP nothing more is written to the dead terminal (`terminal.py`).
-The app's exit status is 1 after an unhandled error (`exit_status`).
+timer a few times a second, only while the Train tab is shown, never per batch. SIGHUP (a
+closed SSH session) and SIGTERM stop a run cleanly, like ctrl+q does, so it is saved as
+`stopped`, and the app exits 128 + N within `HANGUP_DEADLINE_S`; after SIGHUP nothing more is
+written to the dead terminal (`terminal.py`). The app's exit status is 1 after an unhandled
+error (`exit_status`).
 """
 
 from __future__ import annotations
@@ -644,6 +645,9 @@ class FcnApp(App):
         yield SystemCommand("Export runs to CSV", "Every run in the output folder (ctrl+e)", self.action_export)
         yield SystemCommand("Comparison table", "Compare the highlighted run's sweep (c in Runs)", self.action_compare)
         yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
+        yield SystemCommand("Cycle loss smoothing", "EMA of the batch loss: 0, 0.6, 0.9, 0.99 (m on Train)",
+                            self.charts.action_cycle_smoothing)
+        yield SystemCommand("Toggle log loss", "The loss chart on a log scale (l on Train)", self.charts.action_toggle_log)
         yield SystemCommand("Toggle counts / percent", "Confusion matrix cells (n)", self.confusion.action_toggle_percent)
         yield SystemCommand("Toggle validation / test matrix", "Confusion matrix source (v)",
                             self.confusion.action_toggle_source)
