@@ -108,6 +108,15 @@ def test_one_diverged_run_does_not_squash_the_others():
     assert 0.35 < lo < 0.4 and 0.9 < hi < 0.95  # fitted to what is shown, a little room each side
 
 
+def test_a_long_batch_curve_is_thinned_without_losing_its_spikes():
+    xs = [i / 100 for i in range(2000)]
+    ys = [1.0] * 2000
+    ys[1234] = 9.0  # one spike
+    tx, ty = axes.thin(xs, ys, 60)
+    assert len(tx) <= 120 and 9.0 in ty and tx == sorted(tx) and tx[0] == 0.0
+    assert axes.thin(xs[:100], ys[:100], 60) == (xs[:100], ys[:100])  # short curves stay as they are
+
+
 def test_smoothing_is_a_debiased_moving_average():
     assert axes.ema([2.0, 1.0], 0) == [2.0, 1.0]
     smooth = axes.ema([2.0, 1.0, 1.0], 0.9)
@@ -161,7 +170,7 @@ async def test_keys_smooth_the_batch_loss_and_switch_to_a_log_scale(tmp_path):
         assert "batch loss, raw" in screen_text(app, "#chart-legend")
         assert next(c for c in chart.curves() if c.color == BATCH[0]).ys == raw
         await pilot.press("l")
-        assert chart.log_y and "log y" in screen_text(app, "#chart-legend")
+        assert chart.log_y and "log-y" in screen_text(app, "#chart-legend")
         assert "loss (log)" in rendered(chart)
         labels = [row.split("┤")[0].strip() for row in rendered(chart).split("\n") if "┤" in row]
         assert labels and all(float(label) in {0.2, 0.5, 1, 2, 5} for label in labels)  # real values

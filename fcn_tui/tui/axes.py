@@ -104,3 +104,22 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
         norm = weight * norm + (1 - weight)
         out.append(average / norm)
     return out
+
+
+def thin(xs: Sequence[float], ys: Sequence[float], buckets: int) -> tuple[list[float], list[float]]:
+    """At most about 2 x `buckets` points of a long curve: the lowest and highest of each run of
+    neighbours, in their order. A terminal chart has a few columns per bucket, so it looks the
+    same (spikes kept) while plotext, whose cost grows with the points, draws far fewer."""
+    n = len(xs)
+    if n <= 2 * buckets:
+        return list(xs), list(ys)
+    keep: list[int] = []
+    for b in range(buckets):
+        lo, hi = b * n // buckets, (b + 1) * n // buckets
+        if lo >= hi:
+            continue
+        part = range(lo, hi)
+        low = min(part, key=lambda i: ys[i] if math.isfinite(ys[i]) else math.inf)
+        high = max(part, key=lambda i: ys[i] if math.isfinite(ys[i]) else -math.inf)
+        keep.extend(sorted({low, high}))
+    return [xs[i] for i in keep], [ys[i] for i in keep]

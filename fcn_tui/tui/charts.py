@@ -187,8 +187,9 @@ class LossChart(RunChart):
 
     def curves(self) -> list[Curve]:
         curves = self.overlay_curves("val_loss")
-        if self.batch_x:
-            curves.append(Curve(self.batch_x, self.smoothed(), BATCH[0]))
+        if self.batch_x:  # a low and a high point per column: more would look the same, and cost more
+            xs, ys = axes.thin(self.batch_x, self.smoothed(), max(self.size.width, 40))
+            curves.append(Curve(xs, ys, BATCH[0]))
         return curves + self.epoch_curves(self.epochs, self.train_loss, self.val_loss)
 
 
@@ -231,7 +232,7 @@ def legend_text(loss: LossChart, acc: AccuracyChart, width: int = 0) -> Text:
     smoothing = f"ema {loss.smoothing:g}" if loss.smoothing else "raw"
     parts.append(Text.assemble(("⣀", BATCH[1]), f" batch loss, {smoothing}"))
     if loss.log_y:
-        parts.append(Text("log y"))
+        parts.append(Text("log-y"))
     text = Text("  ").join(parts)
     if loss.overlays:
         runs = Text("val of")
@@ -287,9 +288,9 @@ class TrainCharts(Vertical, can_focus=True):
         self.acc.clear_run()
 
     def set_overlays(self, overlays: list[Overlay]) -> None:
+        """Draw `overlays` over the charts from the next redraw (at once when Train is shown again)."""
         self.loss.set_overlays(overlays)
         self.acc.set_overlays(overlays)
-        self.redraw()
 
     def redraw(self, force: bool = False) -> None:
         """Replot both charts (sharing one x range) when either has new points, and the legend."""
