@@ -127,10 +127,11 @@ def test_smoothing_is_a_debiased_moving_average():
 # --- the charts in the app -------------------------------------------------------------------
 
 
-async def test_legend_hides_no_point_markers_tell_series_apart_and_the_x_axis_is_shared(tmp_path):
+async def test_after_a_run_the_legend_hides_no_point_the_axis_is_shared_and_keys_smooth_and_log(tmp_path):
     app = FcnApp(preset=Preset(config(name="adam")), out=tmp_path / "runs", backend_factory=ScriptedBackend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
+        assert "m" not in app.active_bindings  # the chart keys: only on the Train view
         await pilot.press("ctrl+r")
         await settle(pilot)
         legend = app.query_one("#chart-legend")
@@ -150,15 +151,7 @@ async def test_legend_hides_no_point_markers_tell_series_apart_and_the_x_axis_is
         assert app.loss_chart.x_max == app.acc_chart.x_max == 3
         for chart in (app.loss_chart, app.acc_chart):
             assert rendered(chart).rstrip().split("\n")[-1].split() == ["0", "1", "2", "3"]
-
-
-async def test_keys_smooth_the_batch_loss_and_switch_to_a_log_scale(tmp_path):
-    app = FcnApp(preset=Preset(config(name="adam")), out=tmp_path / "runs", backend_factory=ScriptedBackend)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        assert "m" not in app.active_bindings  # only on the Train view
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        # the keys of the Train view: smoothing of the batch loss, a log scale
         assert {"m", "l"} <= {key for key, b in app.active_bindings.items() if b.binding.show}
         chart = app.loss_chart
         raw = list(chart.batch_y)

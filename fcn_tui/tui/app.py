@@ -30,7 +30,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_to_toml, format_value, load_preset
@@ -388,11 +388,12 @@ class FcnApp(App):
 
     def on_runs_view_picked(self, message: RunsView.Picked) -> None:
         overlays = [Overlay(label, r.metrics) for label, r in zip(overlay_labels(message.records), message.records)]
-        self.charts.set_overlays(overlays)  # drawn now if Train is shown, else when it is
+        self.charts.set_overlays(overlays)  # drawn when Train is shown (at once when its tab opens)
 
     def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
         if message.pane.id == "train":  # drawn at once: nothing was redrawn while it was hidden
-            self.charts.focus()  # its keys (smoothing, log scale) in the footer
+            if not isinstance(self.focused, Tabs):  # arrowing along the tab bar keeps going
+                self.charts.focus()  # its keys (smoothing, log scale) in the footer
             self.charts.redraw(force=True)
             self.redraw()
 
