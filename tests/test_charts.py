@@ -59,8 +59,8 @@ def earlier_runs(out: Path, *configs: Config) -> None:
 
 def plot_rows(chart) -> list[str]:
     """The rows inside the chart's frame (no title, no tick labels)."""
-    rows = rendered(chart).split("\n")
-    return [r for r in rows if "│" in r or "┤" in r]
+    rows = [r.replace("┤", "│", 1) for r in rendered(chart).split("\n")]
+    return [r.split("│", 1)[1] for r in rows if "│" in r]
 
 
 def data_colors(text: Text, legend: bool = False) -> set:
