@@ -39,7 +39,7 @@ STATUS_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "i
                 "diverged": "red", "failed": "red", "unreadable": "red"}
 INIT_SHORT = {"random_normal": "normal", "xavier_normal": "xav_norm", "xavier_uniform": "xav_unif",
               "kaiming_normal": "kai_norm", "kaiming_uniform": "kai_unif"}  # keeps the table narrow
-MAX_OVERLAYS = 6  # more curves than this are unreadable on a terminal chart
+MAX_OVERLAYS = 8  # one per colour of the charts' overlay palette; more would be unreadable
 MIN_NAME = 10  # a name cut shorter than this no longer tells runs apart
 NAME_READABLE = 20  # a name cut to this still reads; shorter, the last columns scroll instead
 KEEP_VISIBLE = 6  # columns after the name that must fit beside it: status .. lr
