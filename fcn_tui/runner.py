@@ -417,18 +417,19 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
     stop_heartbeat = store.heartbeat(frozen._trial_id)
     pruning = store.preset.search is not None and store.preset.search.pruner != "none"
     pruned = [False]
+    prune = (lambda: pruned[0]) if pruning else None
     try:
         continue_dir, state, note = _continuation(frozen, config)
         try:
             split = backend.split(config)
             try:
-                trainer = backend.trainer(config, split, should_stop, resume_from=state, should_prune=lambda: pruned[0])
+                trainer = _new_trainer(backend, config, split, should_stop, state, prune)
             except Exception as err:
                 if state is None or type(err).__name__ != "CheckpointError":
                     raise
                 note = f"cannot continue {continue_dir.name} ({err}): a new folder"
                 continue_dir = state = None
-                trainer = backend.trainer(config, split, should_stop, should_prune=lambda: pruned[0])
+                trainer = _new_trainer(backend, config, split, should_stop, None, prune)
         except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder
             _conclude(store, trial, ev.FAILED, {"error": str(err)})
             yield RunCrashed(config.name, str(err), bad_input=True)
@@ -529,12 +530,12 @@ def run_single(preset: Preset, position: int, total: int, backend: Any, should_s
         split = backend.split(config)
         try:
             state, cannot = _checkpoint_of(planned)
-            trainer = backend.trainer(config, split, should_stop, resume_from=state)
+            trainer = _new_trainer(backend, config, split, should_stop, state)
         except Exception as err:
             if type(err).__name__ != "CheckpointError":
                 raise
             planned.continue_dir, cannot = None, str(err)
-            trainer = backend.trainer(config, split, should_stop)
+            trainer = _new_trainer(backend, config, split, should_stop)
     except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder written
         yield RunCrashed(config.name, str(err), bad_input=True)
         return
@@ -550,6 +551,13 @@ def run_single(preset: Preset, position: int, total: int, backend: Any, should_s
         message = f"{type(err).__name__}: {err}"
         mark_failed(run_dir, message)
         yield RunCrashed(config.name, f"{config.name} failed: {message}", run_dir)
+
+
+def _new_trainer(backend, config, split, should_stop, state=None, should_prune=None):
+    """`backend.trainer(...)`, passing a checkpoint or a pruning check only when there is one, so
+    a backend that never resumes or prunes (a scripted one) needs neither argument."""
+    extra = {k: v for k, v in (("resume_from", state), ("should_prune", should_prune)) if v is not None}
+    return backend.trainer(config, split, should_stop, **extra)
 
 
 def _checkpoint_of(planned) -> tuple[dict | None, str]:

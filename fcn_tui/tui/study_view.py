@@ -85,6 +85,7 @@ class StudyView(Vertical):
         self.study_name = name
         self.records: list = []
         self.selected: str | None = None  # the highlighted run's folder name
+        self._store: Any = None  # the open study, kept between refreshes (thread worker only)
 
     def compose(self) -> ComposeResult:
         yield Static("looking for a study…", id="study-title")
@@ -117,7 +118,9 @@ class StudyView(Vertical):
                 return
             spec = str(folder)
         try:
-            store = StudyStore.open(spec, self.study_name)
+            store = self._store
+            if store is None or store.spec != spec:  # the journal is read once, then only what it gains
+                store = self._store = StudyStore.open(spec, self.study_name)
             records = store.records()
         except (StudyError, OSError, ValueError) as err:
             self.post_message(StudyRows(f"study: {err}", [], [], error=str(err)))
