@@ -4,7 +4,8 @@
 first paint); `split(config)` makes (and caches) the seeded train/validation split and
 `trainer(...)` an `fcn_tui.engine.Trainer`, after `fcn_tui.memory.check_fits` has made sure the
 run fits in the device's memory. The app accepts any object with the same four
-members (see `scripted.py`), which is how tests feed it a deterministic event stream.
+members (see `scripted.py`), which is how tests feed it a deterministic event stream; an optional
+`test_set()` gives the test images to the views of a run's mistakes.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class TorchBackend:
         if key not in self._splits:
             self._splits[key] = make_split(self.data, *key)
         return self._splits[key]
+
+    def test_set(self) -> tuple[Any, Any]:
+        """The test images (uint8 (N, 784)) and labels as numpy arrays (views, no copy)."""
+        return self.data.test_images.numpy(), self.data.test_labels.numpy()
 
     def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool]) -> Any:
         """The run's Trainer; raises `MemoryCheckError` (reported, no folder made) when it would not fit."""

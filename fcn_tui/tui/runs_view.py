@@ -2,7 +2,9 @@
 
 A sortable table (`s` next sort column, `r` reverse, or click a header; left/right scroll to the
 columns an 80-column terminal cuts off); a line under it names the highlighted run's folder and
-model; `space` picks runs whose validation curves are overlaid on the charts; `c` shows the
+model; `space` picks runs whose validation curves are overlaid on the charts; `m` opens the
+highlighted run's test matrix in the Confusion view (enter there shows a cell's images), `w` its
+first-layer weights; `c` shows the
 comparison table of the highlighted run's sweep (or of all runs); `e` exports the table to CSV.
 A damaged run folder is a row with status `unreadable`; the detail line gives the reason.
 """
@@ -86,6 +88,8 @@ class RunsView(Vertical):
         Binding("space", "toggle_pick", "Overlay"),
         Binding("s", "sort_next", "Sort"),
         Binding("r", "sort_reverse", "Reverse"),
+        Binding("m", "app.run_mistakes", "Mistakes"),
+        Binding("w", "app.run_weights", "Weights"),
         Binding("c", "app.compare", "Compare"),
         Binding("e", "app.export", "Export CSV"),
     ]
@@ -113,7 +117,7 @@ class RunsView(Vertical):
             table.add_column(label, key=str(i))
         yield table
         yield Static("", id="runs-detail")
-        yield Static("space overlay on charts · s/r sort · ←/→ more columns · c compare · e export CSV",
+        yield Static("space overlay · s/r sort · ←/→ cols · m mistakes · w weights · c compare",
                      id="runs-help")
 
     @property
