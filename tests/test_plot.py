@@ -56,12 +56,12 @@ def test_a_two_key_sweep_prints_the_pivot_and_writes_its_results(study):
     assert adam_row.count(" / ") == 2  # validation / test accuracy in both cells
 
 
-def test_plot_writes_every_figure_of_the_study(study, tmp_path):
+def test_plot_writes_every_figure_of_the_study(study, tmp_path, synthetic_data_dir):
     out, _ = study
     figures = tmp_path / "figures"
-    result = runner.invoke(app, ["plot", str(out), "--out", str(figures)])
+    result = runner.invoke(app, ["plot", str(out), "--out", str(figures), "--data-dir", str(synthetic_data_dir)])
     assert result.exit_code == 0, result.output
-    expected = {f"{run_id}-{kind}.png" for run_id in RUN_IDS for kind in ("curves", "confusion")}
+    expected = {f"{run_id}-{kind}.png" for run_id in RUN_IDS for kind in ("curves", "confusion", "mistakes")}
     expected |= {"loss.png", "val_acc.png", "val_acc_heatmap.png"}
     written = {p.name for p in (figures / "grid").iterdir()}
     assert written == expected

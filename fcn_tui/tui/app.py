@@ -48,7 +48,7 @@ from fcn_tui.tui.messages import (
     SweepWritten,
     TrainEvent,
 )
-from fcn_tui.tui.mistakes import MistakesScreen, TestSetUnavailable
+from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
 from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import RunState, status_text
 from fcn_tui.tui.tiles import TileScreen
@@ -407,10 +407,10 @@ class FcnApp(App):
         """The loaded test images and labels as numpy arrays, for a worker thread (`MistakesScreen`)."""
         backend = self.backend
         if backend is None:
-            raise TestSetUnavailable(f"the test images could not be loaded: {self.data_error}" if self.data_error
+            raise NoTestImages(f"the test images could not be loaded: {self.data_error}" if self.data_error
                                      else "the test images are still loading: try again in a moment")
         if not hasattr(backend, "test_set"):
-            raise TestSetUnavailable("no test images are loaded in this session")
+            raise NoTestImages("no test images are loaded in this session")
         return backend.test_set()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

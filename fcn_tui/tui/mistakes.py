@@ -20,7 +20,7 @@ from fcn_tui.tui.confusion import CLASSES
 from fcn_tui.tui.tiles import Tile, TileScreen
 
 
-class TestSetUnavailable(RuntimeError):
+class NoTestImages(RuntimeError):
     """The test images are not loaded (yet, or at all); the message says which."""
 
 
@@ -30,7 +30,7 @@ class MistakesScreen(TileScreen):
     def __init__(self, run_dir: Path, true: int, predicted: int,
                  test_set: Callable[[], tuple[Any, Any]]) -> None:
         """`test_set()` gives the loaded test images (uint8 (N, 784)) and labels as numpy arrays,
-        or raises `TestSetUnavailable`; it is called in the worker thread."""
+        or raises `NoTestImages`; it is called in the worker thread."""
         self.run_dir, self.true, self.predicted, self.test_set = Path(run_dir), true, predicted, test_set
         super().__init__(f"{self.cell_name}: loading…")
 
@@ -46,7 +46,7 @@ class MistakesScreen(TileScreen):
             return [], self.cell_name, problem
         try:
             images, labels = self.test_set()
-        except TestSetUnavailable as err:
+        except NoTestImages as err:
             return [], self.cell_name, str(err)
         problem = check_test_set(predictions, labels)
         if problem:
