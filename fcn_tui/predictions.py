@@ -71,7 +71,9 @@ def read_predictions(run_dir: Path) -> tuple[Predictions | None, str]:
     """The predictions saved in `run_dir`, or None and one line saying why they cannot be used."""
     path = Path(run_dir) / PREDICTIONS
     try:
-        if path.is_symlink() or not path.exists():
+        if path.is_symlink():
+            return None, f"{PREDICTIONS} is a symbolic link; not followed"
+        if not path.exists():
             return None, NO_PREDICTIONS
         if not path.is_file():
             return None, f"{PREDICTIONS} is not a regular file"
