@@ -88,8 +88,8 @@ class RunsView(Vertical):
         Binding("space", "toggle_pick", "Overlay"),
         Binding("s", "sort_next", "Sort"),
         Binding("r", "sort_reverse", "Reverse"),
-        Binding("m", "app.run_mistakes", "Mistakes"),
-        Binding("w", "app.run_weights", "Weights"),
+        Binding("m", "app.run_mistakes", "Mistakes", show=False),  # the help line names them: the footer keeps e
+        Binding("w", "app.run_weights", "Weights", show=False),
         Binding("c", "app.compare", "Compare"),
         Binding("e", "app.export", "Export CSV"),
     ]
