@@ -91,3 +91,24 @@ def test_matplotlib_is_imported_only_by_the_plot_command():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_damaged_predictions_file_or_missing_test_images_skip_only_the_mistakes_figure(study, tmp_path,
+                                                                                          synthetic_data_dir):
+    import shutil
+
+    out, _ = study
+    runs = tmp_path / "runs"
+    shutil.copytree(next(out.glob(f"*/{RUN_IDS[1]}")), runs / RUN_IDS[1])
+    (runs / RUN_IDS[1] / "predictions.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    result = runner.invoke(app, ["plot", str(runs), "--out", str(tmp_path / "a"), "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 0, result.output
+    written = {p.name for p in (tmp_path / "a" / "runs").iterdir()}
+    assert written == {f"{RUN_IDS[1]}-curves.png", f"{RUN_IDS[1]}-confusion.png"}  # the good run's: see above
+    assert "predictions.npz is damaged or not ours (BadZipFile); its mistakes figure is skipped" in result.stderr
+
+    shutil.copy(next(out.glob(f"*/{RUN_IDS[1]}/predictions.npz")), runs / RUN_IDS[1])  # sound again
+    result = runner.invoke(app, ["plot", str(runs), "--out", str(tmp_path / "b")])  # no test images here
+    assert result.exit_code == 0, result.output
+    assert not list((tmp_path / "b").rglob("*-mistakes.png"))
+    assert result.stderr.count("mistakes figures skipped: no test images (Fashion-MNIST not found") == 1
