@@ -25,7 +25,7 @@ from fcn_tui.engine import Trainer, to_inputs
 from fcn_tui.model import build_mlp
 from fcn_tui.plot import read_confusion
 from fcn_tui.predictions import NO_PREDICTIONS, PREDICTIONS, read_predictions
-from fcn_tui.runs import find_runs, record_run
+from fcn_tui.runs import confusion_csv, find_runs, record_run
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.mistakes import MistakesScreen
@@ -226,3 +226,36 @@ async def test_w_shows_the_first_layers_weights_as_one_image_per_unit(tiny_prese
         await settle(pilot)
         assert isinstance(app.screen, WeightsScreen) and len(app.screen.grid.tiles) == 3
     assert loaded_on and threading.main_thread() not in loaded_on  # torch never on the UI thread
+
+
+async def test_m_and_w_on_every_row_of_a_damaged_history_are_messages_never_errors(tiny_preset, tmp_path):
+    from tests.test_hostile_app import damaged_history
+
+    out = tmp_path / "runs"
+    damaged_history(out)
+    good = out / "20260101-000000-good"
+    (good / "model.pt").write_bytes(b"PK\x03\x04" + bytes(range(256)))  # a foreign file
+    (good / "confusion.csv").write_text(confusion_csv([[10 * (t == p) for p in range(10)] for t in range(10)]))
+    app = FcnApp(preset=load_preset(tiny_preset), out=out, backend_factory=ScriptedBackend)
+    told: list[str] = []
+    app.notify = lambda message, **options: told.append(message)  # toasts expire; this list stays
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        table = app.query_one("#runs-table")
+        for row in range(table.row_count):
+            table.move_cursor(row=row)
+            await pilot.press("w")
+            await settle(pilot)
+            problem = plain(app.screen.grid.render())
+            assert "model.pt is damaged or not ours" in problem or "this run has no model.pt" in problem
+            await pilot.press("escape", "m")  # only the good run has a test matrix
+            await settle(pilot)
+            if app.query_one("#tabs").active == "confusion":
+                await pilot.press("enter")
+                await settle(pilot)
+                assert NO_PREDICTIONS in plain(app.screen.grid.render())
+                await pilot.press("f4")
+        assert told == ["it has no test matrix: it was not tested (it failed, or is still running)"] * 3
+        assert app.is_running
+    assert app.exit_status == 0

@@ -658,6 +658,10 @@ class FcnApp(App):
         if record is None:
             self.notify("no run highlighted")
             return
+        if not (record.path / "confusion.csv").exists():
+            self.notify("it has no test matrix: it was not tested (it failed, or is still running)",
+                        title=record.name, severity="warning")
+            return
         try:
             classes, matrix = read_confusion(record.path / "confusion.csv")
             if len(classes) != 10:
