@@ -2,11 +2,13 @@
 `fcn-tui ui --out DIR`).
 
     fcn-tui run PRESET.toml [PRESET.toml ...] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
-                [--device D] [--resume]
+                [--device D] [--resume] [--workers N] [--devices LIST] [--storage URL] [--study NAME]
+    fcn-tui worker --storage URL|STUDY_FOLDER [--study NAME] [--out DIR] [--device D] [--threads N]
     fcn-tui ui [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
     fcn-tui serve [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR] [--host H] [--port P]
                   [--allow-remote]
     fcn-tui export DIR --csv FILE [--per-epoch]
+    fcn-tui export --storage URL --study NAME --csv FILE
     fcn-tui plot DIR [--out FIGDIR] [--data-dir DIR]
 
 Heavy imports (torch, textual) stay inside the commands so that `fcn-tui --help` answers at
@@ -145,117 +147,286 @@ def main(ctx: typer.Context) -> None:
         ui(preset=None, set_=None, out=Path("runs"), data_dir=None)
 
 
+StorageOption = Annotated[
+    str | None,
+    typer.Option("--storage", metavar="URL", help="Where the study is kept: postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE (default: a journal file in the study folder)."),
+]
+StudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", help="Study name in the storage (default: the preset's name).")]
+
+
+def parse_devices(text: str | None) -> list[str]:
+    from fcn_tui.config import Config, ConfigError
+
+    if not text:
+        return []
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    try:
+        for d in devices:
+            Config().with_values({"train.device": d}, "--devices")
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    return devices
+
+
+class StudyPresenter:
+    """Prints what the study runner yields: one line per event, Rich progress while a run trains
+    in this process, a line per epoch of each worker's runs, the study's table at its end."""
+
+    def __init__(self, reporter) -> None:
+        self.reporter = reporter
+        self.records: list = []
+        self.failed = False
+        self.bad_input = False
+        self.in_study = False  # a study's runs are listed once, from its StudyFinished
+        self._seen: dict[tuple, tuple] = {}
+
+    def show(self, event) -> None:
+        from rich.markup import escape
+
+        from fcn_tui import runner
+        from fcn_tui.runs import read_run
+
+        r = self.reporter
+        if isinstance(event, runner.StudyOpened):
+            verb = "created" if event.created else "opened"
+            self.in_study = True
+            r.print(escape(f"study {event.name}: {verb}, {event.total} runs, in {event.folder} ({event.storage})"))
+            r.start_study(event.total)
+            for record in event.skipped:
+                r.print(escape(f"  {record.name}: already {record.status} in {record.path}, skipped"))
+        elif isinstance(event, runner.RunStarting):
+            r.total_runs = event.total
+            r.start_run(event.position, event.name)
+            if event.note:
+                r.print(escape(f"  {event.note}"))
+        elif isinstance(event, runner.RunSkipped):
+            r.total_runs = event.total
+            r.skip_run(event.position, event.name, event.run_dir)
+            if not self.in_study and (record := read_run(event.run_dir)) is not None:
+                self.records.append(record)
+        elif isinstance(event, runner.Trained):
+            r.handle(event.event)
+            from fcn_tui import events as ev
+
+            if isinstance(event.event, ev.RunFinished):
+                self.failed |= event.event.status == ev.FAILED
+                if not self.in_study and (record := read_run(event.run_dir)) is not None:
+                    self.records.append(record)
+        elif isinstance(event, runner.RunCrashed):
+            r.close()
+            r.print(f"[red]error[/]: {escape(event.message)}")
+            self.failed = True
+            self.bad_input |= event.bad_input
+            if not self.in_study and event.run_dir is not None and (record := read_run(event.run_dir)) is not None:
+                self.records.append(record)
+        elif isinstance(event, runner.Waiting):
+            r.print(escape(f"  no run left to claim; waiting for {event.running} run(s) of other workers"))
+        elif isinstance(event, runner.WorkerExited):
+            r.print(f"[yellow]warning[/]: {escape(f'worker {event.label} {event.reason}; its run is taken over by another worker or by --resume')}")
+        elif isinstance(event, runner.WorkersProgress):
+            for record in event.records:
+                key = (record.get("trial"), record.path.name)
+                state = (record.status, record.get("epochs_completed"))
+                if self._seen.get(key) == state or record.status == "queued":
+                    continue
+                self._seen[key] = state
+                acc = record.get("val_acc")
+                acc_text = f", val acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""
+                r.print(escape(f"  [{record.get('worker') or '-'}] {record.name}: {record.status}, "
+                               f"epoch {record.get('epochs_completed') or 0}/{record.get('epochs') or '?'}{acc_text}"))
+        elif isinstance(event, runner.StudyFinished):
+            r.close()
+            if event.results is not None:
+                r.print(escape(f"results: {event.results[0]} and {event.results[1].name}"))
+            if event.error:
+                r.print(f"[red]error[/]: {escape(event.error)}")
+                self.failed = True
+            from fcn_tui.tables import comparison_table
+
+            r.print(comparison_table(list(event.records), event.preset))
+            self.in_study = False
+            self.records += list(event.records)
+            self.failed |= any(x.status in ("failed", "incomplete", "queued") for x in event.records)
+
+
+def drive(events, present: StudyPresenter) -> None:
+    """Show every event of the runner. An error while showing one (a bug in the presentation)
+    is thrown back into the runner, which marks that run failed and goes on with the next."""
+    from rich.markup import escape
+
+    error: Exception | None = None
+    while True:
+        try:
+            event = events.throw(error) if error is not None else next(events)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 - the runner could not recover from it either
+            present.reporter.close()
+            present.reporter.print(f"[red]error[/]: {escape(f'{type(err).__name__}: {err}')}")
+            present.failed = True
+            return
+        error = None
+        try:
+            present.show(event)
+        except Exception as err:  # noqa: BLE001 - see above
+            error = err
+
+
 @app.command()
 def run(
-    presets: Annotated[list[Path], typer.Argument(metavar="PRESET.toml", help="Preset files (TOML); a [sweep] table runs every combination.")],
+    presets: Annotated[list[Path], typer.Argument(metavar="PRESET.toml", help="Preset files (TOML); a [sweep] table runs every combination, a [search] table searches.")],
     set_: SetOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip runs already completed with the same configuration in OUT; continue stopped or interrupted ones from their last completed epoch.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the study (or run) where it was left: skip finished runs, continue stopped or interrupted ones from their last completed epoch.")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=256, metavar="N", help="Worker processes for a study (default 1, or one per --devices entry); the CPU's cores are shared among them.")] = None,
+    devices: Annotated[str | None, typer.Option("--devices", metavar="LIST", help="Devices of the workers, e.g. cuda:0,cuda:1 (default: every GPU when there are several).")] = None,
+    storage: StorageOption = None,
+    study: StudyOption = None,
 ) -> None:
     """Train the runs of one or more presets headlessly, writing each to OUT."""
     loaded = load_presets(presets, set_, device)
+    worker_devices = parse_devices(devices)
     check_out(out)  # created only once everything below has been checked
     from rich.markup import escape  # user text (names, paths, errors) is never read as markup
 
+    from fcn_tui import runner
+    from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
-    from fcn_tui.engine import DeviceError, Trainer, resolve_device
+    from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
-    from fcn_tui.queue import plan
-    from fcn_tui.runs import RunWriteError, mark_failed, read_run, record_run
+    from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
-    from fcn_tui.study import write_results
+    from fcn_tui.study_store import StudyError, open_storage
 
+    configs = [c for p in loaded for c in p.runs()]
     try:  # every device and every run's memory up front, before the data is read or a folder made
-        devices = {name: resolve_device(name) for name in {run.train.device for p in loaded for run in p.runs()}}
-        for cfg in (run for p in loaded for run in p.runs()):
-            try:
-                check_fits(cfg, devices[cfg.train.device], *dataset_sizes(cfg))
-            except MemoryCheckError as err:
-                raise fail(f"{cfg.name}: {err}") from None
+        names = {c.train.device for c in configs} | set(worker_devices)
+        resolved = {name: resolve_device(name) for name in names}
+        for cfg in configs:
+            for name in worker_devices or [cfg.train.device]:
+                try:
+                    check_fits(cfg, resolved[name], *dataset_sizes(cfg))
+                except MemoryCheckError as err:
+                    raise fail(f"{cfg.name}: {err}") from None
     except DeviceError as err:
         raise fail(str(err)) from None
+    if storage:
+        try:
+            open_storage(storage, create=True)
+        except StudyError as err:
+            raise fail(str(err)) from None
+    count = workers or max(1, len(worker_devices))
+    if count > 1 and not worker_devices and any(c.train.device in ("auto", "cuda") for c in configs):
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+            worker_devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]  # one GPU per worker
     reporter = Reporter()
     try:
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
     reporter.print(escape(f"data: {data.source}: {data.verdict}"))
-    groups = plan(loaded, out, resume=resume)
-    total = sum(len(g.runs) for g in groups)
-    reporter.start_study(total)
-    splits: dict[tuple, object] = {}
     try:  # every split up front: a bad one is bad input, found before any run folder exists
-        for cfg in (p.config for g in groups for p in g.runs if not p.skip):
-            key = (cfg.train.val_fraction, cfg.train.seed, cfg.data.subset)
-            if key not in splits:
-                splits[key] = make_split(data, *key)
+        for key in {(c.train.val_fraction, c.train.seed, c.data.subset) for c in configs}:
+            make_split(data, *key)
     except DataError as err:
         raise fail(str(err)) from None
     ensure_writable(out)
-    any_failed = False
+    backend = TorchBackend(data, [])
+    options = runner.RunOptions(out=out, resume=resume, storage=storage, study_name=study,
+                                device=worker_devices[0] if count == 1 and worker_devices else None)
+    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=max(1, runner.cpu_count() // count),
+                             data_dir=data_dir)
+    present = StudyPresenter(reporter)
+    singles = sum(1 for p in loaded if not p.is_study)
     position = 0
     with StopOnSignals() as stop:
-        for group in groups:
-            for planned in group.runs:
-                position += 1
+        try:
+            for preset in loaded:
                 if stop.is_set():
                     break
-                if planned.skip:
-                    reporter.skip_run(position, planned.config.name, planned.run_dir)
-                    continue
-                cfg = planned.config
-                key = (cfg.train.val_fraction, cfg.train.seed, cfg.data.subset)
-                try:
-                    if key not in splits:
-                        splits[key] = make_split(data, *key)
-                    state, cannot_continue = planned.checkpoint(devices[cfg.train.device].type)
-                    trainer = Trainer(cfg, splits[key], should_stop=stop.is_set, resume_from=state)
-                except (DataError, DeviceError) as err:
-                    raise fail(str(err)) from None
-                reporter.start_run(position, cfg.name)
-                if cannot_continue:
-                    reporter.print(escape(f"  cannot continue the earlier attempt ({cannot_continue}): a new folder"))
-                try:
-                    run_dir = planned.make_dir()
-                    for event in record_run(trainer, run_dir):
-                        reporter.handle(event)
-                        if getattr(event, "status", None) == "failed":
-                            any_failed = True
-                except RunWriteError as err:
-                    reporter.close()
-                    reporter.print(f"[red]error[/]: {escape(str(err))}")
-                    any_failed = True
-                    if planned.run_dir is None:
-                        break
-                except Exception as err:  # noqa: BLE001 - one broken run must not end the study
-                    reporter.close()
-                    reporter.print(f"[red]error[/]: {escape(f'{cfg.name} failed: {type(err).__name__}: {err}')}")
-                    any_failed = True
-                    if planned.run_dir is not None:
-                        mark_failed(planned.run_dir, f"{type(err).__name__}: {err}")
-            if group.is_sweep and group.sweep_dir is not None:
-                records = group.records()
-                try:
-                    csv_path, md_path = write_results(group.sweep_dir, records, group.name, group.preset)
-                    reporter.print(escape(f"results: {csv_path} and {md_path.name}"))
-                except RunWriteError as err:
-                    reporter.print(f"[red]error[/]: {escape(str(err))}")
-                    any_failed = True
-                from fcn_tui.tables import comparison_table
-
-                reporter.print(comparison_table(records, group.preset))
-            if stop.is_set():
-                break
+                if preset.is_study and count > 1:
+                    reporter.print(escape(f"{count} workers, {plan.threads} thread(s) each"
+                                          + (f", on {', '.join(worker_devices)}" if worker_devices else "")))
+                    events = runner.run_workers(preset, options, plan, stop.is_set, lambda: stop.signum)
+                elif preset.is_study:
+                    events = runner.run_study(preset, backend, stop.is_set, options)
+                else:
+                    position += 1
+                    events = runner.run_single(preset, position, singles, backend, stop.is_set, options)
+                drive(events, present)
+        except StudyError as err:
+            reporter.close()
+            raise fail(str(err)) from None
+        except RunWriteError as err:  # the study's folder cannot be made
+            reporter.close()
+            reporter.print(f"[red]error[/]: {escape(str(err))}")
+            present.failed = True
         reporter.close()
-        done = [r for g in groups for p in g.runs if p.run_dir is not None and (r := read_run(p.run_dir))]
-        if done:
-            reporter.summary_table(done)
+        if present.records:
+            reporter.summary_table(present.records)
     if stop.exit_code is not None:
         raise typer.Exit(stop.exit_code)
-    if any_failed:
+    if present.bad_input:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if present.failed:
+        raise typer.Exit(EXIT_FAILED_RUN)
+
+
+@app.command()
+def worker(
+    storage: Annotated[str, typer.Option("--storage", metavar="URL", help="The study's storage: postgresql://..., sqlite:///..., or a study folder (its journal).")],
+    study: StudyOption = None,
+    out: OutOption = Path("runs"),
+    data_dir: DataDirOption = None,
+    device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Train on this device instead of the runs' own.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads (default: torch's choice).")] = None,
+    label: Annotated[str, typer.Option("--label", metavar="TEXT", help="This worker's name in the study (default HOST:PID).")] = "",
+) -> None:
+    """Join a study and train its queued runs until none is left (run folders go to OUT/<study>)."""
+    if device:
+        parse_devices(device)
+    from rich.markup import escape
+
+    from fcn_tui import runner
+    from fcn_tui.backend import TorchBackend
+    from fcn_tui.console import Reporter
+    from fcn_tui.data import DataError, load_fashion_mnist
+    from fcn_tui.runs import slug
+    from fcn_tui.signals import StopOnSignals
+    from fcn_tui.study_store import StudyError, StudyStore, describe, is_url, journal_path
+
+    try:
+        store = StudyStore.open(storage, study)
+    except StudyError as err:
+        raise fail(str(err)) from None
+    folder = out / slug(store.name) if is_url(storage) else journal_path(storage).parent
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    reporter = Reporter()
+    try:
+        data = load_fashion_mnist(data_dir)
+    except DataError as err:
+        raise fail(str(err)) from None
+    reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {describe(storage)}; runs go to {folder}"))
+    options = runner.RunOptions(out=out, storage=storage if is_url(storage) else None, study_name=store.name,
+                                device=device, worker=label)
+    present = StudyPresenter(reporter)
+    with StopOnSignals() as stop:
+        try:
+            drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)
+        except StudyError as err:
+            raise fail(str(err)) from None
+        reporter.close()
+    if stop.exit_code is not None:
+        raise typer.Exit(stop.exit_code)
+    if present.failed:
         raise typer.Exit(EXIT_FAILED_RUN)
 
 
@@ -321,16 +492,30 @@ def serve(
 
 @app.command()
 def export(
-    folder: Annotated[Path, typer.Argument(help="Folder to search for runs (sweeps included).")],
     csv_file: Annotated[Path, typer.Option("--csv", help="CSV file to write.")],
+    folder: Annotated[Path | None, typer.Argument(help="Folder to search for runs (sweeps included); not with --storage.")] = None,
     per_epoch: Annotated[bool, typer.Option("--per-epoch", help="One row per run and epoch instead of per run.")] = False,
+    storage: StorageOption = None,
+    study: StudyOption = None,
 ) -> None:
-    """Write every run found under FOLDER to a CSV file."""
+    """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
     from fcn_tui.export import NoRunsError, export_csv
 
-    check_runs_folder(folder)
+    records = None
+    if storage:
+        from fcn_tui.study_store import StudyError, StudyStore
+
+        try:
+            records = StudyStore.open(storage, study).records()
+        except StudyError as err:
+            raise fail(str(err)) from None
+        folder = Path(f"study {study or ''}".strip())
+    elif folder is None:
+        raise fail("give a FOLDER of runs, or --storage URL --study NAME")
+    else:
+        check_runs_folder(folder)
     try:
-        count = export_csv(folder, csv_file, per_epoch=per_epoch, warn=warn)
+        count = export_csv(folder, csv_file, per_epoch=per_epoch, warn=warn, records=records)
     except (NoRunsError, OSError) as err:
         raise fail(str(err)) from None
     print(f"wrote {count} rows to {csv_file}")

@@ -43,6 +43,10 @@ SCHEDULES = ("none", "cosine", "onecycle")
 AUGMENTS = ("none", "shift", "flip", "flip+shift")
 MAX_HIDDEN_LAYERS = 10
 MAX_SWEEP_RUNS = 10_000  # a typo such as 100 values per key must not plan (or hang on) millions of runs
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+MAX_SEARCH_TRIALS = 10_000  # like MAX_SWEEP_RUNS: a typo must not queue a million trials
+SEARCH_SETTINGS = ("trials", "sampler", "pruner")
 
 
 class ConfigError(ValueError):
@@ -382,16 +386,50 @@ def config_to_toml(config: Config) -> str:
 
 
 @dataclass(frozen=True)
+class SearchParam:
+    """One searched setting: a range (`low`..`high`, `log` scale) or a list of `choices`."""
+
+    key: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """`choice`, `int` or `float`."""
+        if self.choices:
+            return "choice"
+        return "int" if isinstance(self.low, int) else "float"
+
+
+@dataclass(frozen=True)
+class Search:
+    """A preset's `[search]` table: what to search, how many trials, how to sample and prune."""
+
+    params: tuple[SearchParam, ...]
+    trials: int = 20  # TPE samples at random for its first 10 trials: 20 leaves it 10 guided ones
+    sampler: str = "tpe"  # Optuna's default, and better than random within a few dozen trials
+    pruner: str = "median"  # stops a trial whose validation accuracy is below the median at that epoch
+
+
+@dataclass(frozen=True)
 class Preset:
-    """A base config plus the sweep over it (`{dotted key: [values]}`, in file order)."""
+    """A base config plus the sweep over it (`{dotted key: [values]}`, in file order) and/or a
+    search (`Search`). A preset with either is a study; without both it is one run."""
 
     config: Config
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     source: str = "<preset>"
+    search: Search | None = None
 
     @property
     def is_sweep(self) -> bool:
         return bool(self.sweep)
+
+    @property
+    def is_study(self) -> bool:
+        return bool(self.sweep) or self.search is not None
 
     def runs(self) -> list[Config]:
         """The cartesian product of the sweep, each config named by the values it sets."""
@@ -420,6 +458,7 @@ def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
         raise ConfigError(f"{source}: expected a table of settings")
     data = dict(data)
     sweep_table = data.pop("sweep", {})
+    search_table = data.pop("search", None)
     config = config_from_dict(data, source)
     if not isinstance(sweep_table, dict):
         raise ConfigError(f"{source}: sweep: expected a table of KEY = [values]")
@@ -446,7 +485,96 @@ def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
     if total > MAX_SWEEP_RUNS:
         sizes = " x ".join(str(len(values)) for _, values in sweep)
         raise ConfigError(f"{source}: sweep: {sizes} = {total:,} runs, more than {MAX_SWEEP_RUNS:,}")
-    return Preset(config=config, sweep=tuple(sweep), source=source)
+    search = None if search_table is None else parse_search(search_table, config, source)
+    if search is not None:
+        both = [p.key for p in search.params if p.key in dict(sweep)]
+        if both:
+            raise ConfigError(f"{source}: search.{both[0]}: also in [sweep]; give each key in one table")
+    return Preset(config=config, sweep=tuple(sweep), source=source, search=search)
+
+
+def _field(key: str) -> dataclasses.Field:
+    section, _, name = key.partition(".")
+    return next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+
+
+def parse_search(table: Any, config: Config, source: str) -> Search:
+    """Validate a `[search]` table: `trials`, `sampler`, `pruner`, and per setting either a range
+    `{ low = .., high = .., log = true }` (numeric settings) or a list of choices."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: search: expected a table of KEY = {{ low = .., high = .. }} or [choices]")
+    valid = [k for k in all_keys() if k != "name"]
+    settings: dict[str, Any] = {}
+    params = []
+    for key, spec in table.items():
+        where = f"{source}: search.{key}"
+        if key == "trials":
+            if isinstance(spec, bool) or not isinstance(spec, int) or not 1 <= spec <= MAX_SEARCH_TRIALS:
+                raise ConfigError(f"{where}: expected an integer from 1 to {MAX_SEARCH_TRIALS:,}, got {_show(spec)}")
+            settings[key] = spec
+        elif key in ("sampler", "pruner"):
+            choices = SAMPLERS if key == "sampler" else PRUNERS
+            if spec not in choices:
+                raise ConfigError(f"{where}: unknown choice {_show(spec)}; valid: {', '.join(choices)}")
+            settings[key] = spec
+        elif key not in valid:
+            raise ConfigError(f"{where}: unknown key{_suggest(str(key), valid + list(SEARCH_SETTINGS))}")
+        elif isinstance(spec, list):
+            if not spec:
+                raise ConfigError(f"{where}: empty list; give at least one choice")
+            checked = []
+            for value in spec:
+                try:
+                    checked.append(config.with_values({key: value}, where).get(key))
+                except ConfigError as err:
+                    raise ConfigError(f"{where}: {str(err).rsplit(f'{key}: ', 1)[-1]}") from None
+            params.append(SearchParam(key=key, choices=tuple(checked)))
+        elif isinstance(spec, dict):
+            params.append(_search_range(key, spec, config, where))
+        else:
+            raise ConfigError(f"{where}: expected {{ low = .., high = .. }} or a list of choices, got {_type_name(spec)}")
+    if not params:
+        raise ConfigError(f"{source}: search: no setting to search; add e.g. \"optim.lr\" = {{ low = 1e-4, high = 0.1, log = true }}")
+    return Search(params=tuple(params), **settings)
+
+
+def _search_range(key: str, spec: dict[str, Any], config: Config, where: str) -> SearchParam:
+    default = _field(key).default
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        raise ConfigError(f"{where}: a range needs a numeric setting; give a list of choices instead")
+    unknown = [k for k in spec if k not in ("low", "high", "log")]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid: low, high, log")
+    for bound in ("low", "high"):
+        if bound not in spec:
+            raise ConfigError(f"{where}: missing '{bound}'")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log: expected true or false, got {_show(log)}")
+    bounds = []
+    for bound in ("low", "high"):
+        try:
+            bounds.append(config.with_values({key: spec[bound]}, f"{where}.{bound}").get(key))
+        except ConfigError as err:
+            raise ConfigError(f"{where}.{bound}: {str(err).rsplit(f'{key}: ', 1)[-1]}") from None
+    low, high = bounds
+    if not low < high:
+        raise ConfigError(f"{where}: low must be below high, got {_show(low)} and {_show(high)}")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {_show(low)}")
+    return SearchParam(key=key, low=low, high=high, log=log)
+
+
+def search_toml(search: Search) -> str:
+    """The `[search]` table as TOML (the study's manifest holds it)."""
+    lines = ["[search]", f"trials = {search.trials}", f'sampler = "{search.sampler}"', f'pruner = "{search.pruner}"']
+    for p in search.params:
+        if p.kind == "choice":
+            lines.append(f'"{p.key}" = {format_value(list(p.choices))}')
+        else:
+            log = ", log = true" if p.log else ""
+            lines.append(f'"{p.key}" = {{ low = {format_value(p.low)}, high = {format_value(p.high)}{log} }}')
+    return "\n".join(lines) + "\n"
 
 
 def load_preset(path: str | Path, overrides: dict[str, Any] | None = None) -> Preset:
@@ -479,5 +607,9 @@ def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = 
         clash = swept & set(overrides)
         sweep = tuple((k, v) for k, v in preset.sweep if k not in clash)
         config = preset.config.with_overrides(overrides)
-        preset = Preset(config=config, sweep=sweep, source=source)
+        search = preset.search
+        if search is not None and any(p.key in overrides for p in search.params):
+            kept = tuple(p for p in search.params if p.key not in overrides)  # a --set value is fixed
+            search = dataclasses.replace(search, params=kept) if kept else None
+        preset = Preset(config=config, sweep=sweep, source=source, search=search)
     return preset

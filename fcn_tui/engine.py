@@ -13,6 +13,9 @@ Both front ends (CLI and TUI) consume this same stream, so they report the same 
   end of each epoch. A non-finite loss ends the run with status `diverged`.
 - `should_stop()` is checked between batches; a stopped run keeps its completed epochs, is
   evaluated on the test set as it stands, and ends with status `stopped`.
+- `should_prune()` is checked after each epoch's `EpochEnded` has been handled (a study's pruner
+  decides on that epoch's validation accuracy); a pruned run keeps its epochs, never touches the
+  test set, and ends with status `pruned`.
 - Problems with the setup (an unavailable device) raise `DeviceError` before `RunStarted`; any
   exception after it ends the run with status `failed` and the error in `RunFinished.error`.
 - Exact resume: while the consumer handles an `EpochEnded`, `trainer.checkpoint()` returns the
@@ -189,10 +192,12 @@ class Trainer:
         should_stop: Callable[[], bool] | None = None,
         progress_every: int = PROGRESS_EVERY,
         resume_from: dict | None = None,
+        should_prune: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.split = split
         self.should_stop = should_stop or (lambda: False)
+        self.should_prune = should_prune or (lambda: False)
         self.progress_every = max(1, progress_every)
         self.device = resolve_device(config.train.device)  # raises DeviceError before any work
         self.model: nn.Module | None = None
@@ -352,6 +357,9 @@ class Trainer:
                     break
                 if self.should_stop() and epoch < t.epochs:
                     status = ev.STOPPED
+                    break
+                if self.should_prune() and epoch < t.epochs:
+                    status = ev.PRUNED
                     break
             test_loss = test_acc = test_confusion = test_predictions = None
             if status in (ev.COMPLETED, ev.STOPPED):

@@ -16,8 +16,9 @@ from typing import Any
 # Final statuses of a run. `running` is only ever on disk while a run is in progress;
 # a `running` run whose process is gone reads back as `incomplete`.
 COMPLETED, STOPPED, DIVERGED, FAILED = "completed", "stopped", "diverged", "failed"
+PRUNED = "pruned"  # a study's pruner ended it early: its epochs are kept, the test set is not used
 RUNNING, INCOMPLETE = "running", "incomplete"
-STATUSES = (COMPLETED, STOPPED, DIVERGED, FAILED, RUNNING, INCOMPLETE)
+STATUSES = (COMPLETED, STOPPED, DIVERGED, FAILED, PRUNED, RUNNING, INCOMPLETE)
 # Never on disk: a run folder whose files cannot be read back (`fcn_tui.runs.RunRecord.problems` says why).
 UNREADABLE = "unreadable"
 
@@ -60,7 +61,7 @@ class EpochEnded:
 
 @dataclass(frozen=True)
 class RunFinished:
-    status: str  # completed | stopped | diverged | failed
+    status: str  # completed | stopped | diverged | failed | pruned
     epochs_completed: int
     train_loss: float | None
     val_loss: float | None

@@ -33,9 +33,10 @@ def per_epoch_rows(records) -> list[dict]:
 
 
 def export_csv(folder: Path, csv_path: Path, per_epoch: bool = False,
-               warn: Callable[[str], None] | None = None) -> int:
-    """Write the CSV and return the number of data rows; `warn` gets one line per damaged run."""
-    records = find_runs(folder)
+               warn: Callable[[str], None] | None = None, records: list | None = None) -> int:
+    """Write the CSV and return the number of data rows; `warn` gets one line per damaged run.
+    `records` (a study's runs read from its storage) stand in for the folder's."""
+    records = find_runs(folder) if records is None else records
     if not records:
         raise NoRunsError(f"{folder}: no runs found (expected run folders with config.toml or summary.json)")
     for record in records:

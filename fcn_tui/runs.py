@@ -315,7 +315,7 @@ class RunRecorder:
                     self._save_checkpoint(checkpoint())
             self._write_summary()
         elif isinstance(event, ev.RunFinished):
-            if event.status in (ev.COMPLETED, ev.DIVERGED):
+            if event.status in (ev.COMPLETED, ev.DIVERGED, ev.PRUNED):
                 with contextlib.suppress(OSError):  # nothing left to continue: the file was ours
                     (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
             if event.test_confusion is not None:

@@ -86,3 +86,58 @@ def _no_real_data_by_default(monkeypatch, request):
         monkeypatch.setenv("XDG_CACHE_HOME", str(request.getfixturevalue("tmp_path") / "cache"))
         # no connection test to the mirror: tests that reach the download fake torchvision or urllib
         monkeypatch.setattr("fcn_tui.data.unreachable", lambda *args, **kwargs: None)
+
+
+# --- a throw-away PostgreSQL server for the study tests ----------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A PostgreSQL 15 server of its own (Debian's `postgresql`): a fresh cluster in a temporary
+    folder owned by the `postgres` user (the server refuses to run as root), on a free local port,
+    stopped and removed after the session. Where the server is not installed the tests that use it
+    are skipped, except in CI (`CI` set), where that is a failure."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    try:
+        bindir = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        bindir = Path("/nonexistent")
+    if not (bindir / "initdb").exists():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (pg_config --bindir has no initdb); CI must install it")
+        pytest.skip("PostgreSQL server not installed")
+    base = Path(tempfile.mkdtemp(prefix="fcn-tui-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    data, log = base / "data", base / "server.log"
+    port = _free_port()
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_postgres, *args], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], check=False,
+                       capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -40,29 +41,39 @@ def statuses(study: Path) -> list[tuple[str, str]]:
         return [(row["run_id"], row["status"]) for row in csv.DictReader(f)]
 
 
-def test_resume_skips_completed_runs_and_reruns_the_others(sweep, synthetic_data_dir, tmp_path):
+def test_resume_skips_completed_runs_continues_stopped_ones_and_takes_over_dead_ones(sweep, synthetic_data_dir, tmp_path):
+    from fcn_tui import events as ev
+    from fcn_tui import runner as study_runner
+    from fcn_tui.backend import TorchBackend
+    from fcn_tui.config import load_preset
+    from fcn_tui.study_store import StudyStore
+
+    sweep.write_text(sweep.read_text().replace("epochs = 1", "epochs = 3"))
     out = tmp_path / "out"
-    run(sweep, synthetic_data_dir, out)
+    stop = threading.Event()
+    backend = TorchBackend.load(synthetic_data_dir)
+    for event in study_runner.run_study(load_preset(sweep), backend, stop.is_set, study_runner.RunOptions(out=out)):
+        if isinstance(event, study_runner.Trained) and isinstance(event.event, ev.EpochEnded) and event.position == 2:
+            stop.set()  # Ctrl-C during run 2: it stops after its first epoch, run 3 stays queued
     (study,) = out.iterdir()
-    first, second, third = sorted(p for p in study.iterdir() if p.is_dir())
-    # run 2 was stopped by Ctrl-C; run 3 was killed while running (its process is gone)
-    for run_dir, status in ((second, "stopped"), (third, "running")):
-        summary = json.loads((run_dir / "summary.json").read_text())
-        summary.update(status=status, pid=2**22 + 1)
-        (run_dir / "summary.json").write_text(json.dumps(summary))
-    assert read_run(third).status == "incomplete"
+    store = StudyStore.open(study)
+    dead = store.claim()  # run 3, claimed by a worker that then died
+    store.storage.set_trial_user_attr(dead._trial_id, "host", socket.gethostname())
+    store.storage.set_trial_user_attr(dead._trial_id, "pid", 2**22 + 1)
+    first, second = sorted(p for p in study.iterdir() if p.is_dir())
+    assert (read_run(first).status, read_run(second).status) == ("completed", "stopped")
     kept = (first / "summary.json").read_bytes(), (first / "model.pt").stat().st_mtime_ns
 
     result = run(sweep, synthetic_data_dir, out, "--resume")
 
     assert sorted(out.iterdir()) == [study]  # the same study folder, no new one
     assert "optim.lr=0.01: already completed" in " ".join(result.stdout.split())
+    assert "continuing from its checkpoint after epoch 1" in result.stdout
     assert ((first / "summary.json").read_bytes(), (first / "model.pt").stat().st_mtime_ns) == kept
-    # neither left a checkpoint, so both ran again from epoch 1, each in a new folder beside the old
-    again = [study / f"{second.name}-2", study / f"{third.name}-2"]
-    assert statuses(study) == [(first.name, "completed"), (again[0].name, "completed"), (again[1].name, "completed")]
-    assert sorted(p for p in study.iterdir() if p.is_dir()) == sorted([first, second, third, *again])
-    assert (read_run(second).status, read_run(third).status) == ("stopped", "incomplete")  # kept as they were
+    third = study / "003-optim.lr=0.03"
+    assert statuses(study) == [(first.name, "completed"), (second.name, "completed"), (third.name, "completed")]
+    assert read_run(second).get("resumed_after_epoch") == 1  # continued in its own folder
+    assert sorted(p for p in study.iterdir() if p.is_dir()) == [first, second, third]
 
 
 def test_resume_with_a_changed_configuration_is_a_new_study_and_keeps_the_old_one(sweep, synthetic_data_dir, tmp_path):

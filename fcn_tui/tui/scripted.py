@@ -65,9 +65,11 @@ def scripted_confusion(total: int, accuracy: float) -> list[list[int]]:
 class ScriptedTrainer:
     """Yields RunStarted, BatchProgress and EpochEnded per epoch, then RunFinished."""
 
-    def __init__(self, config: Any, should_stop: Callable[[], bool], fail_at_epoch: int | None) -> None:
+    def __init__(self, config: Any, should_stop: Callable[[], bool], fail_at_epoch: int | None,
+                 should_prune: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.should_stop = should_stop
+        self.should_prune = should_prune or (lambda: False)
         self.fail_at_epoch = fail_at_epoch
         self.model = None
 
@@ -100,14 +102,18 @@ class ScriptedTrainer:
             if self.should_stop() and epoch < epochs:
                 status = ev.STOPPED
                 break
+            if self.should_prune() and epoch < epochs:
+                status = ev.PRUNED
+                break
         last = history[-1]
-        test_acc = round(last.val_acc - 0.01, 4)
+        test_acc = None if status == ev.PRUNED else round(last.val_acc - 0.01, 4)
         yield ev.RunFinished(
             status=status, epochs_completed=len(history), train_loss=last.train_loss,
             val_loss=last.val_loss, val_acc=last.val_acc, best_val_acc=max(e.val_acc for e in history),
-            test_loss=round(last.val_loss + 0.02, 4), test_acc=test_acc,
-            test_confusion=scripted_confusion(N_TEST, test_acc), wall_s=2.5 * len(history),
-            samples_per_s=12000.0, test_predictions=scripted_predictions(scripted_confusion(N_TEST, test_acc)),
+            test_loss=None if test_acc is None else round(last.val_loss + 0.02, 4), test_acc=test_acc,
+            test_confusion=None if test_acc is None else scripted_confusion(N_TEST, test_acc), wall_s=2.5 * len(history),
+            samples_per_s=12000.0,
+            test_predictions=None if test_acc is None else scripted_predictions(scripted_confusion(N_TEST, test_acc)),
         )
 
 
@@ -126,5 +132,6 @@ class ScriptedBackend:
     def test_set(self) -> tuple[Any, Any]:
         return scripted_test_set()
 
-    def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool]) -> ScriptedTrainer:
-        return ScriptedTrainer(config, should_stop, self.fail_at_epoch)
+    def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool], resume_from: dict | None = None,
+                should_prune: Callable[[], bool] | None = None) -> ScriptedTrainer:
+        return ScriptedTrainer(config, should_stop, self.fail_at_epoch, should_prune)

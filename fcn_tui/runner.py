@@ -1,0 +1,640 @@
+"""The study runner: plan, claim, train and record runs. `fcn-tui run`, `fcn-tui worker` and the
+app's training thread all drive it and only present the events it yields, so they lay out folders,
+count runs and report numbers the same way.
+
+    for event in run_presets(presets, backend, should_stop, RunOptions(out=Path("runs"))):
+        ...  # StudyOpened, RunStarting, Trained(engine event), RunSkipped, RunCrashed, Waiting, StudyFinished
+
+- A preset without `[sweep]` or `[search]` is one run, written to `OUT/<time>-<name>/`
+  (`--resume` continues or skips it by its configuration, `fcn_tui.queue`).
+- A preset with either is a study (`fcn_tui.study_store`): its runs are trials of an Optuna
+  study, queued once when the study is created. With the default storage the study is the folder
+  `OUT/<time>-<name>/` (journal, `sweep.toml`, one folder per run, `results.csv`/`.md`); with
+  `storage=URL` (PostgreSQL, SQLite) the runs this machine trains go to `OUT/<study name>/`.
+- `work` is one worker: it takes over the runs of dead workers, claims queued runs and trains
+  them until none is queued or running anywhere (it waits while other workers train, so it can
+  take over theirs if they die). A claimed run continues from its checkpoint when its folder is
+  on this host, else starts from epoch 1 in a new folder.
+- `--resume` (`resume=True`) is driven by the storage: completed, diverged and pruned runs are
+  skipped, runs still trained by a live worker are left to it, stopped, failed and incomplete
+  ones are queued again (to continue from their checkpoint), and runs of a changed preset that
+  the study does not have yet are added. Nothing is deleted.
+- `run_workers` starts N `fcn-tui worker` processes on this machine for a study and yields its
+  runs' progress from the storage until they are done; on stop it passes the signal on to each.
+
+No UI imports; torch only inside the functions that train.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fcn_tui import events as ev
+from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
+from fcn_tui.runs import (
+    RunRecord,
+    RunWriteError,
+    atomic_write_text,
+    load_checkpoint,
+    mark_failed,
+    read_run,
+    record_run,
+    slug,
+    timestamp,
+    unique_dir,
+)
+from fcn_tui.study_store import (
+    JOURNAL,
+    StudyError,
+    StudyStore,
+    attr,
+    config_key,
+    make_pruner,
+    make_sampler,
+    record_from_trial,
+    run_status,
+    study_manifest,
+    suggest,
+)
+
+MANIFEST = "sweep.toml"
+POLL_S = 1.0  # how often an idle worker, or the parent of several, looks at the storage
+WORKER_STOP_S = 30  # after passing a stop on, wait this long for workers to save their runs
+CONTINUABLE = (ev.STOPPED, ev.INCOMPLETE, ev.FAILED)
+FINISHED = (ev.COMPLETED, ev.DIVERGED, ev.PRUNED)
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    resume: bool = False
+    storage: str | None = None  # an RDB URL; None: a journal in the study folder
+    study_name: str | None = None  # default: the preset's name
+    device: str | None = None  # this worker's device, replacing train.device (one worker per GPU)
+    worker: str = ""  # a label for this worker in the storage and the app (default host:pid)
+
+    @property
+    def worker_label(self) -> str:
+        return self.worker or f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- what the runner yields ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyOpened:
+    name: str
+    folder: Path
+    storage: str  # where the study is kept, for messages (a URL's password hidden)
+    total: int  # runs in the study
+    created: bool
+    skipped: tuple[RunRecord, ...] = ()  # resume: runs already finished
+
+
+@dataclass(frozen=True)
+class RunStarting:
+    position: int  # 1-based number of the run in its study (or in the list of single runs)
+    total: int
+    name: str
+    run_dir: Path
+    note: str = ""  # e.g. why an earlier attempt could not be continued
+
+
+@dataclass(frozen=True)
+class RunSkipped:
+    position: int
+    total: int
+    name: str
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class Trained:
+    """An engine event (`fcn_tui.events`) of the run being trained."""
+
+    event: ev.Event
+    position: int
+    total: int
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class RunCrashed:
+    """A run that could not start (bad data, device or memory: `bad_input`) or broke outside the engine."""
+
+    name: str
+    message: str
+    run_dir: Path | None = None
+    bad_input: bool = False
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """No run is queued, and `running` runs are being trained by other workers."""
+
+    running: int
+
+
+@dataclass(frozen=True)
+class WorkersProgress:
+    """Every run of a study trained by several workers, as the storage has it now."""
+
+    name: str
+    records: tuple[RunRecord, ...]
+    workers_alive: int
+
+
+@dataclass(frozen=True)
+class WorkerExited:
+    """A worker process that ended abnormally; its run, if any, is taken over by the others."""
+
+    label: str
+    returncode: int
+    last_line: str
+
+    @property
+    def reason(self) -> str:
+        if self.returncode < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-self.returncode).name}"
+            return f"killed by signal {-self.returncode}"
+        return f"exited with status {self.returncode}: {self.last_line}"
+
+
+@dataclass(frozen=True)
+class StudyFinished:
+    name: str
+    folder: Path | None
+    records: tuple[RunRecord, ...]
+    preset: Preset
+    results: tuple[Path, Path] | None = None  # results.csv and results.md
+    error: str | None = None  # why the results could not be written
+
+
+RunnerEvent = (StudyOpened | RunStarting | RunSkipped | Trained | RunCrashed | Waiting | WorkersProgress
+               | WorkerExited | StudyFinished)
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+
+def run_presets(presets: list[Preset], backend: Any, should_stop: Callable[[], bool],
+                options: RunOptions) -> Iterator[RunnerEvent]:
+    """Train every run of `presets` in this process, study by study. Raises `StudyError` when a
+    study cannot be opened."""
+    singles = [p for p in presets if not p.is_study]
+    total_singles = len(singles)
+    position = 0
+    for preset in presets:
+        if should_stop():
+            return
+        if preset.is_study:
+            yield from run_study(preset, backend, should_stop, options)
+        else:
+            position += 1
+            yield from run_single(preset, position, total_singles, backend, should_stop, options)
+
+
+def run_study(preset: Preset, backend: Any, should_stop: Callable[[], bool],
+              options: RunOptions) -> Iterator[RunnerEvent]:
+    """A sweep or search preset's study, trained by this process (one worker)."""
+    store, folder, opened = open_study(preset, options)
+    yield opened
+    yield from work(store, folder, backend, should_stop, options)
+    yield finish_study(store, folder)
+
+
+def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, StudyOpened]:
+    """Create (or join, or with `resume` bring up to date) the study of a sweep or search preset."""
+    name = options.study_name or preset.config.name
+    out = Path(options.out)
+    created = False
+    skipped: list[RunRecord] = []
+    if options.storage:
+        spec = options.storage
+        folder = out / slug(name)
+        if options.resume:
+            try:
+                store = StudyStore.open(spec, name)
+            except StudyError:
+                store, created = StudyStore.create_or_join(spec, name, preset)
+            else:
+                skipped = bring_up_to_date(store, preset)
+        else:
+            store, created = StudyStore.create_or_join(spec, name, preset)
+    else:
+        found = newest_study_folder(out, name) if options.resume else None
+        if found is not None:
+            folder = found
+            store = StudyStore.open(folder)
+            skipped = bring_up_to_date(store, preset)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            folder = unique_dir(out, f"{timestamp()}-{slug(name)}")
+            atomic_write_text(folder / MANIFEST, study_manifest(preset))
+            store, created = StudyStore.create_or_join(folder, name, preset)
+    total = len(store.latest_runs())
+    from fcn_tui.study_store import describe
+
+    return store, folder, StudyOpened(name=name, folder=folder, storage=describe(store.spec), total=total,
+                                      created=created, skipped=tuple(skipped))
+
+
+def newest_study_folder(out: Path, name: str) -> Path | None:
+    """The newest study folder of `name` under OUT that holds a journal; never one reached
+    through a link (that study is someone else's to resume)."""
+    import tomllib
+
+    if not out.is_dir():
+        return None
+    candidates = []
+    for manifest in out.glob(f"*/{MANIFEST}"):
+        folder = manifest.parent
+        if folder.is_symlink() or manifest.is_symlink() or not (folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink():
+            continue
+        try:
+            if tomllib.loads(manifest.read_text(encoding="utf-8")).get("name") == name:
+                candidates.append(folder)
+        except (OSError, ValueError, RecursionError):  # not a manifest we wrote: not this study
+            continue
+    return max(candidates, default=None, key=lambda p: p.name)
+
+
+def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
+    """`--resume`: queue again what did not finish, add what the preset has and the study lacks;
+    returns the runs that are already finished."""
+    store.reclaim_dead()
+    manifest = study_manifest(preset)
+    if store.study.user_attrs.get("manifest") != manifest:
+        store.study.set_user_attr("manifest", manifest)
+    store.preset = preset
+    latest = store.latest_runs()
+    skipped: list[RunRecord] = []
+    from optuna.trial import TrialState
+
+    def requeue_or_skip(trial) -> None:
+        status = run_status(trial)
+        if trial.state in (TrialState.WAITING, TrialState.RUNNING):
+            return
+        local = _local_record(trial)
+        if status in CONTINUABLE:
+            store.requeue(trial)
+        elif _here(trial) and (local is None or local.status == ev.UNREADABLE):
+            # its folder here is damaged or is no run any more: kept as it is, the run again beside it
+            with contextlib.suppress(ConfigError, TypeError):
+                store.enqueue(attr(trial, "run", trial.number + 1), config_from_dict(attr(trial, "config"), "trial"),
+                              dict(trial.params))
+        else:
+            skipped.append(local or record_from_trial(trial))
+
+    if preset.search is None:
+        planned = {config_key(c) for c in preset.runs()}
+        for trial in store.trials((TrialState.WAITING,)):  # queued for an earlier version of the preset
+            if isinstance(c := attr(trial, "config"), dict) and config_key(c) not in planned:
+                store.drop(trial)
+        latest = store.latest_runs()
+        by_config = {config_key(c): t for t in latest if isinstance(c := attr(t, "config"), dict)}
+        next_run = max((attr(t, "run", 0) for t in latest), default=0) + 1
+        for config in preset.runs():
+            trial = by_config.get(config_key(config))
+            if trial is None:  # new in this version of the preset (a changed run gets a new folder)
+                store.enqueue(next_run, config, store.planned_params(config))
+                next_run += 1
+            else:
+                requeue_or_skip(trial)
+    else:
+        for trial in latest:
+            requeue_or_skip(trial)
+        for run in range(len(latest) + 1, preset.search.trials + 1):
+            store.enqueue(run, None)
+    return skipped
+
+
+def _here(trial) -> bool:
+    """Whether the run's folder was on this host."""
+    return bool(attr(trial, "run_dir")) and attr(trial, "host") == socket.gethostname()
+
+
+def _local_record(trial) -> RunRecord | None:
+    if not _here(trial) or Path(attr(trial, "run_dir")).is_symlink():
+        return None
+    return read_run(Path(attr(trial, "run_dir")))
+
+
+def finish_study(store: StudyStore, folder: Path | None) -> StudyFinished:
+    """The study's table of runs; `results.csv` and `results.md` written into its folder."""
+    from fcn_tui.study import write_results
+
+    records = tuple(store.records(local_only=True))
+    results, error = None, None
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            results = write_results(folder, list(records), store.name, store.preset)
+        except (RunWriteError, OSError) as err:
+            error = str(err)
+    return StudyFinished(name=store.name, folder=folder, records=records, preset=store.preset,
+                         results=results, error=error)
+
+
+# --- one worker ----------------------------------------------------------------------------------
+
+
+def work(store: StudyStore, folder: Path, backend: Any, should_stop: Callable[[], bool],
+         options: RunOptions) -> Iterator[RunnerEvent]:
+    """Claim and train runs of the study until none is queued or running anywhere."""
+    waiting_for = None
+    while not should_stop():
+        store.reclaim_dead()
+        trial = store.claim()
+        if trial is None:
+            busy = store.busy_elsewhere()
+            if not busy:
+                return
+            if busy != waiting_for:
+                waiting_for = busy
+                yield Waiting(busy)
+            deadline = time.monotonic() + POLL_S
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(0.1)
+            continue
+        waiting_for = None
+        yield from train_trial(store, trial, folder, backend, should_stop, options)
+
+
+def _safely(action: Callable[[], Any], default: Any = None) -> Any:
+    """A storage call during training: a lost connection must not end the run (its folder is the record)."""
+    try:
+        return action()
+    except Exception:  # noqa: BLE001 - sqlalchemy / journal I/O errors
+        return default
+
+
+def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_stop: Callable[[], bool],
+                options: RunOptions) -> Iterator[RunnerEvent]:
+    import optuna
+
+    study = store.study
+    study.sampler = make_sampler(store.preset, frozen.number)
+    study.pruner = make_pruner(store.preset)
+    trial = optuna.Trial(study, frozen._trial_id)
+    run = attr(frozen, "run", frozen.number + 1)
+    total = max(len(store.latest_runs()), run)
+    given = None
+    with contextlib.suppress(ConfigError, TypeError):
+        if isinstance(data := attr(frozen, "config"), dict):
+            given = config_from_dict(data, f"trial {frozen.number}")
+    try:
+        config = suggest(trial, store.preset, given)
+        if options.device:
+            config = config.with_values({"train.device": options.device}, "--device")
+    except (ConfigError, ValueError) as err:
+        _conclude(store, trial, ev.FAILED, {"error": str(err)})
+        yield RunCrashed(attr(frozen, "name") or f"run {run}", str(err))
+        return
+    for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("worker", options.worker_label),
+                       ("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
+                       ("epoch", 0), ("epochs", config.train.epochs)):
+        _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
+    stop_heartbeat = store.heartbeat(frozen._trial_id)
+    pruning = store.preset.search is not None and store.preset.search.pruner != "none"
+    pruned = [False]
+    try:
+        continue_dir, state, note = _continuation(frozen, config)
+        try:
+            split = backend.split(config)
+            try:
+                trainer = backend.trainer(config, split, should_stop, resume_from=state, should_prune=lambda: pruned[0])
+            except Exception as err:
+                if state is None or type(err).__name__ != "CheckpointError":
+                    raise
+                note = f"cannot continue {continue_dir.name} ({err}): a new folder"
+                continue_dir = state = None
+                trainer = backend.trainer(config, split, should_stop, should_prune=lambda: pruned[0])
+        except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder
+            _conclude(store, trial, ev.FAILED, {"error": str(err)})
+            yield RunCrashed(config.name, str(err), bad_input=True)
+            return
+        try:
+            run_dir = continue_dir or unique_dir(folder, f"{run:03d}-{slug(config.name)}")
+        except RunWriteError as err:
+            _conclude(store, trial, ev.FAILED, {"error": str(err)})
+            yield RunCrashed(config.name, str(err))
+            return
+        _safely(lambda: trial.set_user_attr("run_dir", str(run_dir.absolute())))
+        yield RunStarting(run, total, config.name, run_dir, note)
+        status, error = ev.STOPPED, "interrupted before the run finished"
+        try:
+            for event in record_run(trainer, run_dir):
+                if isinstance(event, ev.EpochEnded):
+                    _safely(lambda e=event: trial.report(e.val_acc, e.epoch))
+                    _safely(lambda e=event: trial.set_user_attr("epoch", e.epoch))
+                    if pruning and event.epoch < event.epochs:
+                        pruned[0] = bool(_safely(trial.should_prune, False))
+                elif isinstance(event, ev.RunFinished):
+                    status, error = event.status, event.error
+                yield Trained(event, run, total, run_dir)
+        except Exception as err:  # noqa: BLE001 - a write error or a bug: this run fails, the study goes on
+            status, error = ev.FAILED, f"{type(err).__name__}: {err}"
+            if isinstance(err, RunWriteError):
+                yield RunCrashed(config.name, str(err), run_dir)
+            else:
+                mark_failed(run_dir, error)
+                yield RunCrashed(config.name, f"{config.name} failed: {error}", run_dir)
+        finally:
+            record = read_run(run_dir)
+            metrics = {k: record.get(k) for k in SUMMARY_KEYS} if record is not None else {}
+            metrics["error"] = error
+            _conclude(store, trial, status, metrics)
+    finally:
+        stop_heartbeat()
+        if _safely(lambda: store.storage.get_trial(frozen._trial_id).state.name) == "RUNNING":
+            _conclude(store, trial, ev.STOPPED, {"error": "interrupted before the run started"})
+
+
+SUMMARY_KEYS = ("epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc",
+                "wall_s", "samples_per_s", "device")
+
+
+def _conclude(store: StudyStore, trial, status: str, metrics: dict[str, Any]) -> None:
+    """Record a run's end in the storage: its status and numbers, and the trial's state."""
+    from optuna.trial import TrialState
+
+    _safely(lambda: trial.set_user_attr("status", status))
+    _safely(lambda: trial.set_user_attr("metrics", metrics))
+    if status == ev.COMPLETED and isinstance(metrics.get("val_acc"), (int, float)):
+        _safely(lambda: store.study.tell(trial, metrics["val_acc"]))
+    elif status == ev.PRUNED:
+        _safely(lambda: store.study.tell(trial, state=TrialState.PRUNED))
+    else:
+        _safely(lambda: store.study.tell(trial, state=TrialState.FAIL))
+
+
+def _continuation(frozen, config: Config) -> tuple[Path | None, dict | None, str]:
+    """The folder and checkpoint a re-queued run continues from, or (None, None, why not)."""
+    folder = attr(frozen, "continue_dir")
+    if not folder:
+        return None, None, ""
+    path = Path(folder)
+    if attr(frozen, "continue_host") != socket.gethostname():
+        return None, None, f"its earlier attempt is on {attr(frozen, 'continue_host')}: a new folder"
+    if path.is_symlink() or not path.is_dir():
+        return None, None, f"{path.name} is gone or is a link: a new folder"
+    record = read_run(path)
+    if record is None or record.config is None or config_key(record.config) != config_key(config):
+        return None, None, f"{path.name} holds another run: a new folder"
+    if record.status not in CONTINUABLE:
+        return None, None, f"{path.name} is {record.status}: a new folder"
+    state, reason = load_checkpoint(path)
+    if state is None:
+        return None, None, f"{path.name} has no usable checkpoint ({reason}): a new folder"
+    return path, state, ""
+
+
+# --- single runs (no study) -----------------------------------------------------------------------
+
+
+def run_single(preset: Preset, position: int, total: int, backend: Any, should_stop: Callable[[], bool],
+               options: RunOptions) -> Iterator[RunnerEvent]:
+    """A preset of one run: trained into `OUT/<time>-<name>/`, or skipped / continued by `resume`."""
+    from fcn_tui.queue import plan
+
+    planned = plan([preset], Path(options.out), resume=options.resume)[0].runs[0]
+    config = planned.config
+    if options.device:
+        config = config.with_values({"train.device": options.device}, "--device")
+        planned.config = config
+    if planned.skip:
+        yield RunSkipped(position, total, config.name, planned.run_dir)
+        return
+    try:
+        split = backend.split(config)
+        try:
+            state, cannot = _checkpoint_of(planned)
+            trainer = backend.trainer(config, split, should_stop, resume_from=state)
+        except Exception as err:
+            if type(err).__name__ != "CheckpointError":
+                raise
+            planned.continue_dir, cannot = None, str(err)
+            trainer = backend.trainer(config, split, should_stop)
+    except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder written
+        yield RunCrashed(config.name, str(err), bad_input=True)
+        return
+    run_dir = planned.make_dir()
+    note = f"cannot continue the earlier attempt ({cannot}): a new folder" if cannot else ""
+    yield RunStarting(position, total, config.name, run_dir, note)
+    try:
+        for event in record_run(trainer, run_dir):
+            yield Trained(event, position, total, run_dir)
+    except RunWriteError as err:
+        yield RunCrashed(config.name, str(err), run_dir)
+    except Exception as err:  # noqa: BLE001 - one broken run must not end the others
+        message = f"{type(err).__name__}: {err}"
+        mark_failed(run_dir, message)
+        yield RunCrashed(config.name, f"{config.name} failed: {message}", run_dir)
+
+
+def _checkpoint_of(planned) -> tuple[dict | None, str]:
+    if planned.continue_dir is None:
+        return None, ""
+    state, reason = load_checkpoint(planned.continue_dir)
+    if state is None:
+        planned.continue_dir = None
+    return state, reason
+
+
+# --- several workers on this machine -----------------------------------------------------------
+
+
+@dataclass
+class WorkerPlan:
+    count: int
+    devices: list[str] = field(default_factory=list)  # one per worker, round robin; empty: the preset's
+    threads: int = 1  # torch threads per worker
+    data_dir: Path | None = None
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def worker_command(store: StudyStore, options: RunOptions, plan: WorkerPlan, index: int) -> list[str]:
+    command = [sys.executable, "-m", "fcn_tui", "worker", "--storage", store.spec, "--study", store.name,
+               "--out", str(options.out), "--threads", str(plan.threads), "--label", f"w{index + 1}"]
+    if plan.devices:
+        command += ["--device", plan.devices[index % len(plan.devices)]]
+    if plan.data_dir is not None:
+        command += ["--data-dir", str(plan.data_dir)]
+    return command
+
+
+def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_stop: Callable[[], bool],
+                stop_signal: Callable[[], int | None]) -> Iterator[RunnerEvent]:
+    """A study trained by `plan.count` worker processes on this machine; yields its progress
+    about once a second, passes a stop on to the workers, and ends with `StudyFinished`."""
+    store, folder, opened = open_study(preset, options)
+    yield opened
+    folder.mkdir(parents=True, exist_ok=True)
+    logs, procs = [], []
+    for index in range(plan.count):
+        log = open(folder / f"worker-{index + 1}.log", "ab")  # noqa: SIM115 - closed below
+        logs.append(log)
+        procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log,
+                                      stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
+    forwarded = False
+    reported: set[int] = set()
+    try:
+        while True:
+            alive = [p for p in procs if p.poll() is None]
+            for index, p in enumerate(procs):
+                if p.returncode is not None and p.returncode < 0 and index not in reported:
+                    reported.add(index)
+                    yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
+            yield WorkersProgress(store.name, tuple(_safely(lambda: store.records(), ()) or ()), len(alive))
+            if not alive:
+                break
+            if should_stop() and not forwarded:
+                forwarded = True
+                for p in alive:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.send_signal(stop_signal() or signal.SIGINT)
+            time.sleep(POLL_S)
+    finally:
+        deadline = time.monotonic() + WORKER_STOP_S
+        for p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGINT)
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if p.poll() is None:
+                p.kill()
+        for log in logs:
+            log.close()
+    normal = (0, 1, 128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)  # done, a run failed, stopped
+    for index, p in enumerate(procs):
+        if index not in reported and p.returncode not in normal:
+            yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
+    yield finish_study(store, folder)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-300:] if lines else "no output"

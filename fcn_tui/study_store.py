@@ -1,0 +1,506 @@
+"""Studies in Optuna storage: where they live, how their runs are queued, claimed and read back.
+
+A study is an Optuna study (direction: maximise validation accuracy). Each run is a trial:
+
+- its user attributes hold `run` (the run's 1-based number in the study), `name`, `config` (the
+  full configuration as a dict), and once claimed `host`, `pid`, `worker`, `run_dir` (a folder on
+  that host), `status` (`running`, then the run's final status), `epoch`/`epochs` and `metrics`
+  (the final numbers of `summary.json`);
+- its intermediate values are the per-epoch validation accuracy, its value the final one;
+- its params are the swept and searched settings (choices that are lists, such as
+  `model.hidden`, appear as their TOML text), so Optuna's samplers, pruners and importance
+  plots see them.
+
+Storage (`open_storage`): a folder or a file path is Optuna's file journal (`study.journal` in
+the study folder: no server, safe for several processes on one machine); `postgresql://...`
+(through psycopg) and `sqlite:///...` are `RDBStorage` with a heartbeat.
+
+Claiming (`StudyStore.claim`): every run is enqueued once as a WAITING trial when the study is
+created, and a worker claims one by moving it to RUNNING with `set_trial_state_values`, which the
+storage grants to exactly one caller (the journal decides by the order of its log, PostgreSQL by
+a row lock). No trial is ever created by `ask()`, so however many workers join, and whenever,
+each planned run is trained once.
+
+A run whose worker died is failed and enqueued again with `continue_dir` (its folder, to
+continue from its checkpoint) by whichever worker first sees it: on this host when the worker's
+process is gone (`host` and `pid`), elsewhere when its heartbeat (RDB) is older than `GRACE_S`.
+The move RUNNING -> FAIL, like the claim, succeeds for one caller only, so a run is re-enqueued
+once. A trial that ended FAIL with status still `running` is a run that was `incomplete`.
+
+Imports no torch and nothing of the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from fcn_tui import events as ev
+from fcn_tui.config import (
+    Config,
+    ConfigError,
+    Preset,
+    config_from_dict,
+    config_to_dict,
+    config_to_toml,
+    format_value,
+    preset_from_text,
+    search_toml,
+)
+from fcn_tui.runs import RunRecord, read_run
+
+JOURNAL = "study.journal"
+HEARTBEAT_S = 10  # how often a training worker tells an RDB storage it is alive
+GRACE_S = 60  # a run whose worker was silent this long is taken over (6 missed heartbeats)
+PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
+QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
+DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
+RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
+
+
+class StudyError(Exception):
+    """A study that cannot be opened, created or joined; the message is one line for the user."""
+
+
+def is_url(spec: str | Path) -> bool:
+    return str(spec).startswith(RDB_SCHEMES)
+
+
+def describe(spec: str | Path) -> str:
+    """The storage for messages, its password hidden."""
+    if not is_url(spec):
+        return str(spec)
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(_sqlalchemy_url(str(spec))).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported when it is opened
+        return str(spec).split("@")[-1]
+
+
+def _sqlalchemy_url(url: str) -> str:
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):  # psycopg 3, the driver we install, not SQLAlchemy's default psycopg2
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def journal_path(spec: str | Path) -> Path:
+    """The journal file of a study folder (or the file itself)."""
+    path = Path(spec)
+    return path / JOURNAL if path.is_dir() or not path.suffix else path
+
+
+def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+                 create: bool = False) -> optuna.storages.BaseStorage:
+    """Optuna storage for a URL (`postgresql://`, `sqlite:///`) or a study folder / journal file.
+
+    A journal that does not exist is an error unless `create`; a server that cannot be reached,
+    or a missing driver, is a `StudyError` with the reason."""
+    if is_url(spec):
+        try:
+            return optuna.storages.RDBStorage(
+                _sqlalchemy_url(str(spec)),
+                engine_kwargs={"pool_pre_ping": True},  # a dropped connection is reopened, not an error
+                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=on_stale,
+            )
+        except ImportError as err:
+            raise StudyError(f"{describe(spec)}: needs the psycopg driver ({err}); pip install 'psycopg[binary]'") from None
+        except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError, ArgumentError, ...
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+            raise StudyError(f"cannot open {describe(spec)}: {reason[0] if reason else type(err).__name__}") from None
+    if "://" in str(spec):
+        raise StudyError(f"{spec}: unsupported storage; use a study folder, postgresql://... or sqlite:///...")
+    path = journal_path(spec)
+    if not create and not path.is_file():
+        raise StudyError(f"{spec}: no study here (no {JOURNAL})")
+    if path.is_symlink():
+        raise StudyError(f"{path}: is a link; open the study folder it points to")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as err:
+        raise StudyError(f"{path}: cannot open the journal ({err.strerror or err})") from None
+
+
+# --- params: the swept and searched settings as Optuna distributions --------------------------
+
+
+def choice_label(value: Any) -> Any:
+    """A setting's value as an Optuna categorical choice: lists (`model.hidden`) as TOML text."""
+    if isinstance(value, (list, tuple)):
+        return format_value(list(value))
+    return value
+
+
+def distributions(preset: Preset) -> dict[str, tuple[BaseDistribution, dict[Any, Any]]]:
+    """Each swept or searched key's distribution, with the map from choice label back to value."""
+    out: dict[str, tuple[BaseDistribution, dict[Any, Any]]] = {}
+    for key, values in preset.sweep:
+        labels = {choice_label(v): v for v in values}
+        out[key] = (CategoricalDistribution(list(labels)), labels)
+    for p in preset.search.params if preset.search else ():
+        if p.kind == "choice":
+            labels = {choice_label(v): v for v in p.choices}
+            out[p.key] = (CategoricalDistribution(list(labels)), labels)
+        elif p.kind == "int":
+            out[p.key] = (IntDistribution(p.low, p.high, log=p.log), {})
+        else:
+            out[p.key] = (FloatDistribution(p.low, p.high, log=p.log), {})
+    return out
+
+
+def short_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def suggest(trial: optuna.Trial, preset: Preset, config: Config | None) -> Config:
+    """The trial's configuration. A planned or continued run (`config` given) records its values
+    as the trial's params; a new search trial samples them and is named after them."""
+    values: dict[str, Any] = {}
+    for key, (dist, labels) in distributions(preset).items():
+        if config is not None:
+            label = choice_label(config.get(key))
+            if isinstance(dist, CategoricalDistribution) and label not in dist.choices:
+                continue  # planned under an earlier version of the preset: nothing to record
+            if not isinstance(dist, CategoricalDistribution) and not dist.low <= label <= dist.high:
+                continue
+        if isinstance(dist, CategoricalDistribution):
+            raw = trial.suggest_categorical(key, dist.choices)
+        elif isinstance(dist, IntDistribution):
+            raw = trial.suggest_int(key, dist.low, dist.high, log=dist.log)
+        else:
+            raw = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
+        values[key] = labels.get(raw, raw) if labels else raw
+    if config is not None:
+        return config
+    name = ",".join([preset.config.name, *(f"{k}={short_value(v)}" for k, v in values.items())])
+    return preset.config.with_values({**values, "name": name}, f"trial {trial.number}")
+
+
+def make_sampler(preset: Preset, trial_number: int) -> optuna.samplers.BaseSampler:
+    """The sampler for one trial, seeded from the preset's seed and the trial's number: the same
+    history gives the same suggestion, and workers sampling at the same moment differ."""
+    seed = (preset.config.train.seed * 1_000_003 + trial_number) % 2**32
+    if preset.search is not None and preset.search.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(preset: Preset) -> optuna.pruners.BasePruner:
+    name = preset.search.pruner if preset.search else "none"
+    if name == "median":
+        return optuna.pruners.MedianPruner()  # Optuna's defaults: from the 6th trial on, any epoch
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=preset.config.train.epochs)
+    return optuna.pruners.NopPruner()
+
+
+# --- the study ---------------------------------------------------------------------------------
+
+
+def study_manifest(preset: Preset) -> str:
+    """The preset as TOML: its base config, `[sweep]` and `[search]` tables (`sweep.toml`)."""
+    text = config_to_toml(preset.config)
+    if preset.sweep:
+        text += "\n[sweep]\n" + "".join(f'"{key}" = {format_value(list(values))}\n' for key, values in preset.sweep)
+    if preset.search is not None:
+        text += "\n" + search_toml(preset.search)
+    return text
+
+
+def config_key(config: Config | dict) -> str:
+    import json
+
+    data = config if isinstance(config, dict) else config_to_dict(config)
+    return json.dumps({k: v for k, v in data.items() if k != "name"}, sort_keys=True)
+
+
+def attr(trial: FrozenTrial, key: str, default: Any = None) -> Any:
+    return trial.user_attrs.get(key, default)
+
+
+def process_alive(host: Any, pid: Any) -> bool | None:
+    """Whether the process `pid` on `host` runs; None when that cannot be told from here."""
+    if host != socket.gethostname():
+        return None
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(trial: FrozenTrial) -> str:
+    """The run's status as the study sees it: `queued`, `running`, or a run folder's status."""
+    if trial.state == TrialState.WAITING:
+        return QUEUED
+    status = attr(trial, "status", ev.RUNNING)
+    if trial.state == TrialState.RUNNING:
+        return ev.INCOMPLETE if process_alive(attr(trial, "host"), attr(trial, "pid")) is False else ev.RUNNING
+    if status in (ev.RUNNING, QUEUED):  # failed while running: its worker died or was taken over
+        return ev.INCOMPLETE
+    return status if status in ev.STATUSES else ev.FAILED
+
+
+@dataclass
+class StudyStore:
+    """One open study: its Optuna `study`, the storage `spec` it came from, and its preset."""
+
+    study: optuna.Study
+    spec: str
+    preset: Preset
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def storage(self) -> optuna.storages.BaseStorage:
+        return self.study._storage
+
+    @property
+    def is_rdb(self) -> bool:
+        return is_url(self.spec)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create_or_join(cls, spec: str | Path, name: str, preset: Preset) -> tuple[StudyStore, bool]:
+        """Create the study `name` with every planned run queued, or join it if it exists
+        (created True/False). Joining a study made from another preset is refused."""
+        holder: dict[str, StudyStore] = {}
+        storage = open_storage(spec, on_stale=lambda study, trial: holder["store"].requeue(trial), create=True)
+        manifest = study_manifest(preset)
+        try:
+            study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+            created = True
+        except DuplicatedStudyError:
+            study = optuna.load_study(storage=storage, study_name=name)
+            created = False
+        store = cls(study=study, spec=str(spec), preset=preset)
+        holder["store"] = store
+        if created:
+            study.set_user_attr("manifest", manifest)
+            store.enqueue_plan()
+            study.set_user_attr("planned", True)
+        else:
+            store.wait_for_plan()
+            theirs = study.user_attrs.get("manifest")
+            if theirs != manifest:
+                raise StudyError(
+                    f"study '{name}' in {describe(spec)} was made from another preset; "
+                    "give another --study name, or --resume to bring it up to this preset"
+                )
+        return store, created
+
+    @classmethod
+    def open(cls, spec: str | Path, name: str | None = None) -> StudyStore:
+        """An existing study (the only one in the storage when `name` is None)."""
+        holder: dict[str, StudyStore] = {}
+        storage = open_storage(spec, on_stale=lambda study, trial: holder["store"].requeue(trial))
+        names = [s.study_name for s in storage.get_all_studies()]
+        if name is None:
+            if len(names) != 1:
+                listed = ", ".join(names[:10]) or "none"
+                raise StudyError(f"{describe(spec)}: name the study with --study (studies: {listed})")
+            name = names[0]
+        elif name not in names:
+            raise StudyError(f"{describe(spec)}: no study named '{name}'")
+        study = optuna.load_study(storage=storage, study_name=name)
+        store = cls(study=study, spec=str(spec), preset=Preset(config=Config()))
+        store.wait_for_plan()
+        try:
+            store.preset = preset_from_text(study.user_attrs.get("manifest", ""), f"study '{name}'")
+        except ConfigError as err:
+            raise StudyError(f"study '{name}': its preset cannot be read ({err})") from None
+        holder["store"] = store
+        return store
+
+    def wait_for_plan(self) -> None:
+        deadline = time.monotonic() + PLAN_WAIT_S
+        while not self.study.user_attrs.get("planned"):
+            if time.monotonic() > deadline:
+                raise StudyError(f"study '{self.name}': its runs were never queued (the process creating it stopped?)")
+            time.sleep(0.5)
+
+    # -- queueing ------------------------------------------------------------------------------
+
+    def enqueue(self, run: int, config: Config | None, params: dict[str, Any] | None = None, **extra: Any) -> None:
+        attrs = {"run": run, "status": QUEUED, **extra}
+        if config is not None:
+            attrs.update(name=config.name, config=config_to_dict(config))
+        self.study.enqueue_trial(params or {}, user_attrs=attrs)
+
+    def planned_params(self, config: Config) -> dict[str, Any]:
+        return {key: choice_label(config.get(key)) for key, _ in self.preset.sweep}
+
+    def enqueue_plan(self) -> None:
+        """Every run of the preset: each grid point, then `trials` search trials (sampled when claimed)."""
+        run = 0
+        if self.preset.search is None:
+            for run, config in enumerate(self.preset.runs(), start=1):
+                self.enqueue(run, config, self.planned_params(config))
+        else:
+            for run in range(1, self.preset.search.trials + 1):
+                self.enqueue(run, None)
+
+    def requeue(self, trial: FrozenTrial) -> None:
+        """Queue a failed, stopped or dead run again, to continue in its folder where it can."""
+        config = attr(trial, "config")
+        extra = {"continues": trial.number}
+        if attr(trial, "run_dir"):
+            extra.update(continue_dir=attr(trial, "run_dir"), continue_host=attr(trial, "host"))
+        try:
+            cfg = config_from_dict(config, f"trial {trial.number}") if isinstance(config, dict) else None
+        except ConfigError:
+            cfg = None
+        run = attr(trial, "run", trial.number + 1)
+        if cfg is None:  # a search trial that died before it was sampled: queue a fresh one
+            self.enqueue(run, None, continues=trial.number)
+            return
+        self.enqueue(run, cfg, dict(trial.params), **extra)
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def trials(self, states: Iterable[TrialState] | None = None) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study._study_id, deepcopy=False,
+                                           states=tuple(states) if states is not None else None)
+
+    def claim(self) -> FrozenTrial | None:
+        """Move the first WAITING trial to RUNNING, if another worker does not get there first."""
+        for trial in self.trials((TrialState.WAITING,)):
+            try:
+                if self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                    return self.storage.get_trial(trial._trial_id)
+            except UpdateFinishedTrialError:
+                continue
+        return None
+
+    def drop(self, trial: FrozenTrial) -> None:
+        """Take a queued run out of the study (its preset changed); it is no run of the study any more."""
+        with contextlib.suppress(UpdateFinishedTrialError):
+            self.storage.set_trial_user_attr(trial._trial_id, "status", DROPPED)
+            self.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+
+    def fail(self, trial_id: int) -> bool:
+        """RUNNING -> FAIL; True for the one caller that made the move."""
+        try:
+            return bool(self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
+        except UpdateFinishedTrialError:
+            return False
+
+    def reclaim_dead(self) -> int:
+        """Fail and re-queue the runs of dead workers: a gone process on this host, a stale heartbeat."""
+        count = 0
+        for trial in self.trials((TrialState.RUNNING,)):
+            if process_alive(attr(trial, "host"), attr(trial, "pid")) is False and self.fail(trial._trial_id):
+                self.requeue(self.storage.get_trial(trial._trial_id))
+                count += 1
+        if self.is_rdb:
+            before = len(self.trials((TrialState.WAITING,)))
+            optuna.storages.fail_stale_trials(self.study)  # re-queues through `requeue`
+            count += len(self.trials((TrialState.WAITING,))) - before
+        return count
+
+    def busy_elsewhere(self) -> int:
+        """Runs another live worker is training (or might be: a host we cannot see into)."""
+        return sum(1 for t in self.trials((TrialState.RUNNING,))
+                   if process_alive(attr(t, "host"), attr(t, "pid")) is not False)
+
+    def heartbeat(self, trial_id: int) -> Callable[[], None]:
+        """Start recording the RDB heartbeat of a claimed trial; returns the function that stops it."""
+        if not self.is_rdb:
+            return lambda: None
+        done = threading.Event()
+
+        def beat() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # a lost connection: the next beat tries again
+                    self.storage.record_heartbeat(trial_id)
+                if done.wait(HEARTBEAT_S):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+        thread.start()
+        return done.set
+
+    # -- reading back --------------------------------------------------------------------------
+
+    def latest_runs(self) -> list[FrozenTrial]:
+        """The latest trial of each run (a continued run's last attempt), in run order."""
+        latest: dict[int, FrozenTrial] = {}
+        for trial in self.trials():
+            run = attr(trial, "run", trial.number + 1)
+            if not isinstance(run, int) or attr(trial, "status") == DROPPED:
+                continue
+            if run not in latest or trial.number > latest[run].number:
+                latest[run] = trial
+        return [latest[k] for k in sorted(latest)]
+
+    def records(self, local_only: bool = False) -> list[RunRecord]:
+        """One RunRecord per run: read from its folder where this host has it, else from the storage."""
+        out = []
+        for trial in self.latest_runs():
+            record = record_from_trial(trial)
+            folder = attr(trial, "run_dir")
+            if folder and attr(trial, "host") == socket.gethostname() and not Path(folder).is_symlink():
+                local = read_run(Path(folder))
+                if local is not None and trial.state != TrialState.RUNNING:
+                    for key in ("worker", "trial", "epochs"):
+                        local.summary.setdefault(key, record.summary.get(key))
+                    record = local
+            if not local_only or trial.state != TrialState.WAITING:
+                out.append(record)
+        return out
+
+
+def record_from_trial(trial: FrozenTrial) -> RunRecord:
+    """A run as the storage knows it, in the shape every table and export reads."""
+    config = None
+    with contextlib.suppress(ConfigError, TypeError):
+        if isinstance(data := attr(trial, "config"), dict):
+            config = config_from_dict(data, f"trial {trial.number}")
+    metrics = attr(trial, "metrics") if isinstance(attr(trial, "metrics"), dict) else {}
+    run = attr(trial, "run", trial.number + 1)
+    summary = {
+        **{k: v for k, v in metrics.items() if isinstance(k, str)},
+        "name": attr(trial, "name") or (config.name if config else f"trial {trial.number}"),
+        "status": run_status(trial),
+        "host": attr(trial, "host"),
+        "worker": attr(trial, "worker"),
+        "trial": trial.number,
+        "epochs_completed": attr(trial, "epoch", metrics.get("epochs_completed", 0)),
+        "epochs": attr(trial, "epochs"),
+    }
+    if "val_acc" not in metrics and trial.intermediate_values:
+        last = max(trial.intermediate_values)
+        summary.update(val_acc=trial.intermediate_values[last], best_val_acc=max(trial.intermediate_values.values()))
+    folder = attr(trial, "run_dir") or f"{run:03d}-trial-{trial.number}"
+    return RunRecord(path=Path(str(folder)), summary=summary, config=config)

@@ -1,0 +1,169 @@
+"""The study runner in one process: a [search] with a pruner, and `--resume` that loses nothing
+(a study reached through a link, a changed preset, a run another host is still training)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fcn_tui import events as ev
+from fcn_tui import runner
+from fcn_tui.cli import app
+from fcn_tui.config import load_preset
+from fcn_tui.runs import read_run
+from fcn_tui.study_store import StudyStore
+from fcn_tui.tui.scripted import ScriptedBackend
+from tests.conftest import TINY_PRESET
+
+cli = CliRunner()
+
+SEARCH = TINY_PRESET.replace("epochs = 2", "epochs = 4") + """
+[search]
+trials = 8
+pruner = "median"
+"optim.lr" = { low = 1e-5, high = 0.5, log = true }
+"optim.name" = ["sgd", "adam"]
+"""
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_search_with_a_median_pruner_prunes_runs_and_tests_only_finished_ones(
+        synthetic_data_dir, tmp_path, monkeypatch):
+    from fcn_tui import engine
+
+    tested = []
+    real_evaluate = engine.evaluate
+
+    def evaluate(model, x, y, amp=False):
+        if len(x) == 200:  # the synthetic test set (the validation split has 60 images)
+            tested.append(len(x))
+        return real_evaluate(model, x, y, amp)
+
+    monkeypatch.setattr(engine, "evaluate", evaluate)
+    (tmp_path / "search.toml").write_text(SEARCH)
+    result = cli.invoke(app, ["run", str(tmp_path / "search.toml"), "--data-dir", str(synthetic_data_dir),
+                              "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (study,) = (tmp_path / "out").iterdir()
+    store = StudyStore.open(study)
+    trials = store.trials()
+    assert len(trials) == 8
+    states = [t.state.name for t in trials]
+    assert "PRUNED" in states and "COMPLETE" in states
+    for trial in trials:
+        record = read_run(Path(trial.user_attrs["run_dir"]))
+        assert set(trial.params) == {"optim.lr", "optim.name"}
+        assert record.config.optim.name == trial.params["optim.name"]
+        assert record.config.optim.lr == trial.params["optim.lr"]
+        # per-epoch validation accuracy guides the search
+        assert [trial.intermediate_values[e] for e in sorted(trial.intermediate_values)] == pytest.approx(
+            [m["val_acc"] for m in record.metrics], abs=1e-6)  # metrics.csv keeps 6 decimals
+        if trial.state.name == "PRUNED":
+            assert record.status == "pruned" and record.get("test_acc") is None
+            assert record.get("epochs_completed") < 4 and not (record.path / "confusion.csv").exists()
+        else:
+            assert record.status == "completed" and record.get("test_acc") is not None
+    assert len(tested) == states.count("COMPLETE")  # the test set only at the end of finished runs
+    table = (study / "results.md").read_text()
+    assert "pruned" in table
+
+
+def test_a_search_samples_the_same_trials_again_from_the_same_seed(tmp_path):
+    preset_path = tmp_path / "search.toml"
+    preset_path.write_text(SEARCH.replace('pruner = "median"', 'pruner = "none"').replace("trials = 8", "trials = 4"))
+    preset = load_preset(preset_path)
+    names = []
+    for out in ("a", "b"):
+        events = list(runner.run_study(preset, ScriptedBackend(), lambda: False, runner.RunOptions(out=tmp_path / out)))
+        names.append([e.name for e in events if isinstance(e, runner.RunStarting)])
+    assert names[0] == names[1] and len(set(names[0])) == 4
+
+
+def grid(tmp_path: Path, epochs: int = 3) -> Path:
+    path = tmp_path / "grid.toml"
+    path.write_text(TINY_PRESET.replace("epochs = 2", f"epochs = {epochs}") + "\n[sweep]\n'optim.lr' = [0.01, 0.02]\n")
+    return path
+
+
+def stop_in_run(preset_path: Path, out: Path, run: int) -> Path:
+    """Train the study with the scripted engine and stop it during run `run`."""
+    stop = threading.Event()
+    for event in runner.run_study(load_preset(preset_path), ScriptedBackend(), stop.is_set, runner.RunOptions(out=out)):
+        if isinstance(event, runner.Trained) and isinstance(event.event, ev.EpochEnded) and event.position == run:
+            stop.set()
+    (study,) = [p for p in out.iterdir() if not p.is_symlink()]
+    return study
+
+
+def test_resume_never_continues_a_study_reached_through_a_link(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    study = stop_in_run(grid(tmp_path), elsewhere, run=1)
+    before = files_of(study)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / study.name).symlink_to(study, target_is_directory=True)
+    events = list(runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), lambda: False,
+                                   runner.RunOptions(out=out, resume=True)))
+    opened = events[0]
+    assert opened.created and opened.folder != out / study.name  # a new study beside the link
+    assert files_of(study) == before
+
+
+def test_resume_after_a_changed_preset_keeps_the_stopped_run_and_trains_the_new_ones(tmp_path):
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=1)
+    (stopped,) = [p for p in study.iterdir() if p.is_dir()]
+    assert read_run(stopped).status == "stopped"
+    kept = files_of(stopped)
+    changed = grid(tmp_path, epochs=4)  # every run's configuration changes
+    events = list(runner.run_study(load_preset(changed), ScriptedBackend(), lambda: False,
+                                   runner.RunOptions(out=out, resume=True)))
+    started = [e for e in events if isinstance(e, runner.RunStarting)]
+    assert len(started) == 2 and all(e.run_dir != stopped for e in started)  # new folders
+    assert files_of(stopped) == kept
+    assert [r.status for r in events[-1].records].count("completed") == 2
+
+
+def test_resume_leaves_a_run_that_another_host_is_training_to_it(tmp_path):
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=1)
+    store = StudyStore.open(study)
+    busy = store.claim()  # run 2, being trained on another machine
+    store.storage.set_trial_user_attr(busy._trial_id, "host", "another-machine")
+    store.storage.set_trial_user_attr(busy._trial_id, "pid", 1)
+    seen = []
+    stop = threading.Event()
+    for event in runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), stop.is_set,
+                                  runner.RunOptions(out=out, resume=True)):
+        seen.append(event)
+        if isinstance(event, runner.Waiting):
+            stop.set()  # the stopped run 1 is done; run 2 is the other host's
+    trained = [e.name for e in seen if isinstance(e, runner.RunStarting)]
+    assert trained == ["optim.lr=0.01"]
+    assert any(isinstance(e, runner.Waiting) and e.running == 1 for e in seen)
+    assert StudyStore.open(study).storage.get_trial(busy._trial_id).state.name == "RUNNING"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("mysql://x", "unsupported storage"),
+    ("postgresql://nobody@127.0.0.1:1/none", "cannot open postgresql+psycopg://nobody@127.0.0.1:1/none"),
+])
+def test_a_storage_that_cannot_be_used_is_one_line_exit_2(tiny_preset, tmp_path, spec, message):
+    preset = tmp_path / "grid.toml"
+    preset.write_text(tiny_preset.read_text() + "\n[sweep]\n'optim.lr' = [0.01, 0.02]\n")
+    result = cli.invoke(app, ["run", str(preset), "--storage", spec, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_for_a_study_that_does_not_exist_says_so(tmp_path):
+    result = cli.invoke(app, ["worker", "--storage", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no study here" in result.stderr

@@ -1,0 +1,179 @@
+"""Studies trained by several worker processes, on the journal file and on a real PostgreSQL
+server: every run trained exactly once, a killed worker's run continued from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fcn_tui.study_store import StudyStore
+
+GRID = """
+name = "grid"
+[model]
+hidden = [32]
+[train]
+epochs = {epochs}
+batch_size = 32
+device = "cpu"
+[sweep]
+"optim.name" = ["sgd", "adam"]
+"optim.lr" = [0.01, 0.03, 0.1]
+"""
+WAIT_S = 240  # generous: six tiny runs take seconds, but CI machines are slow and shared
+
+
+def fcn_tui(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fcn_tui", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    try:
+        out, _ = proc.communicate(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"fcn-tui did not finish in {WAIT_S}s:\n{out[-3000:]}")
+    return out
+
+
+def assert_each_run_trained_once(store: StudyStore, epochs: int) -> None:
+    trials = store.trials()
+    assert len(trials) == 6, [t.user_attrs.get("name") for t in trials]  # no duplicate, no extra trial
+    assert sorted(t.user_attrs["run"] for t in trials) == [1, 2, 3, 4, 5, 6]
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    folders = [Path(t.user_attrs["run_dir"]) for t in trials]
+    assert len(set(folders)) == 6
+    for folder in folders:  # one header and one line per epoch: nobody trained it twice
+        assert len((folder / "metrics.csv").read_text().splitlines()) == 1 + epochs
+    assert len({t.user_attrs["name"] for t in trials}) == 6
+
+
+def test_three_workers_share_a_six_run_grid_on_the_journal(synthetic_data_dir, tmp_path):
+    (tmp_path / "grid.toml").write_text(GRID.format(epochs=2))
+    proc = fcn_tui("run", str(tmp_path / "grid.toml"), "--workers", "3", "--out", str(tmp_path / "out"),
+                   "--data-dir", str(synthetic_data_dir))
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert "3 workers" in out
+    (study,) = (tmp_path / "out").iterdir()
+    store = StudyStore.open(study)
+    assert_each_run_trained_once(store, epochs=2)
+    workers = {t.user_attrs["worker"] for t in store.trials()}
+    assert workers <= {"w1", "w2", "w3"}
+    assert len((study / "results.csv").read_text().splitlines()) == 7
+    assert sorted(p.name for p in study.glob("worker-*.log")) == ["worker-1.log", "worker-2.log", "worker-3.log"]
+
+
+def test_three_processes_joining_one_postgresql_study_at_once(synthetic_data_dir, tmp_path, postgres_url):
+    (tmp_path / "grid.toml").write_text(GRID.format(epochs=2))
+    args = ("run", str(tmp_path / "grid.toml"), "--storage", postgres_url, "--study", "same-instant",
+            "--data-dir", str(synthetic_data_dir))
+    procs = [fcn_tui(*args, "--out", str(tmp_path / f"machine{i}")) for i in range(3)]  # three "machines"
+    outs = [finish(p) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-1500:] for o in outs)
+    assert sum("created" in o.split("study same-instant:")[1][:20] for o in outs) == 1  # one made it, two joined
+    store = StudyStore.open(postgres_url, "same-instant")
+    assert_each_run_trained_once(store, epochs=2)
+    exported = tmp_path / "all.csv"
+    done = subprocess.run([sys.executable, "-m", "fcn_tui", "export", "--storage", postgres_url,
+                           "--study", "same-instant", "--csv", str(exported)],
+                          check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = exported.read_text().splitlines()
+    assert len(rows) == 7 and all(",completed," in row for row in rows[1:])
+
+
+def _running_trial_past_epoch(store: StudyStore, epoch: int):
+    for trial in store.trials():
+        if trial.state.name == "RUNNING" and trial.user_attrs.get("epoch", 0) >= epoch:
+            return trial
+    return None
+
+
+def test_a_killed_worker_s_run_continues_from_its_checkpoint_with_the_same_metrics(synthetic_data_dir, tmp_path):
+    (tmp_path / "grid.toml").write_text(GRID.replace('"optim.lr" = [0.01, 0.03, 0.1]', '"optim.lr" = [0.03]')
+                                        .format(epochs=12))
+    out_dir = tmp_path / "out"
+    parent = fcn_tui("run", str(tmp_path / "grid.toml"), "--workers", "2", "--out", str(out_dir),
+                     "--data-dir", str(synthetic_data_dir))
+    deadline = time.monotonic() + WAIT_S
+    victim = None
+    while victim is None and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.2)
+        studies = list(out_dir.glob("*/study.journal"))
+        if studies:
+            victim = _running_trial_past_epoch(StudyStore.open(studies[0].parent), 3)
+    assert victim is not None, "no run reached epoch 3 while the study ran"
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+    out = finish(parent)
+    assert parent.returncode == 0, out[-3000:]
+    assert "killed" in out or "signal" in out  # the lost worker is reported
+    store = StudyStore.open(out_dir.glob("*/study.journal").__next__().parent)
+    attempts = [t for t in store.trials() if t.user_attrs["run"] == victim.user_attrs["run"]]
+    assert [t.state.name for t in attempts] == ["FAIL", "COMPLETE"]
+    folder = Path(attempts[1].user_attrs["run_dir"])
+    assert folder == Path(victim.user_attrs["run_dir"])  # continued in its own folder
+    import json
+
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["resumed_after_epoch"] >= 3
+    assert len((folder / "metrics.csv").read_text().splitlines()) == 13
+
+    # the same run, uninterrupted, with the workers' one thread
+    import torch
+
+    from fcn_tui.config import config_from_dict
+    from fcn_tui.data import load_fashion_mnist, make_split
+    from fcn_tui.engine import Trainer
+
+    config = config_from_dict(attempts[1].user_attrs["config"], "trial")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(summary["threads"])
+    try:
+        data = load_fashion_mnist(synthetic_data_dir)
+        split = make_split(data, config.train.val_fraction, config.train.seed, config.data.subset)
+        final = list(Trainer(config, split).events())[-1]
+    finally:
+        torch.set_num_threads(threads)
+    assert (summary["val_acc"], summary["test_acc"], summary["train_loss"]) == (
+        final.val_acc, final.test_acc, final.train_loss)
+
+
+def test_ctrl_c_stops_every_worker_and_resume_finishes_the_study(synthetic_data_dir, tmp_path):
+    (tmp_path / "grid.toml").write_text(GRID.format(epochs=20))
+    out_dir = tmp_path / "out"
+    args = ("run", str(tmp_path / "grid.toml"), "--workers", "2", "--out", str(out_dir),
+            "--data-dir", str(synthetic_data_dir))
+    parent = fcn_tui(*args)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.2)
+        studies = list(out_dir.glob("*/study.journal"))
+        if studies and _running_trial_past_epoch(StudyStore.open(studies[0].parent), 1):
+            break
+    parent.send_signal(signal.SIGINT)
+    out = finish(parent)
+    assert parent.returncode == 130, out[-3000:]
+    (study,) = out_dir.iterdir()
+    store = StudyStore.open(study)
+    statuses = [t.user_attrs.get("status") for t in store.trials() if t.state.name != "WAITING"]
+    assert "stopped" in statuses and "running" not in statuses  # every worker saved its run
+
+    resumed = fcn_tui(*args, "--resume")
+    out = finish(resumed)
+    assert resumed.returncode == 0, out[-3000:]
+    store = StudyStore.open(study)
+    latest = store.latest_runs()
+    assert len(latest) == 6 and {t.state.name for t in latest} == {"COMPLETE"}
+    from fcn_tui.runs import read_run
+
+    continued = [read_run(Path(t.user_attrs["run_dir"])).get("resumed_after_epoch") for t in latest]
+    assert any(continued)  # the stopped runs went on from their checkpoints
