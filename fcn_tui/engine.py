@@ -365,7 +365,8 @@ class Trainer:
             if status in (ev.COMPLETED, ev.STOPPED):
                 x_test = to_inputs(self.split.test_x, normalize, device)
                 per_image: list = []
-                test_loss, test_acc, test_confusion = evaluate(model, x_test, self.split.test_y.to(device), amp, per_image)
+                y_test = self.split.test_y.to(device)
+                test_loss, test_acc, test_confusion = evaluate(model, x_test, y_test, amp, per_image)
                 del x_test
                 test_predictions = predictions(self.split.test_y, per_image)
         except Exception as err:  # noqa: BLE001 - a failing run must not take the front end down

@@ -89,7 +89,7 @@ def read_predictions(run_dir: Path) -> tuple[Predictions | None, str]:
             true, predicted, probs = (archive[name] for name in MEMBERS)
     except ValueError as err:
         return None, f"{PREDICTIONS} is damaged or not ours ({err})"
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, MemoryError, RuntimeError) as err:  # noqa: B014
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, MemoryError, RuntimeError) as err:
         return None, f"{PREDICTIONS} is damaged or not ours ({type(err).__name__})"
     if not len(true) == len(predicted) == len(probs):
         return None, f"{PREDICTIONS} is damaged: its arrays differ in length"

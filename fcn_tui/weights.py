@@ -37,7 +37,8 @@ def first_layer(run_dir: Path) -> tuple[Any, str]:
     if not isinstance(state, dict):
         return None, f"{MODEL} is not a saved state dict"
     for key, value in state.items():  # Sequential keys in layer order: "0.weight" first
-        if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[1] == PIXELS and str(key).endswith("weight"):
+        is_tensor = isinstance(value, torch.Tensor)
+        if is_tensor and value.dim() == 2 and value.shape[1] == PIXELS and str(key).endswith("weight"):
             return value.detach().float().numpy().copy(), ""
     return None, f"{MODEL} has no layer that reads the {PIXELS} pixels"
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from rich.console import Console
 
 from fcn_tui.config import Config, load_preset

@@ -693,7 +693,7 @@ class FcnApp(App):
         yield SystemCommand("Export runs to CSV", "Every run in the output folder (ctrl+e)", self.action_export)
         yield SystemCommand("Comparison table", "Compare the highlighted run's sweep (c in Runs)", self.action_compare)
         yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
-        yield SystemCommand("Mistakes of a run", "The highlighted run's test matrix: enter on a cell shows its images (m in Runs)",
+        yield SystemCommand("Mistakes of a run", "The highlighted run's test matrix; enter on a cell: its images (m in Runs)",
                             self.action_run_mistakes)
         yield SystemCommand("First-layer weights", "One image per hidden unit (w in Runs and Confusion)",
                             self.action_run_weights)

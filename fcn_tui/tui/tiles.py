@@ -34,7 +34,7 @@ TILE_W, TILE_H = 28, 15  # a 28x28 image in 28x14 cells and its one-line caption
 GAP_W, GAP_H = 2, 1  # blank columns between tiles, blank line between rows of tiles
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)  # grey pairs repeat a lot: one Style each, not one per cell
 def _cell_style(top: int, bottom: int) -> Style:
     return Style(color=Color.from_rgb(top, top, top), bgcolor=Color.from_rgb(bottom, bottom, bottom))
 
