@@ -164,6 +164,14 @@ async def test_enter_on_a_confusion_cell_pages_through_its_images_most_confident
         await pilot.press("v", "enter")  # the validation matrix has no saved images: a message, no page
         await pilot.pause()
         assert app.screen is app.screen_stack[0]
+        await pilot.resize_terminal(60, 20)  # too narrow for the matrix: it scrolls to follow the cursor
+        await pilot.press(*["right"] * 9)
+        await pilot.pause()
+        scroll = app.query_one("#cm-scroll")
+        assert view.cursor == (6, 9) and scroll.scroll_x > 0
+        await pilot.press("right")  # round to the first column, and the class names come back
+        await pilot.pause()
+        assert view.cursor == (6, 0) and scroll.scroll_x == 0
 
 
 async def test_a_run_without_or_with_a_damaged_predictions_file_says_so_and_the_app_goes_on(tiny_preset, tmp_path):

@@ -18,7 +18,9 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.geometry import Region
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static
 
 # The names of fcn_tui.data.CLASSES (a test checks they agree), kept here so that drawing the
@@ -128,6 +130,11 @@ class ConfusionView(Static, can_focus=True):
         true, predicted = self.cursor
         self.chosen = ((true + rows) % 10, (predicted + columns) % 10)
         self.redraw()
+        # a narrow terminal scrolls the matrix (the arrows no longer do): keep the cell in view
+        left = 0 if self.chosen[1] == 0 else 12 + 5 * self.chosen[1]  # the first column brings the class names
+        cell = Region(left, 3 + self.chosen[0], 17 if left == 0 else 5, 1).translate(self.virtual_region.offset)
+        if isinstance(self.parent, Widget):
+            self.parent.scroll_to_region(cell, animate=False, immediate=True)
 
     def action_choose(self) -> None:
         if self.matrix is None:
