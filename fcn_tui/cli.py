@@ -437,8 +437,10 @@ def ui(
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
     confine: Annotated[bool, typer.Option("--confine", hidden=True, help="Dialog paths only inside OUT (set by serve).")] = False,
+    storage: Annotated[str | None, typer.Option("--storage", metavar="URL", help="Show this study on the Study tab (F5): postgresql://..., sqlite:///... or a study folder (default: the newest study under OUT).")] = None,
+    study: StudyOption = None,
 ) -> None:
-    """Open the terminal app: set up an MLP, train it, watch it learn, compare runs."""
+    """Open the terminal app: set up an MLP, train it, watch it learn, compare runs and studies."""
     loaded = load_presets([preset], set_, None)[0] if preset else None
     if loaded is None and set_:
         from fcn_tui.config import Config, ConfigError, Preset, parse_overrides
@@ -447,9 +449,16 @@ def ui(
             loaded = Preset(config=Config().with_overrides(parse_overrides(set_)))
         except ConfigError as err:
             raise fail(str(err)) from None
+    if storage:
+        from fcn_tui.study_store import StudyError, StudyStore
+
+        try:
+            StudyStore.open(storage, study)
+        except StudyError as err:
+            raise fail(str(err)) from None
     from fcn_tui.tui.app import FcnApp
 
-    tui = FcnApp(preset=loaded, out=out, data_dir=data_dir, confine=confine)
+    tui = FcnApp(preset=loaded, out=out, data_dir=data_dir, confine=confine, study=(storage, study))
     tui.run()
     if tui.exit_status:  # 1 after a crash, 128 + N after signal N
         raise typer.Exit(tui.exit_status)

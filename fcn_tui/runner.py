@@ -270,6 +270,14 @@ def newest_study_folder(out: Path, name: str) -> Path | None:
     return max(candidates, default=None, key=lambda p: p.name)
 
 
+def newest_study_folder_any(out: Path) -> Path | None:
+    """The newest study folder (holding a journal) directly under OUT, of any preset."""
+    if not Path(out).is_dir():
+        return None
+    found = [j.parent for j in Path(out).glob(f"*/{JOURNAL}") if not j.parent.is_symlink() and not j.is_symlink()]
+    return max(found, default=None, key=lambda p: p.name)
+
+
 def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
     """`--resume`: queue again what did not finish, add what the preset has and the study lacks;
     returns the runs that are already finished."""

@@ -503,4 +503,5 @@ def record_from_trial(trial: FrozenTrial) -> RunRecord:
         last = max(trial.intermediate_values)
         summary.update(val_acc=trial.intermediate_values[last], best_val_acc=max(trial.intermediate_values.values()))
     folder = attr(trial, "run_dir") or f"{run:03d}-trial-{trial.number}"
-    return RunRecord(path=Path(str(folder)), summary=summary, config=config)
+    epochs = [{"epoch": float(e), "val_acc": v} for e, v in sorted(trial.intermediate_values.items())]
+    return RunRecord(path=Path(str(folder)), summary=summary, config=config, metrics=epochs)

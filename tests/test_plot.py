@@ -63,6 +63,7 @@ def test_plot_writes_every_figure_of_the_study(study, tmp_path, synthetic_data_d
     assert result.exit_code == 0, result.output
     expected = {f"{run_id}-{kind}.png" for run_id in RUN_IDS for kind in ("curves", "confusion", "mistakes")}
     expected |= {"loss.png", "val_acc.png", "val_acc_heatmap.png"}
+    expected |= {"optimization_history.png", "param_importances.png"}  # from the study's journal
     written = {p.name for p in (figures / "grid").iterdir()}
     assert written == expected
     for path in (figures / "grid").iterdir():

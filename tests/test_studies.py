@@ -72,6 +72,10 @@ def test_a_search_with_a_median_pruner_prunes_runs_and_tests_only_finished_ones(
     assert len(tested) == states.count("COMPLETE")  # the test set only at the end of finished runs
     table = (study / "results.md").read_text()
     assert "pruned" in table
+    from fcn_tui.plot import plot_folder
+
+    figures = {p.name for p in plot_folder(study, tmp_path / "figures")}
+    assert {"optimization_history.png", "param_importances.png"} <= figures
 
 
 def test_a_search_samples_the_same_trials_again_from_the_same_seed(tmp_path):
@@ -167,3 +171,37 @@ def test_a_worker_for_a_study_that_does_not_exist_says_so(tmp_path):
     result = cli.invoke(app, ["worker", "--storage", str(tmp_path)])
     assert result.exit_code == 2
     assert "no study here" in result.stderr
+
+
+async def test_the_study_tab_shows_a_study_trained_elsewhere_live(tmp_path):
+    """F5 finds the newest study under OUT by itself and lists its runs with their workers;
+    a run being trained elsewhere shows as running, and the chart follows the highlighted run."""
+    from textual.widgets import DataTable
+
+    from fcn_tui.tui.app import FcnApp
+    from fcn_tui.tui.study_view import StudyChart
+    from tests.test_tui import until
+
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=2)  # run 1 completed, run 2 stopped
+    store = StudyStore.open(study)
+    app = FcnApp(out=out, backend_factory=ScriptedBackend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        table = app.query_one("#study-table", DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(2)]
+        assert [r[1] for r in rows] == ["completed", "stopped"]
+        assert rows[0][3] == "3/3"
+        title = str(app.query_one("#study-title").render())
+        assert "study tiny" in title and "2 runs: 1 completed, 1 stopped" in title
+        await pilot.press("down")
+        chart = app.query_one("#study-chart", StudyChart)
+        await until(pilot, lambda: chart.shown == "optim.lr=0.02")
+
+        store.enqueue(3, load_preset(grid(tmp_path)).runs()[0].with_values({"optim.lr": 0.5, "name": "more"}))
+        claimed = store.claim()  # another process picks it up
+        store.storage.set_trial_user_attr(claimed._trial_id, "worker", "w9")
+        store.storage.set_trial_user_attr(claimed._trial_id, "host", "elsewhere")
+        await until(pilot, lambda: table.row_count == 3)
+        assert [str(c) for c in table.get_row_at(2)][1:3] == ["running", "w9"]

@@ -51,6 +51,7 @@ from fcn_tui.tui.messages import (
 from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
 from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import RunState, status_text
+from fcn_tui.tui.study_view import StudyView
 from fcn_tui.tui.tiles import TileScreen
 from fcn_tui.tui.training import run_queue
 from fcn_tui.tui.weights_view import WeightsScreen
@@ -58,9 +59,9 @@ from fcn_tui.tui.weights_view import WeightsScreen
 DIALOG_BLOCKED = {"start", "stop", "open_preset", "save_preset", "export", "tab"}  # app keys a dialog masks
 HANGUP_DEADLINE_S = 10  # after SIGHUP / SIGTERM the process ends within this, run saved or not
 REDRAW_S = 0.5  # charts and the status line redraw at most twice a second: each redraw takes CPU from training
-TABS = ("setup", "train", "confusion", "runs")
+TABS = ("setup", "train", "confusion", "runs", "study")
 KEYS_HELP = (
-    "F1-F4 tabs · tab/shift+tab next/previous field · enter opens a list · ctrl+r start · "
+    "F1-F5 tabs · tab/shift+tab next/previous field · enter opens a list · ctrl+r start · "
     "ctrl+x stop · ctrl+o open preset · ctrl+s save preset · ctrl+p all commands · ctrl+q quit"
 )
 
@@ -91,6 +92,7 @@ class FcnApp(App):
         Binding("f2", "tab('train')", "Train", show=False),
         Binding("f3", "tab('confusion')", "Confusion", show=False),
         Binding("f4", "tab('runs')", "Runs", show=False),
+        Binding("f5", "tab('study')", "Study", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -101,11 +103,13 @@ class FcnApp(App):
         data_dir: Path | None = None,
         backend_factory: Callable[[], Any] | None = None,
         confine: bool = False,
+        study: tuple[str | None, str | None] = (None, None),
     ) -> None:
         """`backend_factory` replaces loading torch and the data (tests pass a scripted one).
         `confine`: the dialogs accept only paths inside `out` (a served app reaches no other file)."""
         super().__init__()
         self.confine = confine
+        self.study = study  # (storage, study name) for the Study tab; (None, None): the newest under OUT
         self.preset = preset or Preset(config=Config())
         self.sweep = self.preset.sweep
         self.out = Path(out)
@@ -180,6 +184,8 @@ class FcnApp(App):
                 yield ConfusionView(id="cm")
             with TabPane("F4 Runs", id="runs"):
                 yield RunsView(self.out, id="runs-view")
+            with TabPane("F5 Study", id="study"):
+                yield StudyView(self.out, *self.study, id="study-view")
         yield Footer()
 
     def _q(self, selector: str, expect_type: Any = None) -> Any:
@@ -534,10 +540,10 @@ class FcnApp(App):
         self.push_screen(ConfirmDialog("A run is going. Stop it (it is saved as stopped) and quit?"), answer)
 
     def action_tab(self, tab: str) -> None:
-        while isinstance(self.screen, TileScreen):  # an image page is open: F1-F4 leave it
+        while isinstance(self.screen, TileScreen):  # an image page is open: F1-F5 leave it
             self.pop_screen()
         self._q("#tabs", TabbedContent).active = tab
-        target = {"setup": "#f-name", "confusion": "#cm", "runs": "#runs-table"}.get(tab)
+        target = {"setup": "#f-name", "confusion": "#cm", "runs": "#runs-table", "study": "#study-table"}.get(tab)
         if target:
             self._q(target).focus()
         else:
@@ -700,5 +706,5 @@ class FcnApp(App):
         yield SystemCommand("Toggle counts / percent", "Confusion matrix cells (n)", self.confusion.action_toggle_percent)
         yield SystemCommand("Toggle validation / test matrix", "Confusion matrix source (v)",
                             self.confusion.action_toggle_source)
-        for tab, key in zip(TABS, ("f1", "f2", "f3", "f4")):
+        for tab, key in zip(TABS, ("f1", "f2", "f3", "f4", "f5")):
             yield SystemCommand(f"Show {tab}", f"Switch to the {tab} tab ({key})", lambda t=tab: self.action_tab(t))
