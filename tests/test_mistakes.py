@@ -21,9 +21,10 @@ from rich.console import Console
 from fcn_tui.config import Config, load_preset
 from fcn_tui.data import load_fashion_mnist, make_split
 from fcn_tui.engine import Trainer, to_inputs
+from fcn_tui.events import Predictions
 from fcn_tui.model import build_mlp
 from fcn_tui.plot import read_confusion
-from fcn_tui.predictions import NO_PREDICTIONS, PREDICTIONS, read_predictions
+from fcn_tui.predictions import NO_PREDICTIONS, PREDICTIONS, cell_images, check_test_set, read_predictions
 from fcn_tui.runs import confusion_csv, find_runs, record_run
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.confusion import ConfusionView
@@ -102,6 +103,19 @@ def test_a_damaged_or_foreign_predictions_file_is_one_line_never_an_error(damage
     predictions, problem = read_predictions(tmp_path)
     assert predictions is None
     assert expected in problem and "\n" not in problem
+
+
+def test_a_cells_images_come_most_confident_first_and_only_from_the_same_test_set():
+    predictions = Predictions(true=np.array([6, 6, 6, 0, 6], dtype=np.uint8),
+                              predicted=np.array([0, 0, 6, 0, 0], dtype=np.uint8),
+                              probs=np.zeros((5, 10), dtype=np.float16))
+    predictions.probs[:, 0] = [0.5, 0.9, 0.0, 0.99, 0.9]
+    index, confidence = cell_images(predictions, 6, 0)  # true Shirt, predicted T-shirt/top
+    assert index.tolist() == [1, 4, 0]  # a tie keeps test-set order
+    assert confidence.tolist() == pytest.approx([0.9, 0.9, 0.5], abs=1e-3)
+    assert check_test_set(predictions, [6, 6, 6, 0, 6]) == ""
+    assert "do not match the loaded test set's labels" in check_test_set(predictions, [6, 6, 6, 6, 6])
+    assert "cover 5 test images but the loaded test set has 10,000" in check_test_set(predictions, [0] * 10_000)
 
 
 def scripted_app(tiny_preset: Path, out: Path) -> FcnApp:
