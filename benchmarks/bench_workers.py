@@ -6,8 +6,9 @@
 Each measurement is `fcn-tui run PRESET --set train.epochs=E --workers N` into a fresh folder
 (the 12-run optimizer grid by default); the script prints the study's wall time for each N, the
 ratio to the first, and whether every run's validation and test accuracy match the first study's
-(they do when the runs' thread count is the same; with a different number of threads per worker
-the last decimals may differ). On a machine of C cores each of N workers trains with C/N threads.
+(they do when every run has the same number of threads: `--threads 1`; by default each of N
+workers on C cores trains with C/N threads, and with another thread count the last decimals of
+a run's numbers may differ).
 Compare ratios measured in one run of this script, never absolute times across machines.
 """
 
@@ -32,9 +33,12 @@ def study_table(out: Path) -> dict[str, tuple[str, str, str]]:
         return {row["name"]: (row["status"], row["val_acc"], row["test_acc"]) for row in csv.DictReader(f)}
 
 
-def measure(preset: Path, epochs: int, workers: int, device: str, data_dir: str | None, out: Path) -> float:
+def measure(preset: Path, epochs: int, workers: int, device: str, data_dir: str | None, out: Path,
+            threads: int | None = None) -> float:
     command = [sys.executable, "-m", "fcn_tui", "run", str(preset), "--set", f"train.epochs={epochs}",
                "--workers", str(workers), "--out", str(out)]
+    if threads:
+        command += ["--threads", str(threads)]
     if device != "auto":
         command += ["--device", device]
     if data_dir:
@@ -54,6 +58,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare (default 1 2)")
     parser.add_argument("--device", default="auto", help="train.device of every run (default: the preset's)")
     parser.add_argument("--data-dir", default=os.environ.get("FCN_TUI_DATA"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of every worker (default: the cores divided among the workers)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
@@ -61,7 +67,7 @@ def main() -> int:
         tables = []
         for n in args.workers:
             out = Path(tmp) / f"workers-{n}"
-            wall = measure(args.preset, args.epochs, n, args.device, args.data_dir, out)
+            wall = measure(args.preset, args.epochs, n, args.device, args.data_dir, out, args.threads)
             tables.append(study_table(out))
             results.append({"workers": n, "wall_s": round(wall, 1), "runs": len(tables[-1]),
                             "same_table": tables[-1] == tables[0]})

@@ -2,7 +2,8 @@
 `fcn-tui ui --out DIR`).
 
     fcn-tui run PRESET.toml [PRESET.toml ...] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
-                [--device D] [--resume] [--workers N] [--devices LIST] [--storage URL] [--study NAME]
+                [--device D] [--resume] [--workers N] [--devices LIST] [--threads N] [--storage URL]
+                [--study NAME]
     fcn-tui worker --storage URL|STUDY_FOLDER [--study NAME] [--out DIR] [--device D] [--threads N]
     fcn-tui ui [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
     fcn-tui serve [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR] [--host H] [--port P]
@@ -282,6 +283,7 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the study (or run) where it was left: skip finished runs, continue stopped or interrupted ones from their last completed epoch.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=256, metavar="N", help="Worker processes for a study (default 1, or one per --devices entry); the CPU's cores are shared among them.")] = None,
     devices: Annotated[str | None, typer.Option("--devices", metavar="LIST", help="Devices of the workers, e.g. cuda:0,cuda:1 (default: every GPU when there are several).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads per worker (default: the cores divided among the workers).")] = None,
     storage: StorageOption = None,
     study: StudyOption = None,
 ) -> None:
@@ -339,8 +341,12 @@ def run(
     backend = TorchBackend(data, [])
     options = runner.RunOptions(out=out, resume=resume, storage=storage, study_name=study,
                                 device=worker_devices[0] if count == 1 and worker_devices else None)
-    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=max(1, runner.cpu_count() // count),
+    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, runner.cpu_count() // count),
                              data_dir=data_dir)
+    if threads and count == 1:
+        import torch
+
+        torch.set_num_threads(threads)
     present = StudyPresenter(reporter)
     singles = sum(1 for p in loaded if not p.is_study)
     position = 0

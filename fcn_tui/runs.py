@@ -524,8 +524,11 @@ def _sanitise(summary: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _process_alive(pid: Any, host: Any) -> bool:
-    if host != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+def process_alive(pid: Any, host: Any) -> bool | None:
+    """Whether process `pid` on `host` runs; None when `host` is another machine (cannot tell)."""
+    if host != socket.gethostname():
+        return None
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False  # 0 and negative pids name process groups: never probe those
     try:
         os.kill(pid, 0)
@@ -534,6 +537,10 @@ def _process_alive(pid: Any, host: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _process_alive(pid: Any, host: Any) -> bool:
+    return process_alive(pid, host) is True
 
 
 def _metric_rows(text: str) -> list[dict[str, float]]:

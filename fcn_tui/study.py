@@ -95,6 +95,8 @@ def setting_label(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(str(v) for v in value) + "]"
+    if isinstance(value, float) and len(repr(value)) > 8:
+        return f"{value:.4g}"  # a searched value (0.0011187343350529033) as 0.001119; grid values stay as typed
     return "?" if value is None else str(value)
 
 
@@ -258,6 +260,15 @@ def subtitle(comparison: Comparison) -> str:
     return "; ".join(parts)
 
 
+def best_line(comparison: Comparison) -> str:
+    """`best: <settings> (validation .. %, test .. %)`, by validation accuracy; empty for one group."""
+    ranked = comparison.ranked()
+    if len(comparison.groups) < 2 or not ranked[0].completed:
+        return ""
+    best = ranked[0]
+    return f"best: {best.label} (validation {best.text('val_acc')} %, test {best.text('test_acc')} %)"
+
+
 def row_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the one-row-per-group table (also used by the Rich table)."""
     header = list(comparison.keys) or ["run"]
@@ -308,6 +319,8 @@ def comparison_markdown(comparison: Comparison) -> str:
     else:
         header, rows = row_table(comparison)
         lines += _md_table(header, rows, first_left=len(comparison.keys) or 1)
+    if best := best_line(comparison):
+        lines += ["", best]
     return "\n".join(lines) + "\n"
 
 

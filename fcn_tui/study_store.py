@@ -33,10 +33,10 @@ Imports no torch and nothing of the UI.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from fcn_tui import events as ev
+from fcn_tui import runs
 from fcn_tui.config import (
     Config,
     ConfigError,
@@ -70,6 +71,8 @@ DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took o
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
+# heartbeats and fail_stale_trials are marked experimental; they are what we rely on, on purpose
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 class StudyError(Exception):
@@ -244,17 +247,7 @@ def attr(trial: FrozenTrial, key: str, default: Any = None) -> Any:
 
 def process_alive(host: Any, pid: Any) -> bool | None:
     """Whether the process `pid` on `host` runs; None when that cannot be told from here."""
-    if host != socket.gethostname():
-        return None
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return runs.process_alive(pid, host)
 
 
 def run_status(trial: FrozenTrial) -> str:

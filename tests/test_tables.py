@@ -38,7 +38,9 @@ def test_two_swept_keys_print_a_pivot_of_optimizers_by_learning_rate():
     assert cells(lines[2]) == ["optim.name \\ optim.lr", "0.001", "0.1"]
     assert cells(lines[4]) == ["rmsprop", "89.05 / 88.07", "diverged"]
     assert cells(lines[5]) == ["adam", "89.12 / 88.34", "10.00 / 10.00"]
-    assert "each cell: validation accuracy % / test accuracy %" in lines[-1]
+    caption = " ".join(line.strip() for line in lines[7:])  # below the table, wrapped to its width
+    assert caption.startswith("each cell: validation accuracy % / test accuracy %")
+    assert caption.endswith("best: optim.name=adam, optim.lr=0.001 (validation 89.12 %, test 88.34 %)")
 
 
 def test_other_sweeps_print_one_row_per_run_best_validation_first():

@@ -443,7 +443,7 @@ async def test_the_comparison_table_is_not_cut_at_80_columns(tiny_preset, tmp_pa
         await pilot.pause()
         assert isinstance(app.screen, TableDialog)
         text = rendered(app.screen.query_one("#comparison"))
-        assert "completed" in text and "…" not in text
+        assert "model.dropout=0.5" in text and "…" not in text
         scroll = app.screen.query_one("#table-scroll")
         if scroll.max_scroll_x:  # wider than the terminal: the arrows scroll it
             await pilot.press("right")
@@ -457,10 +457,11 @@ async def test_the_first_epoch_is_visible_on_the_charts(tiny_preset, tmp_path):
         await pilot.press("ctrl+r")
         await settle(pilot)
         chart = rendered(app.acc_chart)
-    # one epoch: a + (train) and an x (val) point, and a legend that needs no colours
-    assert "+ train" in chart and "x val" in chart
-    plot = chart.split("val", 1)[1]
-    assert "+" in plot and "x" in plot
+        legend = screen_text(app, "#chart-legend")
+    # a + (train) and an x (val) point from the first epoch on, and a legend that needs no
+    # colours, on its own line above the charts
+    assert "+ train" in legend and "x val" in legend
+    assert "+" in chart and "x" in chart and "train" not in chart
 
 
 def test_the_status_line_says_when_the_run_is_evaluating():

@@ -15,6 +15,8 @@ from textual.widgets import Input
 from fcn_tui.config import Config, Preset
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.scripted import ScriptedBackend
+from fcn_tui.tui.sysinfo import MIB, Sample, SystemMonitor
+from tests.test_charts import earlier_runs
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -25,6 +27,8 @@ def app(tmp_path, monkeypatch) -> FcnApp:
     monkeypatch.chdir(tmp_path)
     for module in ("fcn_tui.runs", "fcn_tui.queue"):  # Runs shows the run's folder name
         monkeypatch.setattr(f"{module}.timestamp", lambda: "20260101-120000")
+    # the system readout of the Train view: the same figures on every machine
+    monkeypatch.setattr(SystemMonitor, "read", lambda self, device="": Sample(cpu_percent=97.0, cores=2, rss=412 * MIB))
     config = Config().with_values({"name": "adam-lr0.001", "optim.name": "adam", "optim.lr": 0.001,
                                    "train.epochs": 3})
     return FcnApp(preset=Preset(config), out=Path("runs"), backend_factory=ScriptedBackend)
@@ -77,6 +81,22 @@ def test_confusion_view_as_percentages(snap_compare, app):
 @pytest.mark.parametrize("size", SIZES)
 def test_runs_view_after_a_run(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=train, press=["f4"])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_train_view_with_two_overlaid_runs(snap_compare, app, size):
+    earlier_runs(Path("runs"), Config().with_values({"name": "earlier-adam", "optim.name": "adam", "optim.lr": 0.01,
+                                                     "train.epochs": 3}),
+                 Config().with_values({"name": "earlier-sgd", "optim.name": "sgd", "optim.lr": 0.1, "train.epochs": 4}))
+
+    async def overlay(pilot) -> None:
+        await train(pilot)  # the form's run: adam, lr 0.001
+        await pilot.press("f4", "s")  # Runs, sorted by name: the current run, then the two earlier ones
+        await pilot.press("down", "space", "down", "space")  # pick both for the charts
+        await pilot.press("f2")  # back to Train: both drawn over the current run, labelled apart
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=overlay)
 
 
 async def show_mistakes(pilot) -> None:

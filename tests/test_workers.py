@@ -177,3 +177,30 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes_the_study(synthetic_data_
 
     continued = [read_run(Path(t.user_attrs["run_dir"])).get("resumed_after_epoch") for t in latest]
     assert any(continued)  # the stopped runs went on from their checkpoints
+
+
+def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, postgres_url):
+    """A machine that lost its network: its run's heartbeat is an hour old, so the next worker
+    fails that trial (exactly once) and trains the run again."""
+    import psycopg
+
+    from fcn_tui import runner
+    from fcn_tui.config import preset_from_text
+    from fcn_tui.tui.scripted import ScriptedBackend
+
+    preset = preset_from_text(GRID.format(epochs=2), "grid.toml")
+    options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="lost-machine")
+    store, folder, _ = runner.open_study(preset, options)
+    lost = store.claim()
+    store.storage.set_trial_user_attr(lost._trial_id, "host", "a-machine-that-lost-its-network")
+    store.storage.record_heartbeat(lost._trial_id)
+    with psycopg.connect(postgres_url) as db:
+        db.execute("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 hour' WHERE trial_id = %s",
+                   (lost._trial_id,))
+    events = list(runner.work(store, folder, ScriptedBackend(), lambda: False, options))
+    trained = [e.name for e in events if isinstance(e, runner.RunStarting)]
+    assert len(trained) == 6 and len(set(trained)) == 6
+    again = StudyStore.open(postgres_url, "lost-machine")
+    attempts = [t for t in again.trials() if t.user_attrs["run"] == lost.user_attrs["run"]]
+    assert [t.state.name for t in attempts] == ["FAIL", "COMPLETE"]
+    assert [t.state.name for t in again.latest_runs()] == ["COMPLETE"] * 6

@@ -4,10 +4,11 @@ First paint is fast: nothing here imports torch. torch and the dataset load in a
 after the first screen is up (`backend.TorchBackend.load`); training runs in another thread
 worker (`training.run_queue`) that plans and writes the runs exactly like `fcn-tui run` and hands
 every engine event to the UI with `post_message`. Charts and the status line are redrawn by a
-timer a few times a second, never per batch. SIGHUP (a closed SSH session) and SIGTERM stop a
-run cleanly, like ctrl+q does, so it is saved as `stopped`, and the app exits 128 + N within
-`HANGUP_DEADLINE_S`; after SIGHUP nothing more is written to the dead terminal (`terminal.py`).
-The app's exit status is 1 after an unhandled error (`exit_status`).
+timer a few times a second, only while the Train tab is shown, never per batch. SIGHUP (a
+closed SSH session) and SIGTERM stop a run cleanly, like ctrl+q does, so it is saved as
+`stopped`, and the app exits 128 + N within `HANGUP_DEADLINE_S`; after SIGHUP nothing more is
+written to the dead terminal (`terminal.py`). The app's exit status is 1 after an unhandled
+error (`exit_status`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_to_toml, format_value, load_preset
 from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
-from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay
+from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
 from fcn_tui.tui.form import FIELDS, SetupForm
@@ -49,8 +50,10 @@ from fcn_tui.tui.messages import (
     TrainEvent,
 )
 from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
+from fcn_tui.tui.overlays import overlay_labels
+from fcn_tui.tui.readout import SystemReadout
 from fcn_tui.tui.runs_view import RunsView
-from fcn_tui.tui.status import RunState, status_text
+from fcn_tui.tui.status import PREPARING, RunState, status_text
 from fcn_tui.tui.study_view import StudyView
 from fcn_tui.tui.tiles import TileScreen
 from fcn_tui.tui.training import run_queue
@@ -62,19 +65,9 @@ REDRAW_S = 0.5  # charts and the status line redraw at most twice a second: each
 TABS = ("setup", "train", "confusion", "runs", "study")
 KEYS_HELP = (
     "F1-F5 tabs · tab/shift+tab next/previous field · enter opens a list · ctrl+r start · "
-    "ctrl+x stop · ctrl+o open preset · ctrl+s save preset · ctrl+p all commands · ctrl+q quit"
+    "ctrl+x stop · ctrl+o open preset · ctrl+s save preset · ctrl+p all commands · ctrl+q quit · "
+    "on Train: m smoothing, l log loss"
 )
-
-
-def overlay_labels(records: list[RunRecord]) -> list[str]:
-    """Short legend labels; runs that share a name get their start time (`baseline 23:48:58`)."""
-    names = [r.name[:14] for r in records]
-    labels = []
-    for name, record in zip(names, records):
-        started = str(record.get("started_at") or "")[11:19]
-        labels.append(f"{name} {started}" if names.count(name) > 1 and started else name)
-    # runs started in the same second: number them in the order they were picked
-    return [f"{label} #{i + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
 
 
 class FcnApp(App):
@@ -177,9 +170,8 @@ class FcnApp(App):
             with TabPane("F2 Train", id="train"):
                 yield Static(id="run-status")
                 yield ProgressBar(total=1, id="progress", show_eta=False)
-                with Horizontal(id="charts"):
-                    yield LossChart(id="loss-chart")
-                    yield AccuracyChart(id="acc-chart")
+                yield SystemReadout(id="sysinfo")
+                yield TrainCharts(id="charts")
             with TabPane("F3 Confusion", id="confusion"), ScrollableContainer(id="cm-scroll"):
                 yield ConfusionView(id="cm")
             with TabPane("F4 Runs", id="runs"):
@@ -211,6 +203,10 @@ class FcnApp(App):
     @property
     def acc_chart(self) -> AccuracyChart:
         return self._q("#acc-chart", AccuracyChart)
+
+    @property
+    def charts(self) -> TrainCharts:
+        return self._q("#charts", TrainCharts)
 
     @property
     def confusion(self) -> ConfusionView:
@@ -345,14 +341,14 @@ class FcnApp(App):
             self.current = run = RunState()
             run.name, run.position, run.total = event.config.name, message.position, message.total
             run.epochs, run.steps, run.device = event.config.train.epochs, event.steps_per_epoch, event.device_name
+            run.torch_device = event.device
             run.started = time.monotonic()
-            self.loss_chart.clear_run()
-            self.acc_chart.clear_run()
+            self.charts.clear_run(run.epochs)
             self.confusion.clear()
             self.load_runs()  # the new run shows as `running`
         elif isinstance(event, ev.BatchProgress):
             run.epoch, run.step, run.global_step = event.epoch, event.step, event.global_step
-            run.samples_per_s = event.samples_per_s
+            run.samples_per_s, run.loss = event.samples_per_s, event.loss
             run.phase = "validating" if event.step == event.steps_per_epoch else ""
             for x, loss in getattr(message, "points", ()):
                 self.loss_chart.add_batch(x, loss)
@@ -387,6 +383,8 @@ class FcnApp(App):
 
     def on_queue_done(self, message: QueueDone) -> None:
         self.running = False
+        if not self.current.name:  # stopped, or failed, before a run started: not preparing any more
+            self.current.phase = ""
         self.update_buttons()
         self.redraw()
         self.load_runs()
@@ -399,9 +397,14 @@ class FcnApp(App):
 
     def on_runs_view_picked(self, message: RunsView.Picked) -> None:
         overlays = [Overlay(label, r.metrics) for label, r in zip(overlay_labels(message.records), message.records)]
-        with self.batch_update():
-            self.loss_chart.set_overlays(overlays)
-            self.acc_chart.set_overlays(overlays)
+        self.charts.set_overlays(overlays)  # drawn when Train is shown (at once when its tab opens)
+
+    def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
+        if message.pane.id == "train":  # drawn at once: nothing was redrawn while it was hidden
+            if not isinstance(self.focused, Tabs):  # arrowing along the tab bar keeps going
+                self.charts.focus()  # its keys (smoothing, log scale) in the footer
+            self.charts.redraw(force=True)
+            self.redraw()
 
     def on_confusion_view_cell_chosen(self, message: ConfusionView.CellChosen) -> None:
         self.push_screen(MistakesScreen(message.run_dir, message.true, message.predicted, self.test_set))
@@ -436,11 +439,12 @@ class FcnApp(App):
             pass
 
     def _redraw(self) -> None:
+        if self._q("#tabs", TabbedContent).active != "train":  # hidden: no work taken from training
+            return
         with self.batch_update():
-            for chart in (self.loss_chart, self.acc_chart):
-                if chart.dirty:
-                    chart.replot()
+            self.charts.redraw()
             self.update_status()
+            self._q("#sysinfo", SystemReadout).tick(self.current.torch_device)
 
     def update_status(self) -> None:
         status = self._q("#run-status", Static)
@@ -511,6 +515,7 @@ class FcnApp(App):
         self.stop_event = threading.Event()
         self.running = True
         self.current = RunState()
+        self.current.phase = PREPARING
         self.update_buttons()
         self.update_status()
         self.action_tab("train")
@@ -543,7 +548,8 @@ class FcnApp(App):
         while isinstance(self.screen, TileScreen):  # an image page is open: F1-F5 leave it
             self.pop_screen()
         self._q("#tabs", TabbedContent).active = tab
-        target = {"setup": "#f-name", "confusion": "#cm", "runs": "#runs-table", "study": "#study-table"}.get(tab)
+        target = {"setup": "#f-name", "train": "#charts", "confusion": "#cm", "runs": "#runs-table",
+                  "study": "#study-table"}.get(tab)
         if target:
             self._q(target).focus()
         else:
@@ -637,7 +643,7 @@ class FcnApp(App):
     def action_compare(self) -> None:
         """The comparison table of the highlighted run's sweep, else of every run."""
         from fcn_tui.queue import SWEEP_MANIFEST
-        from fcn_tui.tables import comparison_table
+        from fcn_tui.tables import app_comparison
 
         record = self.runs_view.highlighted()
         preset, title = None, f"all runs in {self.out}"
@@ -653,7 +659,8 @@ class FcnApp(App):
         if not records:
             self.notify("no runs to compare yet")
             return
-        self.push_screen(TableDialog(comparison_table(records, preset, title)))
+        table = app_comparison(records, preset, title, width=self.size.width - 6)  # the dialog's border and padding
+        self.push_screen(TableDialog(table, title=title))
 
     def action_run_mistakes(self) -> None:
         """The highlighted run's test matrix in the Confusion view, where enter shows a cell's images."""
@@ -698,11 +705,16 @@ class FcnApp(App):
         yield SystemCommand("Clear sweep", "Forget the opened preset's sweep: one run per start", self.action_clear_sweep)
         yield SystemCommand("Export runs to CSV", "Every run in the output folder (ctrl+e)", self.action_export)
         yield SystemCommand("Comparison table", "Compare the highlighted run's sweep (c in Runs)", self.action_compare)
+        yield SystemCommand("Diff two runs", "Settings and results of the two runs picked in Runs (d)",
+                            self.runs_view.action_diff)
         yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
         yield SystemCommand("Mistakes of a run", "The highlighted run's test matrix; enter on a cell: its images (m in Runs)",
                             self.action_run_mistakes)
         yield SystemCommand("First-layer weights", "One image per hidden unit (w in Runs and Confusion)",
                             self.action_run_weights)
+        yield SystemCommand("Cycle loss smoothing", "EMA of the batch loss: 0, 0.6, 0.9, 0.99 (m on Train)",
+                            self.charts.action_cycle_smoothing)
+        yield SystemCommand("Toggle log loss", "The loss chart on a log scale (l on Train)", self.charts.action_toggle_log)
         yield SystemCommand("Toggle counts / percent", "Confusion matrix cells (n)", self.confusion.action_toggle_percent)
         yield SystemCommand("Toggle validation / test matrix", "Confusion matrix source (v)",
                             self.confusion.action_toggle_source)

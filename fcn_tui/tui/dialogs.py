@@ -1,10 +1,11 @@
-"""Small modal dialogs: ask for a file path, confirm quitting, show a comparison table."""
+"""Small modal dialogs: ask for a file path, confirm quitting, show a comparison or diff table."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from rich.measure import Measurement
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, ScrollableContainer, Vertical
@@ -67,16 +68,20 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class TableDialog(ModalScreen[None]):
-    """A Rich renderable (the comparison table) in a scrollable box; escape closes it."""
+    """A Rich renderable (a comparison or diff table) in a scrollable box under its title, which
+    stays in view however the table scrolls; escape closes it."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,c", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,c,d", "close", "Close")]
 
-    def __init__(self, renderable: Any) -> None:
+    def __init__(self, renderable: Any, title: str = "") -> None:
         super().__init__()
         self.renderable = renderable
+        self.title_text = title
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
+            if self.title_text:  # a Label of Text: a run name is never read as markup
+                yield Label(Text(self.title_text), id="table-title", classes="dialog-title")
             with ScrollableContainer(id="table-scroll"):  # scrolls both ways on a small terminal
                 yield Static(self.renderable, id="comparison")
             yield Label("arrows scroll · escape to close", classes="dialog-help")

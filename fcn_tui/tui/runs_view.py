@@ -1,37 +1,54 @@
 """The Runs tab: every run under the output folder (TUI, headless and sweep runs alike).
 
-A sortable table (`s` next sort column, `r` reverse, or click a header; left/right scroll to the
-columns an 80-column terminal cuts off); a line under it names the highlighted run's folder and
-model; `space` picks runs whose validation curves are overlaid on the charts; `m` opens the
-highlighted run's test matrix in the Confusion view (enter there shows a cell's images), `w` its
-first-layer weights; `c` shows the
-comparison table of the highlighted run's sweep (or of all runs); `e` exports the table to CSV.
-A damaged run folder is a row with status `unreadable`; the detail line gives the reason.
+A sortable table (`s` next sort column, `r` reverse, or click a header; accuracies sort best
+first; left/right scroll to the columns an 80-column terminal cuts off). The name column takes
+what the other main columns leave (names are cut with `…`); settings are written short (`1e-3`).
+`/` filters the rows by text (every word must appear in the name, status, folder or a setting
+such as `adam`, `lr=1e-3`, `optim.lr=0.001`); escape clears the filter.
+The first column marks runs: `●` picked, `~` trained on a data subset, `+` differs from other
+runs in a setting the columns do not show; a legend line says so and the detail line under the
+table names the highlighted run's folder, epochs, best epoch and those settings.
+`space` picks runs (their validation curves are overlaid on the charts); `d` shows the two
+picked runs side by side (`rundiff.diff_table`); `m` opens the highlighted run's test matrix in
+the Confusion view (enter there shows a cell's images), `w` its first-layer weights; `c` the
+comparison table of the highlighted run's sweep (or of all runs); `e` exports to CSV. A damaged
+run folder is a row with status `unreadable`; the detail line gives the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Static
-from textual.widgets.data_table import ColumnKey
+from textual.widgets import DataTable, Input, Static
 
+from fcn_tui.config import Config
+from fcn_tui.rundiff import best_epoch, diff_table, short_setting
 from fcn_tui.runs import RunRecord
 
 STATUS_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "incomplete": "yellow",
                 "diverged": "red", "failed": "red", "unreadable": "red"}
 INIT_SHORT = {"random_normal": "normal", "xavier_normal": "xav_norm", "xavier_uniform": "xav_unif",
               "kaiming_normal": "kai_norm", "kaiming_uniform": "kai_unif"}  # keeps the table narrow
-MAX_OVERLAYS = 6  # more curves than this are unreadable on a terminal chart
+MAX_OVERLAYS = 8  # one per colour of the charts' overlay palette; more would be unreadable
+MIN_NAME = 10  # a name cut shorter than this no longer tells runs apart
+NAME_READABLE = 20  # a name cut to this still reads; shorter, the last columns scroll instead
+KEEP_VISIBLE = 6  # columns after the name that must fit beside it: status .. lr
+BEST_FIRST = {"best val", "test"}  # columns whose first sort puts the highest value on top
+SUBSET_MARK, HIDDEN_MARK, PICK_MARK = "~", "+", "●"
+# settings the columns show, or that change where a run trains and not what it learns
+SHOWN_KEYS = {"optim.name", "optim.lr", "model.init", "model.dropout", "model.batchnorm", "model.hidden",
+              "data.subset", "train.device", "train.compile", "train.seed"}
 
 
 def _cfg(record: RunRecord, key: str) -> Any:
@@ -53,45 +70,81 @@ def _seconds(value: Any) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
 
 
+def _setting(key: str) -> Callable[[RunRecord], str]:
+    return lambda r: short_setting(_cfg(r, key)) if r.config else "-"
+
+
 def _plain(cell: Any) -> Any:
     """A table cell as plain text: a DataTable reads a `str` cell as markup, and run names are user text."""
     return Text(cell) if isinstance(cell, str) else cell
 
 
-def _short_name(record: RunRecord) -> str:
-    name = record.name
-    return name if len(name) <= 24 else name[:23] + "…"
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
-# (label, display, sort key); the sort key puts missing values last
+# (label, display, sort key); the sort key puts missing values last. The name is cut in `refill`.
 COLUMNS: list[tuple[str, Callable[[RunRecord], Any], Callable[[RunRecord], Any]]] = [
-    ("name", _short_name, lambda r: r.name),
+    ("name", lambda r: r.name, lambda r: r.name),
     ("status", lambda r: Text(r.status, style=STATUS_STYLE.get(r.status, "")), lambda r: r.status),
     ("best val", lambda r: _percent(r.get("best_val_acc")), lambda r: r.get("best_val_acc")),
     ("test", lambda r: _percent(r.get("test_acc")), lambda r: r.get("test_acc")),
     ("time", lambda r: _seconds(r.get("wall_s")), lambda r: r.get("wall_s")),
     ("optim", lambda r: _cfg(r, "optim.name") or "-", lambda r: _cfg(r, "optim.name")),
-    ("lr", lambda r: f"{_cfg(r, 'optim.lr'):g}" if r.config else "-", lambda r: _cfg(r, "optim.lr")),
+    ("lr", _setting("optim.lr"), lambda r: _cfg(r, "optim.lr")),
     ("init", lambda r: INIT_SHORT.get(_cfg(r, "model.init"), _cfg(r, "model.init") or "-"), lambda r: _cfg(r, "model.init")),
-    ("drop", lambda r: f"{_cfg(r, 'model.dropout'):g}" if r.config else "-", lambda r: _cfg(r, "model.dropout")),
-    ("bn", lambda r: ("yes" if _cfg(r, "model.batchnorm") else "no") if r.config else "-",
-     lambda r: _cfg(r, "model.batchnorm")),
-    ("hidden", lambda r: ",".join(map(str, _cfg(r, "model.hidden"))) if r.config else "-",
-     lambda r: _cfg(r, "model.hidden")),
+    ("drop", _setting("model.dropout"), lambda r: _cfg(r, "model.dropout")),
+    ("bn", _setting("model.batchnorm"), lambda r: _cfg(r, "model.batchnorm")),
+    ("hidden", _setting("model.hidden"), lambda r: _cfg(r, "model.hidden")),
 ]
 
 
+def hidden_settings(records: list[RunRecord]) -> dict[str, list[tuple[str, Any]]]:
+    """For each run (by path), the settings the columns do not show in which it differs from
+    the usual value among `records`: the most common one (on a tie, the default if it is one)."""
+    flats = {str(r.path): r.config.flat() for r in records if r.config is not None}
+    defaults = Config().flat()
+    unusual: dict[str, list[tuple[str, Any]]] = {path: [] for path in flats}
+    for key in defaults:
+        if key in SHOWN_KEYS:
+            continue
+        counts = Counter(repr(flat.get(key)) for flat in flats.values())
+        if len(counts) < 2:
+            continue
+        top = max(counts.values())
+        usual = repr(defaults[key]) if counts[repr(defaults[key])] == top else counts.most_common(1)[0][0]
+        for path, flat in flats.items():
+            if repr(flat.get(key)) != usual:
+                unusual[path].append((key, flat.get(key)))
+    return unusual
+
+
+def search_text(record: RunRecord) -> str:
+    """What `/` matches against: name, status, folder, and every setting as `key=value` (long
+    and short key, TOML-ish and short value), all lower case."""
+    parts = [record.name, record.status, record.run_id]
+    if record.config is not None:
+        for key, value in record.config.flat().items():
+            short = key.rpartition(".")[2]
+            parts += [str(value), short_setting(value), f"{key}={value}", f"{key}={short_setting(value)}",
+                      f"{short}={value}", f"{short}={short_setting(value)}"]
+    return " ".join(parts).lower()
+
+
 class RunsView(Vertical):
-    """The history table and its help line."""
+    """The history table, its filter, legend, detail and help lines."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "toggle_pick", "Overlay"),
+        Binding("space", "toggle_pick", "Pick"),
+        Binding("d", "diff", "Diff"),
+        Binding("slash", "filter", "Filter"),
         Binding("s", "sort_next", "Sort"),
-        Binding("r", "sort_reverse", "Reverse"),
-        Binding("m", "app.run_mistakes", "Mistakes", show=False),  # the help line names them: the footer keeps e
-        Binding("w", "app.run_weights", "Weights", show=False),
+        Binding("r", "sort_reverse", "Reverse", show=False),
+        Binding("m", "app.run_mistakes", "Mistakes"),
+        Binding("w", "app.run_weights", "Weights"),
         Binding("c", "app.compare", "Compare"),
-        Binding("e", "app.export", "Export CSV"),
+        Binding("e", "app.export", "Export CSV", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     class Picked(Message):
@@ -109,15 +162,18 @@ class RunsView(Vertical):
         self.picked: dict[str, RunRecord] = {}
         self.sort_column: int | None = None  # None: newest first
         self.reverse = False
+        self.filter_text = ""
+        self.hidden: dict[str, list[tuple[str, Any]]] = {}
+        self._search: dict[str, str] = {}
+        self._width = 0  # the terminal width the name column was fitted to
 
     def compose(self) -> ComposeResult:
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        table.add_column("", key="pick", width=1)
-        for i, (label, _, _) in enumerate(COLUMNS):
-            table.add_column(label, key=str(i))
-        yield table
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Input(placeholder="filter: words in a name, setting (lr=1e-3) or status", id="runs-filter",
+                    compact=True, select_on_focus=False)
+        yield Static("", id="runs-legend")
         yield Static("", id="runs-detail")
-        yield Static("space overlay · s/r sort · ←/→ cols · m mistakes · w weights · c compare",
+        yield Static("space pick · d diff · / filter · s/r sort · ←/→ columns · c compare · e CSV",
                      id="runs-help")
 
     @property
@@ -125,15 +181,24 @@ class RunsView(Vertical):
         return self.query_one("#runs-table", DataTable)
 
     def set_records(self, records: list[RunRecord]) -> None:
-        """Show `records` (as `find_runs` gives them), keeping the sort, picks and cursor."""
+        """Show `records` (as `find_runs` gives them), keeping the sort, filter, picks and cursor."""
         self.records = list(records)
         known = {str(r.path): r for r in self.records}
         self.picked = {k: known[k] for k in self.picked if k in known}
+        self.hidden = hidden_settings(self.records)
+        self._search = {str(r.path): search_text(r) for r in self.records}
         self.refill()
 
+    def matches(self, record: RunRecord) -> bool:
+        words = self.filter_text.lower().split()
+        haystack = self._search.get(str(record.path), "")
+        return all(word in haystack for word in words)
+
     def ordered(self) -> list[RunRecord]:
+        """The rows as shown: filtered, then sorted (newest first when no column is chosen)."""
+        records = [r for r in self.records if self.matches(r)]
         if self.sort_column is None:
-            rows = list(reversed(self.records))
+            rows = list(reversed(records))
             return rows[::-1] if self.reverse else rows
         sort_key = COLUMNS[self.sort_column][2]
 
@@ -141,10 +206,36 @@ class RunsView(Vertical):
             value = sort_key(record)
             return (value is None, value if value is not None else 0)
 
-        present = [r for r in self.records if sort_key(r) is not None]
-        missing = [r for r in self.records if sort_key(r) is None]
+        present = [r for r in records if sort_key(r) is not None]
+        missing = [r for r in records if sort_key(r) is None]
         present.sort(key=key, reverse=self.reverse)
         return present + missing
+
+    def mark(self, record: RunRecord) -> Text:
+        key = str(record.path)
+        text = Text(PICK_MARK if key in self.picked else " ", style="bold magenta")
+        if record.config is not None and record.config.data.subset:
+            text.append(SUBSET_MARK, style="bold yellow")
+        elif self.hidden.get(key):
+            text.append(HIDDEN_MARK, style="bold cyan")
+        return text
+
+    def column_widths(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Each column's width: its widest cell or label (and sort arrow). The name takes what
+        the other columns leave on this terminal, or if that would cut it short, what the next
+        `KEEP_VISIBLE` columns leave. Set here rather than left to the DataTable, whose
+        automatic widths lag a refill made while typing a filter."""
+        widths = [
+            max([len(label) + 1, *(_plain(row[i]).cell_len for row in rows)])
+            for i, (label, _, _) in enumerate(COLUMNS)
+        ]
+        # the pane's padding (2), the vertical scrollbar (2), the mark column (2 + 2) and the name's padding (2)
+        free = self.app.size.width - 2 - 2 - 4 - 2
+        room = free - sum(2 + w for w in widths[1:])
+        if room < min(widths[0], NAME_READABLE):
+            room = free - sum(2 + w for w in widths[1 : 1 + KEEP_VISIBLE])
+        widths[0] = max(MIN_NAME, min(widths[0], room))
+        return widths
 
     def refill(self) -> None:
         table = self.table
@@ -154,29 +245,57 @@ class RunsView(Vertical):
                 current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
             except Exception:  # noqa: BLE001 - an empty or changing table has no cursor row
                 current = None
-        table.clear()
-        for record in self.ordered():
-            key = str(record.path)
-            mark = Text("●", style="bold magenta") if key in self.picked else ""
-            table.add_row(mark, *(_plain(display(record)) for _, display, _ in COLUMNS), key=key)
+        records = self.ordered()
+        rows = [tuple(display(r) for _, display, _ in COLUMNS) for r in records]
+        widths = self.column_widths(rows)
+        self._width = self.app.size.width
+        table.clear(columns=True)  # columns too: a column keeps its widest cell's width otherwise
+        table.add_column("", key="pick", width=2)
         for i, (label, _, _) in enumerate(COLUMNS):
             arrow = ("▼" if self.reverse else "▲") if self.sort_column == i else ""
-            table.columns[ColumnKey(str(i))].label = Text(label + arrow)
+            table.add_column(Text(label + arrow), key=str(i), width=widths[i])
+        for record, row in zip(records, rows):
+            cells = (_plain(cut(row[0], widths[0])), *(_plain(c) for c in row[1:]))
+            table.add_row(self.mark(record), *cells, key=str(record.path))
         if current is not None:
             with contextlib.suppress(Exception):  # the row is gone
                 table.move_cursor(row=table.get_row_index(current))
+        self.show_legend(records)
         self.show_detail()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.app.size.width != self._width and self.records:
+            self.refill()  # the name column takes what the new width leaves
+
+    def show_legend(self, shown: list[RunRecord]) -> None:
+        """The filter's count, the meaning of the marks shown, and what `d` does (what applies)."""
+        parts = []
+        if self.filter_text:
+            parts.append(f"filter {self.filter_text!r}: {len(shown)} of {len(self.records)} runs")
+        marks = [str(self.mark(r)) for r in shown]
+        if any(SUBSET_MARK in m for m in marks):
+            parts.append(f"{SUBSET_MARK} data subset")
+        if any(HIDDEN_MARK in m for m in marks):
+            parts.append(f"{HIDDEN_MARK} other settings differ (below)")
+        if len(self.picked) == 2:
+            parts.append("d: diff of the 2 picked")
+        legend = self.query_one("#runs-legend", Static)
+        legend.update(Text(" · ".join(parts)))
+        legend.display = bool(parts)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self.show_detail()
 
     def show_detail(self) -> None:
-        """One line about the highlighted run: its folder, epochs and what the table cuts off at 80."""
+        """About the highlighted run: its folder, epochs, best epoch and what the columns leave out."""
         record = self.highlighted()
         detail = self.query_one("#runs-detail", Static)
         if record is None:
-            detail.update("no runs yet in the output folder" if not self.records else "")
+            if not self.records:
+                detail.update("no runs yet in the output folder")
+            else:
+                detail.update("no run matches the filter (escape clears it)" if self.filter_text else "")
             return
         epochs = record.get("epochs_completed")
         total = _cfg(record, "train.epochs")
@@ -187,10 +306,17 @@ class RunsView(Vertical):
         parts = [folder]  # its name starts with the date and time the run started
         if epochs is not None:
             parts.append(f"{epochs}/{total} epochs" if total else f"{epochs} epochs")
+        best = best_epoch(record)
+        if best is not None:
+            parts.append(f"best val at epoch {best[0]}")
         if record.config is not None:
-            hidden = ",".join(map(str, _cfg(record, "model.hidden")))
-            parts.append(f"hidden {hidden} · {_cfg(record, 'model.activation')} · bn "
-                         f"{'yes' if _cfg(record, 'model.batchnorm') else 'no'}")
+            if record.config.data.subset:
+                parts.append(f"{SUBSET_MARK} subset of {record.config.data.subset} images")
+            extra = self.hidden.get(str(record.path), [])
+            if extra:
+                parts.append(f"{HIDDEN_MARK} " + ", ".join(f"{k.rpartition('.')[2]} {short_setting(v)}"
+                                                           for k, v in extra))
+            parts.append(f"{_cfg(record, 'model.activation')}")
         if record.get("error"):
             parts.append(f"error: {record.get('error')}")
         detail.update(Text(" · ".join(parts)))
@@ -210,20 +336,66 @@ class RunsView(Vertical):
         if key in self.picked:
             del self.picked[key]
         elif len(self.picked) >= MAX_OVERLAYS:
-            self.notify(f"at most {MAX_OVERLAYS} runs can be overlaid", severity="warning")
-            return
-        elif not record.metrics:
-            self.notify(f"{record.name}: no finished epoch to draw", severity="warning", markup=False)
+            self.notify(f"at most {MAX_OVERLAYS} runs can be picked", severity="warning")
             return
         else:
             self.picked[key] = record
+            if not record.metrics:  # still good for the diff (d)
+                self.notify(f"{record.name}: no finished epoch to draw on the charts", markup=False)
         self.refill()
-        self.post_message(self.Picked(list(self.picked.values())))
+        self.post_message(self.Picked([r for r in self.picked.values() if r.metrics]))
+
+    def action_diff(self) -> None:
+        """The two picked runs side by side (or the one picked and the highlighted one)."""
+        from fcn_tui.tui.dialogs import TableDialog
+
+        runs = list(self.picked.values())
+        highlighted = self.highlighted()
+        if len(runs) == 1 and highlighted is not None and highlighted is not runs[0]:
+            runs.append(highlighted)
+        if len(runs) != 2:
+            picked = f"{len(runs)} runs are picked; " if len(runs) > 2 else ""
+            self.notify(f"{picked}pick two runs with space, then press d to compare them", severity="warning")
+            return
+        a, b = runs
+        names = (a.name, b.name) if a.name != b.name else (a.run_id, b.run_id)
+        self.app.push_screen(TableDialog(diff_table(a, b, names), title=f"{names[0]}  vs  {names[1]}"))
+
+    def action_filter(self) -> None:
+        field = self.query_one("#runs-filter", Input)
+        field.display = True
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#runs-filter", Input)
+        if not field.display and not self.filter_text:
+            return
+        field.value = ""
+        field.display = False
+        self.filter_text = ""
+        self.refill()
+        self.table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if event.value != self.filter_text:
+            self.filter_text = event.value
+            self.refill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not event.value.strip():
+            self.action_clear_filter()
+        else:
+            self.table.focus()  # the filter stays; the arrows move through what it left
 
     def action_sort_next(self) -> None:
         self.sort_column = 0 if self.sort_column is None else self.sort_column + 1
         if self.sort_column >= len(COLUMNS):
             self.sort_column = None
+            self.reverse = False
+        else:
+            self.reverse = COLUMNS[self.sort_column][0] in BEST_FIRST
         self.refill()
 
     def action_sort_reverse(self) -> None:
@@ -238,5 +410,5 @@ class RunsView(Vertical):
         if self.sort_column == column:
             self.reverse = not self.reverse
         else:
-            self.sort_column, self.reverse = column, column in (2, 3)  # accuracies: best first
+            self.sort_column, self.reverse = column, COLUMNS[column][0] in BEST_FIRST
         self.refill()

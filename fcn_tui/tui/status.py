@@ -1,5 +1,9 @@
-"""The Train tab's status line: run name, epoch k/N, batch, samples/s, elapsed time, ETA, device;
-and once a run ends, its status with final validation and test accuracy.
+"""The Train tab's status line: run name, epoch k/N, batch, running loss, samples/s, elapsed time,
+ETA, device; and once a run ends, its status with final validation and test accuracy.
+
+Before the first progress of a run it says what is happening instead of empty numbers: the run
+being prepared (split, memory check) until `RunStarted`, then the data going to the device and
+the first batches.
 
 `RunState` is plain data that the app updates from the engine's events; `status_text` renders it.
 Elapsed time and ETA come from the clock while a run is going, and from the run's own `wall_s`
@@ -14,6 +18,8 @@ from rich.text import Text
 
 from fcn_tui import events as ev
 
+PREPARING = "preparing the run: data split, memory check"  # ctrl+r pressed, no RunStarted yet
+FIRST_BATCHES = "loading data to the device, then the first batches"  # RunStarted, no progress yet
 IDLE = "No run yet: set up the model on the Setup tab (F1) and press ctrl+r."
 STATUS_STYLES = {ev.COMPLETED: "bold green", ev.STOPPED: "bold yellow"}  # others: bold red
 
@@ -39,9 +45,12 @@ class RunState:
         self.epoch = self.epochs = 0
         self.step = self.steps = self.global_step = 0
         self.samples_per_s = 0.0
-        self.device = ""
+        self.loss: float | None = None  # mean training loss of the latest progress window
+        self.device = ""  # the device's name, for people ("NVIDIA H100 80GB HBM3")
+        self.torch_device = ""  # the device as torch names it ("cuda:0"), for the system readout
         self.started = 0.0
-        self.phase = ""  # "validating" / "testing" between the last batch and the next event
+        self.phase = ""  # "validating" / "testing" between the last batch and the next event;
+        # PREPARING before the run's first event
         self.finished: ev.RunFinished | None = None
         self.error: str | None = None
 
@@ -49,24 +58,35 @@ class RunState:
 def status_text(run: RunState, data_error: str | None = None, stopping: bool = False) -> Text:
     """Two or three lines about `run` (or why there is no run)."""
     if not run.name:
+        if run.phase and not run.error:
+            return Text(f"{run.phase}…", style="bold")
         if run.error:
             return Text(f"error: {run.error}", style="bold red")
         if data_error:
             return Text(f"data: error: {data_error}", style="bold red")
         return Text(IDLE)
     done = run.finished
-    epoch = f"epoch {run.epoch}/{run.epochs}" if done is None else f"{done.epochs_completed}/{run.epochs} epochs"
+    if done is None:
+        epoch = f"epoch {max(run.epoch, 1)}/{run.epochs}"  # before the first progress: the first epoch
+    else:
+        epoch = f"{done.epochs_completed}/{run.epochs} epochs"
     head = Text.assemble(
         (run.name, "bold"), f" · run {run.position}/{run.total}" if run.total > 1 else "",
         f" · {epoch} · {run.device}",
     )
-    if done is None:
+    if done is None and not run.epoch:  # no progress yet
+        body = Text(f"{FIRST_BATCHES}… · elapsed {duration(time.monotonic() - run.started)}")
+        body.stylize("bold", 0, len(FIRST_BATCHES) + 1)
+        if stopping:
+            body.append(" · stopping…", style="yellow")
+    elif done is None:
         elapsed = time.monotonic() - run.started
         total_steps = run.epochs * run.steps
         fraction = run.global_step / total_steps if total_steps else 0.0
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+        loss = f"loss {run.loss:.4g} · " if run.loss is not None else ""
         body = Text(
-            f"batch {run.step}/{run.steps} · {run.samples_per_s:,.0f} samples/s · "
+            f"batch {run.step}/{run.steps} · {loss}{run.samples_per_s:,.0f} samples/s · "
             f"elapsed {duration(elapsed)} · ETA {duration(eta) if eta is not None else '-'}"
         )
         if run.phase:
