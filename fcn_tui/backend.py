@@ -5,7 +5,8 @@ does it in a worker thread after its first paint); `split(config)` makes (and ca
 seeded train/validation split and `trainer(...)` an `fcn_tui.engine.Trainer`, after
 `fcn_tui.memory.check_fits` has made sure the run fits in the device's memory. The study runner
 (`fcn_tui.runner`) accepts any object with the same members (`fcn_tui.tui.scripted` is one),
-which is how tests feed it a deterministic event stream. No UI imports.
+which is how tests feed it a deterministic event stream; an optional `test_set()` gives the app's
+views of a run's mistakes the test images. No UI imports.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class TorchBackend:
         if key not in self._splits:
             self._splits[key] = make_split(self.data, *key)
         return self._splits[key]
+
+    def test_set(self) -> tuple[Any, Any]:
+        """The test images (uint8 (N, 784)) and labels as numpy arrays (views, no copy)."""
+        return self.data.test_images.numpy(), self.data.test_labels.numpy()
 
     def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool],
                 resume_from: dict | None = None, should_prune: Callable[[], bool] | None = None) -> Any:

@@ -10,7 +10,7 @@
                   [--allow-remote]
     fcn-tui export DIR --csv FILE [--per-epoch]
     fcn-tui export --storage URL --study NAME --csv FILE
-    fcn-tui plot DIR [--out FIGDIR]
+    fcn-tui plot DIR [--out FIGDIR] [--data-dir DIR]
 
 Heavy imports (torch, textual) stay inside the commands so that `fcn-tui --help` answers at
 once. Exit status: 0 when every run finished (completed or diverged), 1 when a run failed,
@@ -540,13 +540,14 @@ def export(
 def plot(
     folder: Annotated[Path, typer.Argument(help="Folder to search for runs (sweeps included).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder that receives the PNG figures.")] = Path("figures"),
+    data_dir: DataDirOption = None,
 ) -> None:
-    """Draw report figures (PNG) of every run under FOLDER: curves, confusion matrices, comparisons."""
+    """Draw report figures (PNG) of every run under FOLDER: curves, confusion matrices, mistakes, comparisons."""
     check_runs_folder(folder)
     from fcn_tui.plot import PlotError, plot_folder
 
     try:
-        written = plot_folder(folder, out, warn=warn)
+        written = plot_folder(folder, out, warn=warn, data_dir=data_dir)
     except PlotError as err:
         raise fail(str(err)) from None
     except OSError as err:

@@ -156,8 +156,10 @@ def make_scheduler(config: Config, optimizer, total_steps: int):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool = False) -> tuple[float, float, list[list[int]]]:
-    """Mean cross-entropy, accuracy and 10x10 confusion (rows true, columns predicted)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool = False,
+             per_image: list | None = None) -> tuple[float, float, list[list[int]]]:
+    """Mean cross-entropy, accuracy and 10x10 confusion (rows true, columns predicted).
+    `per_image`, when given, receives (predicted labels, softmax probabilities) per batch on the CPU."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
@@ -169,7 +171,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool = Fal
                 logits = model(xb)
             logits = logits.float()
             loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").double()
-            confusion += torch.bincount(yb * 10 + logits.argmax(1), minlength=100)
+            predicted = logits.argmax(1)
+            confusion += torch.bincount(yb * 10 + predicted, minlength=100)
+            if per_image is not None:
+                per_image.append((predicted.cpu(), logits.softmax(1).cpu()))
     finally:
         model.train(was_training)
     matrix = confusion.view(10, 10).cpu()
@@ -356,14 +361,17 @@ class Trainer:
                 if self.should_prune() and epoch < t.epochs:
                     status = ev.PRUNED
                     break
-            test_loss = test_acc = test_confusion = None
+            test_loss = test_acc = test_confusion = test_predictions = None
             if status in (ev.COMPLETED, ev.STOPPED):
                 x_test = to_inputs(self.split.test_x, normalize, device)
-                test_loss, test_acc, test_confusion = evaluate(model, x_test, self.split.test_y.to(device), amp)
+                per_image: list = []
+                y_test = self.split.test_y.to(device)
+                test_loss, test_acc, test_confusion = evaluate(model, x_test, y_test, amp, per_image)
                 del x_test
+                test_predictions = predictions(self.split.test_y, per_image)
         except Exception as err:  # noqa: BLE001 - a failing run must not take the front end down
             status, error = ev.FAILED, f"{type(err).__name__}: {err}".strip()
-            test_loss = test_acc = test_confusion = None
+            test_loss = test_acc = test_confusion = test_predictions = None
             # drop every reference to device memory (data, model, optimizer, graph) before the next run
             x_train = y_train = x_val = y_val = model = optimizer = scheduler = step_model = None
             xb = yb = logits = loss = order = None
@@ -384,7 +392,19 @@ class Trainer:
             wall_s=time.perf_counter() - started + wall_before,
             samples_per_s=trained_samples / train_seconds if train_seconds > 0 else 0.0,
             error=error,
+            test_predictions=test_predictions,
         )
+
+
+def predictions(true: torch.Tensor, per_image: list) -> ev.Predictions:
+    """`evaluate`'s per-batch results as compact numpy arrays (uint8 labels, float16 probabilities)."""
+    predicted = torch.cat([p for p, _ in per_image]) if per_image else torch.zeros(0, dtype=torch.int64)
+    probs = torch.cat([q for _, q in per_image]) if per_image else torch.zeros(0, 10)
+    return ev.Predictions(
+        true=true.cpu().to(torch.uint8).numpy(),
+        predicted=predicted.to(torch.uint8).numpy(),
+        probs=probs.to(torch.float16).numpy(),
+    )
 
 
 def _to_cpu(value):

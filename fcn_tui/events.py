@@ -5,6 +5,7 @@
 Plain frozen dataclasses holding Python numbers and lists (no tensors), so the CLI, the TUI,
 the run writer and tests consume the same values. Accuracies are fractions in [0, 1].
 Confusion matrices are 10x10 lists of counts, rows = true class, columns = predicted class.
+The one exception is `RunFinished.test_predictions`: per-image results as compact numpy arrays.
 """
 
 from __future__ import annotations
@@ -72,6 +73,18 @@ class RunFinished:
     wall_s: float
     samples_per_s: float  # mean training throughput over the run
     error: str | None = None
+    # every test image's result, for the mistakes views; arrays do not compare with ==, so left out of it
+    test_predictions: Predictions | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The final test evaluation per image, in test-set order (numpy arrays, small enough to keep):
+    `true` and `predicted` uint8 (N,), `probs` float16 (N, 10) softmax probabilities."""
+
+    true: Any
+    predicted: Any
+    probs: Any
 
 
 Event = RunStarted | BatchProgress | EpochEnded | RunFinished

@@ -4,6 +4,9 @@ Runs are grouped by study (a sweep folder holding `sweep.toml`; runs outside a s
 group `runs`). For each group, under `OUT/<group>/`:
 - `<run id>-curves.png`     per run: train and validation loss, train and validation accuracy per epoch;
 - `<run id>-confusion.png`  per run with a `confusion.csv`: the test confusion matrix as a heatmap;
+- `<run id>-mistakes.png`   per run with a `predictions.npz`: its most confident mistakes (image,
+                            true -> predicted class, probability), which needs the test images
+                            (`--data-dir`, else $FCN_TUI_DATA or the cache; never downloaded here);
 - `loss.png`                train (solid) vs validation (dashed) loss of all its runs, to show over-fitting;
 - `val_acc.png`             validation accuracy per epoch of all its runs;
 - `val_acc_heatmap.png`     for a sweep of exactly two settings: validation accuracy per pair
@@ -11,8 +14,8 @@ group `runs`). For each group, under `OUT/<group>/`:
 A study folder (an Optuna journal) also gets `optimization_history.png` and
 `param_importances.png` (`fcn_tui.study_plots`).
 The last three need at least two runs. A run folder that cannot be read back (`unreadable`)
-or a damaged `confusion.csv` is skipped with a one-line warning; the other figures are still
-written. Each PNG goes to a fresh temporary file renamed into place (never through a link).
+or a damaged `confusion.csv` or `predictions.npz` is skipped with a one-line warning; the other
+figures are still written. Each PNG goes to a fresh temporary file renamed into place (never through a link).
 matplotlib (Agg backend) is imported only here.
 """
 
@@ -33,6 +36,7 @@ from fcn_tui.study import Comparison, compare, setting_label, varying_keys
 
 DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 KB
 FONT_SIZE = 10
+MISTAKES_ROWS, MISTAKES_COLS = 3, 6  # 18 images: the worst mistakes, each still large enough to read
 
 
 class PlotError(ValueError):
@@ -263,10 +267,79 @@ def plot_confusion(plt, record: RunRecord, label: str, path: Path,
     return _save(plt, fig, path)
 
 
-def plot_folder(folder: Path, out: Path, warn: Callable[[str], None] | None = None) -> list[Path]:
+def plot_mistakes(plt, label: str, path: Path, predictions, images) -> Path:
+    """The most confident mistakes: each test image with its true and predicted class and the
+    probability given to the predicted class, most confident first."""
+    import numpy as np
+
+    from fcn_tui.data import CLASSES
+
+    wrong = np.flatnonzero(predictions.true != predictions.predicted)
+    confidence = predictions.probs[wrong, predictions.predicted[wrong]].astype(np.float32)
+    worst = wrong[np.lexsort((wrong, -confidence))][:MISTAKES_ROWS * MISTAKES_COLS]
+    fig, axes = plt.subplots(MISTAKES_ROWS, MISTAKES_COLS, figsize=(1.7 * MISTAKES_COLS, 2.4 * MISTAKES_ROWS))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i in zip(axes.flat, worst.tolist()):
+        true, predicted = int(predictions.true[i]), int(predictions.predicted[i])
+        ax.imshow(images[i].reshape(28, 28), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"{CLASSES[true]} →\n{CLASSES[predicted]} {100 * float(predictions.probs[i, predicted]):.0f}%",
+                     fontsize=FONT_SIZE - 2)
+    total = len(predictions.true)
+    if len(wrong):
+        fig.suptitle(f"{label}\nmost confident mistakes: {len(wrong):,} of {total:,} test images wrong "
+                     "(true → predicted, probability)", fontsize=FONT_SIZE)
+    else:
+        fig.suptitle(f"{label}\nno mistakes on the {total:,} test images", fontsize=FONT_SIZE)
+    return _save(plt, fig, path)
+
+
+class LazyTestImages:
+    """The test images, loaded once and only when a run has predictions to draw."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+        self.loaded: tuple | None = None
+        self.problem = ""
+
+    def get(self) -> tuple | None:
+        if self.loaded is None and not self.problem:
+            from fcn_tui.data import DataError, load_fashion_mnist, resolve_data_dir
+
+            try:
+                data = load_fashion_mnist(resolve_data_dir(self.data_dir), download_missing=False)
+                self.loaded = data.test_images.numpy(), data.test_labels.numpy()
+            except DataError as err:
+                self.problem = str(err)
+        return self.loaded
+
+
+def _mistakes_figure(plt, record: RunRecord, label: str, path: Path, test: LazyTestImages,
+                     warn: Callable[[str], None]) -> Path | None:
+    from fcn_tui.predictions import check_test_set, read_predictions
+
+    predictions, problem = read_predictions(record.path)
+    if predictions is None:
+        warn(f"{record.path}: {problem}; its mistakes figure is skipped")
+        return None
+    loaded = test.get()
+    if loaded is None:
+        return None  # said once, by plot_folder
+    problem = check_test_set(predictions, loaded[1])
+    if problem:
+        warn(f"{record.path}: {problem}; its mistakes figure is skipped")
+        return None
+    return plot_mistakes(plt, label, path, predictions, loaded[0])
+
+
+def plot_folder(folder: Path, out: Path, warn: Callable[[str], None] | None = None,
+                data_dir: Path | None = None) -> list[Path]:
     """Write every figure for the runs under `folder` into `out`; return the paths written.
-    `warn` gets one line for each run or file skipped."""
+    `warn` gets one line for each run or file skipped; `data_dir` holds the test images."""
+    from fcn_tui.predictions import PREDICTIONS
+
     warn = warn or (lambda message: None)
+    test = LazyTestImages(data_dir)
     groups = study_groups(Path(folder), warn)
     if not groups:
         raise PlotError(f"{folder}: no runs found (expected run folders with config.toml or summary.json)")
@@ -279,6 +352,9 @@ def plot_folder(folder: Path, out: Path, warn: Callable[[str], None] | None = No
             label = group.run_labels[record.run_id]
             if record.metrics:
                 written.append(plot_curves(plt, record, label, target / f"{record.run_id}-curves.png"))
+            if (record.path / PREDICTIONS).exists() or (record.path / PREDICTIONS).is_symlink():
+                figure = _mistakes_figure(plt, record, label, target / f"{record.run_id}-mistakes.png", test, warn)
+                written += [figure] if figure else []
             if (record.path / "confusion.csv").is_file():
                 try:
                     matrix_file = read_confusion(record.path / "confusion.csv")
@@ -291,6 +367,8 @@ def plot_folder(folder: Path, out: Path, warn: Callable[[str], None] | None = No
             written.append(plot_val_acc(plt, group, target / "val_acc.png"))
         if group.comparison.is_pivot:
             written.append(plot_heatmap(plt, group.comparison, target / "val_acc_heatmap.png"))
+    if test.problem:
+        warn(f"mistakes figures skipped: no test images ({test.problem})")
     from fcn_tui.study_plots import plot_studies
 
     written += plot_studies(plt, Path(folder), Path(out), _save, warn)

@@ -7,6 +7,8 @@ A run folder holds
 - `summary.json`  status and final numbers, rewritten atomically (temp file + rename) at the
                   start (status `running`), after every epoch and at the end;
 - `confusion.csv` the 10x10 test confusion matrix, class names as header and first column;
+- `predictions.npz` every test image's true and predicted class and class probabilities
+                  (`fcn_tui.predictions`), for the views of the network's mistakes;
 - `model.pt`      the trained state_dict;
 - `checkpoint.pt` the full training state after the last completed epoch (the engine's
                   `Trainer.checkpoint()`), rewritten atomically per epoch while the run can still
@@ -318,6 +320,10 @@ class RunRecorder:
                     (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
             if event.test_confusion is not None:
                 atomic_write_text(self.run_dir / "confusion.csv", confusion_csv(event.test_confusion))
+            if event.test_predictions is not None:
+                from fcn_tui.predictions import PREDICTIONS, save_predictions  # numpy: only when a run ends
+
+                save_predictions(self.run_dir / PREDICTIONS, event.test_predictions)
             if model is not None and event.status != ev.FAILED:
                 self._save_model(model)
             self.summary.update(

@@ -56,12 +56,12 @@ def test_a_two_key_sweep_prints_the_pivot_and_writes_its_results(study):
     assert adam_row.count(" / ") == 2  # validation / test accuracy in both cells
 
 
-def test_plot_writes_every_figure_of_the_study(study, tmp_path):
+def test_plot_writes_every_figure_of_the_study(study, tmp_path, synthetic_data_dir):
     out, _ = study
     figures = tmp_path / "figures"
-    result = runner.invoke(app, ["plot", str(out), "--out", str(figures)])
+    result = runner.invoke(app, ["plot", str(out), "--out", str(figures), "--data-dir", str(synthetic_data_dir)])
     assert result.exit_code == 0, result.output
-    expected = {f"{run_id}-{kind}.png" for run_id in RUN_IDS for kind in ("curves", "confusion")}
+    expected = {f"{run_id}-{kind}.png" for run_id in RUN_IDS for kind in ("curves", "confusion", "mistakes")}
     expected |= {"loss.png", "val_acc.png", "val_acc_heatmap.png"}
     expected |= {"optimization_history.png", "param_importances.png"}  # from the study's journal
     written = {p.name for p in (figures / "grid").iterdir()}
@@ -92,3 +92,24 @@ def test_matplotlib_is_imported_only_by_the_plot_command():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_damaged_predictions_file_or_missing_test_images_skip_only_the_mistakes_figure(study, tmp_path,
+                                                                                          synthetic_data_dir):
+    import shutil
+
+    out, _ = study
+    runs = tmp_path / "runs"
+    shutil.copytree(next(out.glob(f"*/{RUN_IDS[1]}")), runs / RUN_IDS[1])
+    (runs / RUN_IDS[1] / "predictions.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    result = runner.invoke(app, ["plot", str(runs), "--out", str(tmp_path / "a"), "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 0, result.output
+    written = {p.name for p in (tmp_path / "a" / "runs").iterdir()}
+    assert written == {f"{RUN_IDS[1]}-curves.png", f"{RUN_IDS[1]}-confusion.png"}  # the good run's: see above
+    assert "predictions.npz is damaged or not ours (BadZipFile); its mistakes figure is skipped" in result.stderr
+
+    shutil.copy(next(out.glob(f"*/{RUN_IDS[1]}/predictions.npz")), runs / RUN_IDS[1])  # sound again
+    result = runner.invoke(app, ["plot", str(runs), "--out", str(tmp_path / "b")])  # no test images here
+    assert result.exit_code == 0, result.output
+    assert not list((tmp_path / "b").rglob("*-mistakes.png"))
+    assert result.stderr.count("mistakes figures skipped: no test images (Fashion-MNIST not found") == 1

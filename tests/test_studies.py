@@ -40,10 +40,10 @@ def test_a_search_with_a_median_pruner_prunes_runs_and_tests_only_finished_ones(
     tested = []
     real_evaluate = engine.evaluate
 
-    def evaluate(model, x, y, amp=False):
+    def evaluate(model, x, y, *args, **kwargs):
         if len(x) == 200:  # the synthetic test set (the validation split has 60 images)
             tested.append(len(x))
-        return real_evaluate(model, x, y, amp)
+        return real_evaluate(model, x, y, *args, **kwargs)
 
     monkeypatch.setattr(engine, "evaluate", evaluate)
     (tmp_path / "search.toml").write_text(SEARCH)

@@ -97,3 +97,36 @@ def test_train_view_with_two_overlaid_runs(snap_compare, app, size):
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=overlay)
+
+
+async def show_mistakes(pilot) -> None:
+    """The run, then enter on the most confused cell of its test matrix: its images."""
+    await train(pilot)
+    await pilot.press("f3", "enter")
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mistakes_gallery(snap_compare, app, size):
+    assert snap_compare(app, terminal_size=size, run_before=show_mistakes)
+
+
+async def show_weights(pilot) -> None:
+    """The run with a model of 12 hidden units whose weights are stripes and rings, then w in Runs."""
+    import numpy as np
+    import torch
+
+    await train(pilot)
+    y, x = np.mgrid[0:28, 0:28] / 27.0
+    units = [np.cos((k + 1) * np.pi * (x if k % 2 else y)) * (1 if k < 6 else np.hypot(x - 0.5, y - 0.5))
+             for k in range(12)]
+    first = torch.tensor(np.stack(units).reshape(12, 784), dtype=torch.float32)
+    [run_dir] = Path("runs").iterdir()
+    torch.save({"0.weight": first, "0.bias": torch.zeros(12)}, run_dir / "model.pt")
+    await pilot.press("f4", "w")
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_weights_view(snap_compare, app, size):
+    assert snap_compare(app, terminal_size=size, run_before=show_weights)

@@ -49,12 +49,15 @@ from fcn_tui.tui.messages import (
     SweepWritten,
     TrainEvent,
 )
+from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
 from fcn_tui.tui.overlays import overlay_labels
 from fcn_tui.tui.readout import SystemReadout
 from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import PREPARING, RunState, status_text
 from fcn_tui.tui.study_view import StudyView
+from fcn_tui.tui.tiles import TileScreen
 from fcn_tui.tui.training import run_queue
+from fcn_tui.tui.weights_view import WeightsScreen
 
 DIALOG_BLOCKED = {"start", "stop", "open_preset", "save_preset", "export", "tab"}  # app keys a dialog masks
 HANGUP_DEADLINE_S = 10  # after SIGHUP / SIGTERM the process ends within this, run saved or not
@@ -360,7 +363,7 @@ class FcnApp(App):
             run.finished, run.phase = event, ""
             run.error = event.error
             if event.test_confusion is not None:
-                self.confusion.show("test", event.test_confusion, f"test, {run.name}")
+                self.confusion.show("test", event.test_confusion, f"test, {run.name}", message.run_dir, run.name)
             if event.status == ev.FAILED:
                 self.notify(event.error or "unknown error", title=f"{run.name} failed", severity="error", timeout=15)
             self.redraw()
@@ -402,6 +405,22 @@ class FcnApp(App):
                 self.charts.focus()  # its keys (smoothing, log scale) in the footer
             self.charts.redraw(force=True)
             self.redraw()
+
+    def on_confusion_view_cell_chosen(self, message: ConfusionView.CellChosen) -> None:
+        self.push_screen(MistakesScreen(message.run_dir, message.true, message.predicted, self.test_set))
+
+    def on_confusion_view_weights_wanted(self, message: ConfusionView.WeightsWanted) -> None:
+        self.push_screen(WeightsScreen(message.run_dir, message.name))
+
+    def test_set(self) -> tuple[Any, Any]:
+        """The loaded test images and labels as numpy arrays, for a worker thread (`MistakesScreen`)."""
+        backend = self.backend
+        if backend is None:
+            raise NoTestImages(f"the test images could not be loaded: {self.data_error}" if self.data_error
+                                     else "the test images are still loading: try again in a moment")
+        if not hasattr(backend, "test_set"):
+            raise NoTestImages("no test images are loaded in this session")
+        return backend.test_set()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {"start": self.action_start, "stop": self.action_stop, "open": self.action_open_preset,
@@ -526,6 +545,8 @@ class FcnApp(App):
         self.push_screen(ConfirmDialog("A run is going. Stop it (it is saved as stopped) and quit?"), answer)
 
     def action_tab(self, tab: str) -> None:
+        while isinstance(self.screen, TileScreen):  # an image page is open: F1-F5 leave it
+            self.pop_screen()
         self._q("#tabs", TabbedContent).active = tab
         target = {"setup": "#f-name", "train": "#charts", "confusion": "#cm", "runs": "#runs-table",
                   "study": "#study-table"}.get(tab)
@@ -641,6 +662,37 @@ class FcnApp(App):
         table = app_comparison(records, preset, title, width=self.size.width - 6)  # the dialog's border and padding
         self.push_screen(TableDialog(table, title=title))
 
+    def action_run_mistakes(self) -> None:
+        """The highlighted run's test matrix in the Confusion view, where enter shows a cell's images."""
+        from fcn_tui.plot import read_confusion
+        from fcn_tui.runs import UnreadableFile
+
+        record = self.runs_view.highlighted()
+        if record is None:
+            self.notify("no run highlighted")
+            return
+        if not (record.path / "confusion.csv").exists():
+            self.notify("it has no test matrix: it was not tested (it failed, or is still running)",
+                        title=record.name, severity="warning")
+            return
+        try:
+            classes, matrix = read_confusion(record.path / "confusion.csv")
+            if len(classes) != 10:
+                raise UnreadableFile(f"confusion.csv has {len(classes)} classes, not 10")
+        except UnreadableFile as err:
+            self.notify(str(err), title=f"{record.name}: no test matrix", severity="warning")
+            return
+        self.confusion.show("test", matrix, f"test, {record.name}", record.path, record.name)
+        self.action_tab("confusion")
+
+    def action_run_weights(self) -> None:
+        """The first-layer weights of the highlighted run, else of the run in the Confusion view."""
+        record = self.runs_view.highlighted() if self._q("#tabs", TabbedContent).active == "runs" else None
+        if record is not None:
+            self.push_screen(WeightsScreen(record.path, record.name))
+        else:
+            self.confusion.action_weights()
+
     def action_reload_runs(self) -> None:
         self.load_runs()
 
@@ -656,6 +708,10 @@ class FcnApp(App):
         yield SystemCommand("Diff two runs", "Settings and results of the two runs picked in Runs (d)",
                             self.runs_view.action_diff)
         yield SystemCommand("Reload runs", "Read the output folder again", self.action_reload_runs)
+        yield SystemCommand("Mistakes of a run", "The highlighted run's test matrix; enter on a cell: its images (m in Runs)",
+                            self.action_run_mistakes)
+        yield SystemCommand("First-layer weights", "One image per hidden unit (w in Runs and Confusion)",
+                            self.action_run_weights)
         yield SystemCommand("Cycle loss smoothing", "EMA of the batch loss: 0, 0.6, 0.9, 0.99 (m on Train)",
                             self.charts.action_cycle_smoothing)
         yield SystemCommand("Toggle log loss", "The loss chart on a log scale (l on Train)", self.charts.action_toggle_log)

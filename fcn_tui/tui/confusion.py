@@ -2,10 +2,14 @@
 
 Rows are true classes, columns predicted ones. `n` toggles counts and row-normalised percent;
 `v` switches between the latest validation matrix and the test matrix (shown when a run ends).
+The arrow keys move a cursor over the cells (it starts on the most confused pair); enter on a
+cell of a run's test matrix asks for its images (`CellChosen`), `w` for the run's first-layer
+weights (`WeightsWanted`); the app opens those screens.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.color import Color
@@ -14,6 +18,9 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.geometry import Region
+from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static
 
 # The names of fcn_tui.data.CLASSES (a test checks they agree), kept here so that drawing the
@@ -24,6 +31,7 @@ CLASSES = (
 )
 SHORT = ("T-sh", "Trou", "Pull", "Drss", "Coat", "Sand", "Shrt", "Snkr", "Bag", "Boot")  # 4 wide
 TOP_PAIRS = 3
+CURSOR = Style(reverse=True, underline=True)  # the chosen cell stands out on any shade
 
 
 def shade(fraction: float, diagonal: bool) -> Style:
@@ -50,13 +58,36 @@ class ConfusionView(Static, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "toggle_percent", "Counts/%"),
         Binding("v", "toggle_source", "Val/Test"),
+        Binding("enter", "choose", "Images"),
+        Binding("w", "weights", "Weights"),
+        Binding("up", "move(-1, 0)", "Up", show=False),
+        Binding("down", "move(1, 0)", "Down", show=False),
+        Binding("left", "move(0, -1)", "Left", show=False),
+        Binding("right", "move(0, 1)", "Right", show=False),
     ]
+
+    class CellChosen(Message):
+        """Enter on a cell of the test matrix of the run in `run_dir`."""
+
+        def __init__(self, run_dir: Path, true: int, predicted: int) -> None:
+            super().__init__()
+            self.run_dir, self.true, self.predicted = run_dir, true, predicted
+
+    class WeightsWanted(Message):
+        """`w`: the first-layer weights of the run in `run_dir`, named `name`."""
+
+        def __init__(self, run_dir: Path, name: str) -> None:
+            super().__init__()
+            self.run_dir, self.name = run_dir, name
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__("No confusion matrix yet: it appears after the first epoch.", id=id)
         self.percent = False
         self.matrices: dict[str, tuple[list[list[int]], str]] = {}  # "val"/"test" -> (matrix, caption)
         self.source = "val"
+        self.run_dir: Path | None = None  # the run whose test matrix is shown: its files have the images
+        self.run_name = ""
+        self.chosen: tuple[int, int] | None = None  # None: the cursor is on the most confused pair
 
     @property
     def matrix(self) -> list[list[int]] | None:
@@ -68,16 +99,61 @@ class ConfusionView(Static, can_focus=True):
         matrix = self.matrix
         return sum(map(sum, matrix)) if matrix else 0
 
+    @property
+    def cursor(self) -> tuple[int, int]:
+        """The (true, predicted) cell under the cursor."""
+        if self.chosen is not None:
+            return self.chosen
+        pairs = confused_pairs(self.matrix) if self.matrix else []
+        return (pairs[0][0], pairs[0][1]) if pairs else (0, 0)
+
     def clear(self) -> None:
         self.matrices.clear()
         self.source = "val"
+        self.run_dir, self.run_name, self.chosen = None, "", None
         self.update("No confusion matrix yet: it appears after the first epoch.")
 
-    def show(self, source: str, matrix: list[list[int]], caption: str) -> None:
-        """Store a `val` or `test` matrix and display it."""
+    def show(self, source: str, matrix: list[list[int]], caption: str,
+             run_dir: Path | None = None, run_name: str = "") -> None:
+        """Store a `val` or `test` matrix and display it; a test matrix names its run's folder."""
+        if source == "test" and run_dir is not None:
+            if Path(run_dir) != self.run_dir:
+                self.chosen = None
+            self.run_dir, self.run_name = Path(run_dir), run_name
         self.matrices[source] = (matrix, caption)
         self.source = source
         self.redraw()
+
+    def action_move(self, rows: int, columns: int) -> None:
+        if self.matrix is None:
+            return
+        true, predicted = self.cursor
+        self.chosen = ((true + rows) % 10, (predicted + columns) % 10)
+        self.redraw()
+        # a narrow terminal scrolls the matrix (the arrows no longer do): keep the cell in view
+        left = 0 if self.chosen[1] == 0 else 12 + 5 * self.chosen[1]  # the first column brings the class names
+        cell = Region(left, 3 + self.chosen[0], 17 if left == 0 else 5, 1).translate(self.virtual_region.offset)
+        if isinstance(self.parent, Widget):
+            self.parent.scroll_to_region(cell, animate=False, immediate=True)
+
+    def action_choose(self) -> None:
+        if self.matrix is None:
+            return
+        if self.source != "test":
+            has_test = "test" in self.matrices
+            self.notify("images are kept for the test set: press v for the test matrix" if has_test
+                        else "the images can be seen once the run has been tested (when it ends)", timeout=4)
+            return
+        if self.run_dir is None:
+            self.notify("this matrix has no run folder to read images from", severity="warning")
+            return
+        self.post_message(self.CellChosen(self.run_dir, *self.cursor))
+
+    def action_weights(self) -> None:
+        if self.run_dir is None:
+            self.notify("the weights can be seen once the run has ended", timeout=4)
+            return
+        self.post_message(self.WeightsWanted(self.run_dir, self.run_name or self.run_dir.name))
 
     def action_toggle_percent(self) -> None:
         self.percent = not self.percent
@@ -101,24 +177,27 @@ class ConfusionView(Static, can_focus=True):
     def render_matrix(self, matrix: list[list[int]], caption: str) -> Group:
         total = sum(map(sum, matrix))
         mode = "row %" if self.percent else "counts"
-        title = Text.assemble(
-            (f"{caption}", "bold"), f" · {total:,} images · {mode}   ",
-            ("n", "bold"), " counts/% · ", ("v", "bold"), " val/test",
+        title = Text.assemble((f"{caption}", "bold"), f" · {total:,} images · {mode}")
+        keys = Text.assemble(
+            ("arrows", "bold"), " cell · ", ("enter", "bold"), " its images · ", ("w", "bold"), " weights · ",
+            ("n", "bold"), " counts/% · ", ("v", "bold"), " val/test", style="dim",
         )
         table = Table(box=None, padding=(0, 0), show_edge=False, pad_edge=False, collapse_padding=True)
         table.add_column("true \\ pred", justify="left", no_wrap=True, width=12)
         for name in SHORT:
             table.add_column(name, justify="right", width=5, no_wrap=True)
         table.add_column("  acc", justify="right", width=7, no_wrap=True)
+        cursor = self.cursor
         for t, row in enumerate(matrix):
             row_total = sum(row) or 1
             cells = []
             for p, count in enumerate(row):
                 share = count / row_total
                 text = (f"{100 * share:.1f}" if share < 0.9995 else "100") if self.percent else str(count)
-                cells.append(Text(text.rjust(4) + " ", style=shade(share, t == p)))
+                style = shade(share, t == p) + CURSOR if (t, p) == cursor else shade(share, t == p)
+                cells.append(Text(text.rjust(4) + " ", style=style))
             cells.append(Text(f"{100 * row[t] / row_total:6.1f}%"))
-            table.add_row(CLASSES[t], *cells)
+            table.add_row(Text(CLASSES[t], style="bold" if t == cursor[0] else ""), *cells)
         pairs = confused_pairs(matrix)
         lines = [Text("most confused (true → predicted):", style="bold")]
         for t, p, n in pairs:
@@ -126,4 +205,6 @@ class ConfusionView(Static, can_focus=True):
             lines.append(Text(f"  {CLASSES[t]} → {CLASSES[p]}: {amount}"))
         if not pairs:
             lines.append(Text("  none"))
-        return Group(title, table, *lines)
+        t, p = cursor
+        lines.append(Text.assemble(("cell: ", "bold"), f"true {CLASSES[t]} → predicted {CLASSES[p]}: {matrix[t][p]:,}"))
+        return Group(title, keys, table, *lines)

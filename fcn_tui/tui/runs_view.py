@@ -9,9 +9,10 @@ The first column marks runs: `●` picked, `~` trained on a data subset, `+` dif
 runs in a setting the columns do not show; a legend line says so and the detail line under the
 table names the highlighted run's folder, epochs, best epoch and those settings.
 `space` picks runs (their validation curves are overlaid on the charts); `d` shows the two
-picked runs side by side (`rundiff.diff_table`); `c` the comparison table of the highlighted
-run's sweep (or of all runs); `e` exports to CSV. A damaged run folder is a row with status
-`unreadable`; the detail line gives the reason.
+picked runs side by side (`rundiff.diff_table`); `m` opens the highlighted run's test matrix in
+the Confusion view (enter there shows a cell's images), `w` its first-layer weights; `c` the
+comparison table of the highlighted run's sweep (or of all runs); `e` exports to CSV. A damaged
+run folder is a row with status `unreadable`; the detail line gives the reason.
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ class RunsView(Vertical):
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort_next", "Sort"),
         Binding("r", "sort_reverse", "Reverse", show=False),
+        Binding("m", "app.run_mistakes", "Mistakes"),
+        Binding("w", "app.run_weights", "Weights"),
         Binding("c", "app.compare", "Compare"),
         Binding("e", "app.export", "Export CSV", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),

@@ -2,7 +2,9 @@
 
 Used by the snapshot tests (so screens do not depend on timing or on a real model) and handy to
 try the interface quickly. `ScriptedBackend(fail_at_epoch=k)` raises inside the stream at epoch
-k, like a crashing engine would.
+k, like a crashing engine would. The scripted test set (`test_set()`, numpy images with a bright
+band whose height tells the class) and its predictions agree with the scripted test matrix, so the
+views of a run's mistakes have images to show.
 """
 
 from __future__ import annotations
@@ -14,6 +16,37 @@ from fcn_tui import events as ev
 
 N_TRAIN, N_VAL, N_TEST = 5400, 600, 1000
 STEPS = 4  # batches per epoch in the script
+
+
+def scripted_test_set() -> tuple[Any, Any]:
+    """`N_TEST` 28x28 uint8 images (flattened) and labels 0-9: class c lights rows 2+2c to 4+2c."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    labels = np.arange(N_TEST, dtype=np.uint8) % 10
+    images = rng.integers(0, 60, (N_TEST, 28, 28))
+    for cls in range(10):
+        images[labels == cls, 2 + 2 * cls:5 + 2 * cls, 4:24] += 170
+    return images.clip(0, 255).astype(np.uint8).reshape(N_TEST, 784), labels
+
+
+def scripted_predictions(matrix: list[list[int]]) -> ev.Predictions:
+    """Per-image predictions of `scripted_test_set()` whose confusion matrix is `matrix`; the
+    probability of the predicted class varies from image to image."""
+    import numpy as np
+
+    true = scripted_test_set()[1]
+    predicted = np.zeros(N_TEST, dtype=np.uint8)
+    probs = np.zeros((N_TEST, 10), dtype=np.float32)
+    for t in range(10):
+        rows = np.flatnonzero(true == t)
+        cells = [p for p in range(10) for _ in range(matrix[t][p])]
+        for k, (row, p) in enumerate(zip(rows, cells)):
+            confidence = 0.4 + 0.55 * ((k * 37) % 100) / 100
+            probs[row] = (1 - confidence) / 9
+            probs[row, p] = confidence
+            predicted[row] = p
+    return ev.Predictions(true=true, predicted=predicted, probs=probs.astype(np.float16))
 
 
 def scripted_confusion(total: int, accuracy: float) -> list[list[int]]:
@@ -80,6 +113,7 @@ class ScriptedTrainer:
             test_loss=None if test_acc is None else round(last.val_loss + 0.02, 4), test_acc=test_acc,
             test_confusion=None if test_acc is None else scripted_confusion(N_TEST, test_acc), wall_s=2.5 * len(history),
             samples_per_s=12000.0,
+            test_predictions=None if test_acc is None else scripted_predictions(scripted_confusion(N_TEST, test_acc)),
         )
 
 
@@ -94,6 +128,9 @@ class ScriptedBackend:
 
     def split(self, config: Any) -> None:
         return None
+
+    def test_set(self) -> tuple[Any, Any]:
+        return scripted_test_set()
 
     def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool], resume_from: dict | None = None,
                 should_prune: Callable[[], bool] | None = None) -> ScriptedTrainer:
