@@ -1,7 +1,9 @@
 """The Setup form: every setting of a run, validated by the real config code as you type.
 
-The form keeps the preset it was filled from as its base, so settings it does not show
-(schedule, augmentation, ...) are kept. Each field's text is parsed like a `--set` value and
+Every key of a preset has a field (`FIELDS` covers `config.all_keys()`): the everyday ones in two
+columns, the rest (schedule, label smoothing, augmentation, ...) in an "advanced" section that is
+collapsed by default and names, in its title, the advanced settings that differ from the
+defaults, so nothing the run will use is hidden. Each field's text is parsed like a `--set` value and
 checked with `Config.with_values`; a `ConfigError` (or any value that cannot be read, such as a
 pasted 5,000-digit number) is shown under the field as plain text, and `config` is None until
 every field is valid, so invalid input never reaches the engine and never crashes the app.
@@ -14,10 +16,21 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
-from textual.widgets import Input, Label, Select, Static, Switch
+from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 
-from fcn_tui.config import ACTIVATIONS, INITS, OPTIMIZERS, Config, ConfigError, format_value, parse_set_value
+from fcn_tui.config import (
+    ACTIVATIONS,
+    AUGMENTS,
+    INITS,
+    OPTIMIZERS,
+    SCHEDULES,
+    Config,
+    ConfigError,
+    format_value,
+    parse_set_value,
+)
 
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # the optimizers that take a momentum
 
@@ -40,7 +53,22 @@ RIGHT = (
     ("train.batch_size", "batch size", "number"),
     ("train.device", "device", "device"),
 )
-FIELDS = {key: kind for key, _, kind in LEFT + RIGHT}
+# the advanced section: settings most runs leave at their defaults
+ADVANCED_LEFT = (
+    ("optim.schedule", "schedule", SCHEDULES),
+    ("train.label_smoothing", "label smoothing", "number"),
+    ("data.augment", "augmentation", AUGMENTS),
+    ("data.normalize", "normalise", "switch"),
+    ("model.init_std", "init std", "number"),
+)
+ADVANCED_RIGHT = (
+    ("train.val_fraction", "val fraction", "number"),
+    ("data.subset", "subset", "number"),
+    ("train.amp", "amp (bf16)", "switch"),
+    ("train.compile", "compile", "switch"),
+)
+ADVANCED = {key: label for key, label, _ in ADVANCED_LEFT + ADVANCED_RIGHT}
+FIELDS = {key: kind for key, _, kind in LEFT + RIGHT + ADVANCED_LEFT + ADVANCED_RIGHT}
 BASE_DEVICES = [("auto (best available)", "auto"), ("cpu", "cpu")]
 
 
@@ -77,7 +105,7 @@ def show_value(value: Any) -> str:
 
 
 class SetupForm(Vertical):
-    """Two columns of labelled fields, each with its error line."""
+    """Two columns of labelled fields, each with its error line, over the advanced section."""
 
     class Changed(Message):
         """The form changed; `config` is the validated Config, or None while a field is invalid."""
@@ -97,8 +125,14 @@ class SetupForm(Vertical):
             self._devices.append((config.train.device, config.train.device))
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="form-columns"):
-            for column in (LEFT, RIGHT):
+        yield from self._columns(LEFT, RIGHT, "form-columns")
+        # collapsed by default: at 80x24 the everyday fields and the buttons stay on one screen
+        with Collapsible(title=self._advanced_title(), collapsed=True, id="advanced"):
+            yield from self._columns(ADVANCED_LEFT, ADVANCED_RIGHT, "advanced-columns")
+
+    def _columns(self, left: tuple, right: tuple, id: str) -> ComposeResult:
+        with Horizontal(id=id, classes="form-columns"):
+            for column in (left, right):
                 with Vertical(classes="form-column"):
                     for key, label, kind in column:
                         with Vertical(classes="field", id="row-" + field_id(key)[2:]):
@@ -108,6 +142,19 @@ class SetupForm(Vertical):
                                 if kind == "switch":
                                     yield Label("", classes="switch-state", id="s-" + field_id(key)[2:])
                             yield Static("", classes="field-error", id="e-" + field_id(key)[2:])
+
+    def _advanced_title(self) -> Content:
+        """`advanced settings`, then what differs from the defaults, or how many are invalid."""
+        invalid = sum(key in self.errors for key in ADVANCED)
+        if invalid:
+            return Content(f"advanced settings · {invalid} invalid")
+        config = self.config or self.base
+        default = Config()
+        changed = [f"{ADVANCED[key]} {show_value(config.get(key))}"
+                   for key in ADVANCED if config.get(key) != default.get(key)]
+        if changed:
+            return Content("advanced settings · " + ", ".join(changed))
+        return Content("advanced settings (schedule, smoothing, augmentation, …)")  # Content: never markup
 
     def _widget(self, key: str, kind: Any):
         value = self.base.get(key)
@@ -169,9 +216,12 @@ class SetupForm(Vertical):
         return config
 
     def focus_first_error(self) -> None:
-        """Focus the first invalid field, in the order the form shows them (left column first)."""
+        """Focus the first invalid field, in the order the form shows them (left column first),
+        opening the advanced section when that is where it is."""
         for key in FIELDS:
             if key in self.errors:
+                if key in ADVANCED:
+                    self.query_one("#advanced", Collapsible).collapsed = False
                 self.query_one("#" + field_id(key)).focus()
                 return
 
@@ -181,7 +231,9 @@ class SetupForm(Vertical):
             if kind == "switch":
                 on = self.query_one("#" + field_id(key), Switch).value
                 self.query_one("#s-" + field_id(key)[2:], Label).update("on" if on else "off")
-        self.post_message(self.Changed(self.validate()))
+        config = self.validate()
+        self.query_one("#advanced", Collapsible).title = self._advanced_title()
+        self.post_message(self.Changed(config))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
