@@ -115,12 +115,13 @@ class FilePicker(ModalScreen[Path | None]):
     def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
         """A folder picked in the tree: the field points into it (keeping the file name to save)."""
         event.stop()
-        self.point_into(event.path)
+        value = self.query_one("#path-input", Input).value
+        self.point_into(event.path, "" if value.endswith("/") else Path(value).name)
 
-    def point_into(self, folder: Path) -> None:
-        """The field becomes `folder/`, plus the file name it held when saving."""
+    def point_into(self, folder: Path, name: str) -> None:
+        """The field becomes `folder/`, plus the file `name` when saving."""
         field = self.query_one("#path-input", Input)
-        name = "" if self.mode == "open" or field.value.endswith("/") else Path(field.value).name
+        name = name if self.mode == "save" else ""
         shown = self.shown(folder)
         field.value = ("" if shown == "." else shown + "/") + name
         field.cursor_position = len(field.value)
@@ -134,7 +135,7 @@ class FilePicker(ModalScreen[Path | None]):
             return
         if PresetTree._safe_is_dir(target):
             self.query_one("#picker-tree", PresetTree).path = target
-            self.point_into(target)
+            self.point_into(target, Path(self.default).name)  # the folder's own name is no file name
             return
         if self.mode == "save" and not target.suffix:
             target = target.with_name(target.name + SUFFIX)
