@@ -120,6 +120,7 @@ class SetupForm(Vertical):
         self.config: Config | None = config
         self.errors: dict[str, str] = {}
         self.hints: dict[str, str] = {}  # dotted key -> a note under a valid field (swept values)
+        self._shown: dict[str, tuple[str, str]] = {}  # dotted key -> (error, hint) on the screen
         self._devices = list(BASE_DEVICES)
         if config.train.device not in {v for _, v in self._devices}:
             self._devices.append((config.train.device, config.train.device))
@@ -207,6 +208,9 @@ class SetupForm(Vertical):
         for key in FIELDS:
             message = errors.get(key, "")
             hint = "" if message else self.hints.get(key, "")
+            if self._shown.get(key) == (message, hint):
+                continue  # an update costs a layout of the screen: a keystroke changes one field
+            self._shown[key] = (message, hint)
             error = self.query_one("#e-" + field_id(key)[2:], Static)
             error.update(Text(message or hint))  # it quotes what was typed: never markup
             error.set_class(bool(message or hint), "-shown")
@@ -229,8 +233,10 @@ class SetupForm(Vertical):
         self._show_momentum()
         for key, kind in FIELDS.items():
             if kind == "switch":
-                on = self.query_one("#" + field_id(key), Switch).value
-                self.query_one("#s-" + field_id(key)[2:], Label).update("on" if on else "off")
+                state = "on" if self.query_one("#" + field_id(key), Switch).value else "off"
+                label = self.query_one("#s-" + field_id(key)[2:], Label)
+                if str(label.content) != state:  # as for the errors: no layout for nothing
+                    label.update(state)
         config = self.validate()
         self.query_one("#advanced", Collapsible).title = self._advanced_title()
         self.post_message(self.Changed(config))
