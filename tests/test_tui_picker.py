@@ -42,11 +42,17 @@ async def open_picker(pilot, key: str) -> PresetTree:
     return tree
 
 
-async def test_a_preset_is_opened_through_the_tree(tmp_path, monkeypatch):
+def typed(pilot, path: str) -> None:
+    """What a user types into the picker's path field (set at once: key by key is slow)."""
+    pilot.app.screen.query_one("#path-input").value = path
+
+
+async def test_open_through_the_tree_save_to_a_typed_path_and_asked_before_replacing(tmp_path, monkeypatch):
     monkeypatch.chdir(folder(tmp_path))
     app = FcnApp(out=tmp_path / "runs", backend_factory=ScriptedBackend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
+        # open presets/wide.toml through the tree
         tree = await open_picker(pilot, "ctrl+o")
         assert labels(tree.root) == ["presets", "top.toml"]  # folders and presets only, none hidden
         await pilot.press("tab")  # from the path field to the tree
@@ -57,41 +63,33 @@ async def test_a_preset_is_opened_through_the_tree(tmp_path, monkeypatch):
         assert app.screen.query_one("#path-input").value == "presets/"
         await pilot.press("down", "enter")  # ...and wide.toml opens
         await until(pilot, lambda: not isinstance(app.screen, FilePicker))
-        assert app.form.config == WIDE
-        assert app.query_one("#f-optim-schedule").value == "cosine"
+        assert app.form.config == WIDE and app.query_one("#f-optim-schedule").value == "cosine"
 
-
-async def test_a_typed_folder_shows_in_the_tree_and_a_typed_path_saves(tmp_path, monkeypatch):
-    monkeypatch.chdir(folder(tmp_path))
-    app = FcnApp(out=tmp_path / "runs", backend_factory=ScriptedBackend)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        # save: a typed folder is shown in the tree, not saved over; then a new name in a new folder
         tree = await open_picker(pilot, "ctrl+s")
-        assert app.screen.query_one("#path-input").value == "baseline.toml"  # named after the run
-        await pilot.press("ctrl+a", "ctrl+k", *"presets", "enter")  # a folder: shown, not saved over
+        assert app.screen.query_one("#path-input").value == "wide.toml"  # named after the run
+        typed(pilot, "presets")
+        await pilot.press("enter")
         await until(pilot, lambda: labels(tree.root) == ["wide.toml"])
-        assert app.screen.query_one("#path-input").value == "presets/baseline.toml"
-        await pilot.press(*["backspace"] * len("baseline.toml"), *"mine/small", "enter")  # .toml is added
+        assert app.screen.query_one("#path-input").value == "presets/wide.toml"
+        typed(pilot, "presets/mine/")
+        await pilot.press(*"copy", "enter")  # .toml is added
         await until(pilot, lambda: not isinstance(app.screen, FilePicker))
-    assert load_preset(tmp_path / "presets" / "mine" / "small.toml").config == Config()
+        assert load_preset(tmp_path / "presets" / "mine" / "copy.toml").config == WIDE
 
-
-async def test_saving_over_a_preset_asks_first(tmp_path, monkeypatch):
-    monkeypatch.chdir(folder(tmp_path))
-    app = FcnApp(out=tmp_path / "runs", backend_factory=ScriptedBackend)
-    before = (tmp_path / "presets" / "wide.toml").read_text()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        # saving over a preset asks first
+        before = (tmp_path / "top.toml").read_text()
         await open_picker(pilot, "ctrl+s")
-        await pilot.press("ctrl+a", "ctrl+k", *"presets/wide.toml", "enter")
+        typed(pilot, "top.toml")
+        await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
-        assert "presets/wide.toml exists" in str(app.screen.query_one(".dialog-title").render())
+        assert "top.toml exists" in str(app.screen.query_one(".dialog-title").render())
         await pilot.press("n")  # keep it: back in the picker, to pick another name
         await until(pilot, lambda: isinstance(app.screen, FilePicker))
-        assert (tmp_path / "presets" / "wide.toml").read_text() == before
+        assert (tmp_path / "top.toml").read_text() == before
         await pilot.press("enter", "y")  # replace it after all
         await until(pilot, lambda: not isinstance(app.screen, (FilePicker, ConfirmDialog)))
-    assert load_preset(tmp_path / "presets" / "wide.toml").config == Config()
+    assert load_preset(tmp_path / "top.toml").config == WIDE
 
 
 async def test_a_confined_picker_shows_and_accepts_only_the_output_folder(tmp_path, monkeypatch):
@@ -108,14 +106,17 @@ async def test_a_confined_picker_shows_and_accepts_only_the_output_folder(tmp_pa
         await settle(pilot)
         tree = await open_picker(pilot, "ctrl+o")
         assert Path(tree.path) == out.resolve() and labels(tree.root) == ["mine"]
-        await pilot.press(*"../presets/wide.toml", "enter")  # typed: refused, and said so
+        typed(pilot, "../presets/wide.toml")
+        await pilot.press("enter")  # refused, and said so
         await until(pilot, lambda: not isinstance(app.screen, FilePicker))
         assert app.form.config == Config() and "only paths inside the output folder" in messages[-1]
         await open_picker(pilot, "ctrl+s")
-        await pilot.press("ctrl+a", "ctrl+k", *"escape/saved.toml", "enter")
+        typed(pilot, "escape/saved.toml")
+        await pilot.press("enter")
         await until(pilot, lambda: not isinstance(app.screen, FilePicker))
         assert "only paths inside the output folder" in messages[-1]
         await open_picker(pilot, "ctrl+o")
-        await pilot.press(*"mine/wide.toml", "enter")  # inside: opens
+        typed(pilot, "mine/wide.toml")
+        await pilot.press("enter")  # inside: opens
         await until(pilot, lambda: app.form.config == WIDE)
     assert not (tmp_path / "saved.toml").exists()

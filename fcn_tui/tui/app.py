@@ -533,7 +533,10 @@ class FcnApp(App):
 
     def pick_file(self, title: str, mode: str, default: str, then: Callable[[Path | None], None]) -> None:
         """The preset file picker; a confined app's shows and accepts only its output folder."""
-        base = self.out.resolve() if self.confine else Path.cwd()
+        try:
+            base = self.out.resolve() if self.confine else Path.cwd()
+        except OSError:  # the working folder was deleted under the app
+            base = Path("/")
         self.push_screen(FilePicker(title, self.user_path, base, mode, default,
                                     confine_to=base if self.confine else None), then)
 
