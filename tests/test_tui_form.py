@@ -16,7 +16,7 @@ from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.form import FIELDS, field_id
 from fcn_tui.tui.scripted import ScriptedBackend
-from tests.test_tui import screen_text, settle, type_into
+from tests.test_tui import screen_text, settle
 
 SIZE = (80, 24)  # the smallest terminal the app is made for
 

@@ -38,7 +38,6 @@ from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
 from fcn_tui.tui.form import SetupForm
-from fcn_tui.tui.picker import FilePicker
 from fcn_tui.tui.messages import (
     DataFailed,
     DataReady,
@@ -49,6 +48,7 @@ from fcn_tui.tui.messages import (
     SweepWritten,
     TrainEvent,
 )
+from fcn_tui.tui.picker import FilePicker
 from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import RunState, status_text
 from fcn_tui.tui.training import run_queue
