@@ -77,6 +77,14 @@ async def test_open_through_the_tree_save_to_a_typed_path_and_asked_before_repla
         await until(pilot, lambda: not isinstance(app.screen, FilePicker))
         assert load_preset(tmp_path / "presets" / "mine" / "copy.toml").config == WIDE
 
+        # paths that cannot be: refused with a message, never a traceback
+        for bad in ("~nosuchuser/x.toml", "a\0b.toml"):
+            await open_picker(pilot, "ctrl+o")
+            typed(pilot, bad)
+            await pilot.press("enter")
+            await until(pilot, lambda: not isinstance(app.screen, FilePicker))
+            assert app.is_running and app.form.config == WIDE
+
         # saving over a preset asks first
         before = (tmp_path / "top.toml").read_text()
         await open_picker(pilot, "ctrl+s")
@@ -98,6 +106,7 @@ async def test_a_confined_picker_shows_and_accepts_only_the_output_folder(tmp_pa
     (out / "mine").mkdir(parents=True)
     (out / "mine" / "wide.toml").write_text(config_to_toml(WIDE))
     (out / "escape").symlink_to(tmp_path)  # a link out of the folder: not listed, not followed
+    (out / "loop").symlink_to(out / "loop")  # a link to itself: not listed
     app = FcnApp(out=out, backend_factory=ScriptedBackend, confine=True)
     messages: list[str] = []
     notify = app.notify

@@ -520,11 +520,18 @@ class FcnApp(App):
             self.set_focus(None)
 
     def user_path(self, text: str) -> Path | None:
-        """A path typed in a dialog; when confined, taken inside `out` and refused (None) outside it."""
-        if not self.confine:
-            return Path(text).expanduser()
-        root = self.out.resolve()
-        path = (root / text).resolve()  # an absolute path stays absolute; symlinks are followed
+        """A path typed in a dialog; when confined, taken inside `out` and refused (None) outside it.
+        A path that cannot be one (a NUL byte, `~nosuchuser`, a loop of links) is refused too."""
+        try:
+            if "\0" in text:
+                raise ValueError("a path cannot hold a NUL character")
+            if not self.confine:
+                return Path(text).expanduser()
+            root = self.out.resolve()
+            path = (root / text).resolve()  # an absolute path stays absolute; symlinks are followed
+        except (OSError, RuntimeError, ValueError) as err:
+            self.notify(f"{text!r}: {err}", title="path refused", severity="error")
+            return None
         if not path.is_relative_to(root):
             self.notify(f"{text}: only paths inside the output folder {root} are allowed here",
                         title="path refused", severity="error")

@@ -33,7 +33,14 @@ SUFFIX = ".toml"  # presets are TOML; run folders' config.toml files open too
 def exists(path: Path) -> bool:
     try:
         return path.exists() or path.is_symlink()  # a dangling link is replaced too: ask
-    except OSError:  # a name too long for the file system: writing it fails and says so
+    except (OSError, ValueError):  # a name too long for the file system: writing it fails and says so
+        return False
+
+
+def inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):  # a loop of links leads nowhere
         return False
 
 
@@ -53,7 +60,7 @@ class PresetTree(DirectoryTree):
         for path in paths:
             if path.name.startswith("."):
                 continue
-            if self.confine_to is not None and not path.resolve().is_relative_to(self.confine_to):
+            if self.confine_to is not None and not inside(path, self.confine_to):
                 continue  # a link that leads out of the allowed folder
             if self._safe_is_dir(path) or path.suffix.lower() == SUFFIX:
                 yield path
