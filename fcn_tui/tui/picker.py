@@ -96,8 +96,7 @@ class FilePicker(ModalScreen[Path | None]):
                         placeholder="a path, or tab to pick one below")
             yield PresetTree(self.base, confine_to=self.confine_to, id="picker-tree")
             action = "opens" if self.mode == "open" else "saves"
-            yield Label(f"enter {action} · tab to the tree (enter opens a folder) · escape cancels",
-                        classes="dialog-help")
+            yield Label(f"enter {action} · tab to the tree · escape cancels", classes="dialog-help")  # fits 60 columns
 
     def on_mount(self) -> None:
         self.query_one("#path-input", Input).focus()
