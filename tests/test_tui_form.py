@@ -62,6 +62,16 @@ async def test_a_preset_fills_every_field_and_saving_writes_them_all_back(tmp_pa
     assert load_preset(tmp_path / "copy.toml").config == config
 
 
+async def test_the_preset_the_app_starts_with_fills_the_advanced_fields_mounted_after_the_first_paint(tmp_path):
+    config = Config().with_values({"name": "every", **ADVANCED_VALUES})
+    app = scripted(tmp_path / "runs", config)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.query_one("#f-optim-schedule").value == "onecycle"
+        assert app.query_one("#f-data-subset").value == "1000" and app.query_one("#f-train-amp").value
+        assert app.form.config == config
+
+
 async def test_label_smoothing_and_a_cosine_schedule_set_in_the_form_reach_the_run(tmp_path):
     out = tmp_path / "runs"
     app = scripted(out)

@@ -3,7 +3,8 @@
 Every key of a preset has a field (`FIELDS` covers `config.all_keys()`): the everyday ones in two
 columns, the rest (schedule, label smoothing, augmentation, ...) in an "advanced" section that is
 collapsed by default and names, in its title, the advanced settings that differ from the
-defaults, so nothing the run will use is hidden. Each field's text is parsed like a `--set` value and
+defaults, so nothing the run will use is hidden; its fields are mounted just after the first
+paint, and until then `base` holds their values. Each field's text is parsed like a `--set` value and
 checked with `Config.with_values`; a `ConfigError` (or any value that cannot be read, such as a
 pasted 5,000-digit number) is shown under the field as plain text, and `config` is None until
 every field is valid, so invalid input never reaches the engine and never crashes the app.
@@ -17,6 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 
@@ -121,28 +123,40 @@ class SetupForm(Vertical):
         self.errors: dict[str, str] = {}
         self.hints: dict[str, str] = {}  # dotted key -> a note under a valid field (swept values)
         self._shown: dict[str, tuple[str, str]] = {}  # dotted key -> (error, hint) on the screen
+        self._ready = {key for key, _, _ in LEFT + RIGHT}  # keys whose field is mounted
         self._devices = list(BASE_DEVICES)
         if config.train.device not in {v for _, v in self._devices}:
             self._devices.append((config.train.device, config.train.device))
 
     def compose(self) -> ComposeResult:
-        yield from self._columns(LEFT, RIGHT, "form-columns")
-        # collapsed by default: at 80x24 the everyday fields and the buttons stay on one screen
-        with Collapsible(title=self._advanced_title(), collapsed=True, id="advanced"):
-            yield from self._columns(ADVANCED_LEFT, ADVANCED_RIGHT, "advanced-columns")
+        yield self._columns(LEFT, RIGHT, "form-columns")
+        # collapsed by default: at 80x24 the everyday fields and the buttons stay on one screen.
+        # Its fields are mounted just after the first paint (`_mount_advanced`), which they would slow.
+        yield Collapsible(title=self._advanced_title(), collapsed=True, id="advanced")
 
-    def _columns(self, left: tuple, right: tuple, id: str) -> ComposeResult:
-        with Horizontal(id=id, classes="form-columns"):
-            for column in (left, right):
-                with Vertical(classes="form-column"):
-                    for key, label, kind in column:
-                        with Vertical(classes="field", id="row-" + field_id(key)[2:]):
-                            with Horizontal(classes="field-row"):
-                                yield Label(label, classes="field-label")
-                                yield self._widget(key, kind)
-                                if kind == "switch":
-                                    yield Label("", classes="switch-state", id="s-" + field_id(key)[2:])
-                            yield Static("", classes="field-error", id="e-" + field_id(key)[2:])
+    def _columns(self, left: tuple, right: tuple, id: str) -> Horizontal:
+        """Two columns of rows: label, field (and a switch's on/off), the error line under them."""
+
+        def row(key: str, label: str, kind: Any) -> Vertical:
+            parts = [Label(label, classes="field-label"), self._widget(key, kind)]
+            if kind == "switch":
+                parts.append(Label("", classes="switch-state", id="s-" + field_id(key)[2:]))
+            return Vertical(Horizontal(*parts, classes="field-row"),
+                            Static("", classes="field-error", id="e-" + field_id(key)[2:]),
+                            classes="field", id="row-" + field_id(key)[2:])
+
+        columns = [Vertical(*(row(*spec) for spec in column), classes="form-column") for column in (left, right)]
+        return Horizontal(*columns, id=id, classes="form-columns")
+
+    async def _mount_advanced(self) -> None:
+        """Mount the advanced fields, filled from `base` (which holds their values until then)."""
+        try:
+            contents = self.query_one("#advanced", Collapsible).query_one(Collapsible.Contents)
+            await contents.mount(self._columns(ADVANCED_LEFT, ADVANCED_RIGHT, "advanced-columns"))
+            self._ready.update(ADVANCED)
+            self._changed()
+        except NoMatches:  # the app closed meanwhile
+            self._ready.difference_update(ADVANCED)
 
     def _advanced_title(self) -> Content:
         """`advanced settings`, then what differs from the defaults, or how many are invalid."""
@@ -171,6 +185,7 @@ class SetupForm(Vertical):
 
     def on_mount(self) -> None:
         self._changed()
+        self.call_after_refresh(self._mount_advanced)
 
     def _show_momentum(self) -> None:
         optimizer = self.query_one("#" + field_id("optim.name"), Select).value
@@ -180,6 +195,8 @@ class SetupForm(Vertical):
         """{dotted key: widget value}, text fields still as text."""
         out = {}
         for key in FIELDS:
+            if key not in self._ready:  # not mounted yet: `base` holds its value
+                continue
             widget = self.query_one("#" + field_id(key))
             out[key] = widget.value
         return out
@@ -206,6 +223,8 @@ class SetupForm(Vertical):
                 errors["name"] = error_text(err)
         self.errors = errors
         for key in FIELDS:
+            if key not in self._ready:
+                continue
             message = errors.get(key, "")
             hint = "" if message else self.hints.get(key, "")
             if self._shown.get(key) == (message, hint):
@@ -232,7 +251,7 @@ class SetupForm(Vertical):
     def _changed(self) -> None:
         self._show_momentum()
         for key, kind in FIELDS.items():
-            if kind == "switch":
+            if kind == "switch" and key in self._ready:
                 state = "on" if self.query_one("#" + field_id(key), Switch).value else "off"
                 label = self.query_one("#s-" + field_id(key)[2:], Label)
                 if str(label.content) != state:  # as for the errors: no layout for nothing
@@ -260,6 +279,8 @@ class SetupForm(Vertical):
             self.set_devices(self._devices + [(config.train.device, config.train.device)])
         with self.prevent(Input.Changed, Select.Changed, Switch.Changed):
             for key, kind in FIELDS.items():
+                if key not in self._ready:  # mounted later, from `base`
+                    continue
                 widget = self.query_one("#" + field_id(key))
                 value = config.get(key)
                 if kind == "switch" or kind == "device" or isinstance(kind, tuple):
