@@ -7,6 +7,7 @@ at the SVGs before committing them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,45 @@ async def show_weights(pilot) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_weights_view(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=show_weights)
+
+
+async def advanced_open(pilot) -> None:
+    """The advanced section opened, its schedule list focused (the focus ring shows)."""
+    await settle(pilot)
+    pilot.app.query_one("#advanced").collapsed = False
+    pilot.app.query_one("#f-optim-schedule").focus()
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_setup_view_with_the_advanced_section_open(snap_compare, app, size):
+    assert snap_compare(app, terminal_size=size, run_before=advanced_open)
+
+
+async def picker_open(pilot) -> None:
+    """ctrl+o in a folder of presets, its tree listed."""
+    await settle(pilot)
+    work = Path("work")
+    (work / "presets" / "archive").mkdir(parents=True)
+    for name in ("baseline.toml", "adam.toml"):
+        (work / "presets" / name).write_text(f'name = "{name[:-5]}"\n')
+    (work / "notes.txt").write_text("not a preset: not listed")
+    os.chdir(work)  # the picker starts in the working folder (monkeypatch restores it)
+    await pilot.press("ctrl+o")
+    tree = pilot.app.screen.query_one("#picker-tree")
+    for _ in range(200):
+        if tree.root.children:
+            break
+        await pilot.pause(0.05)
+    await pilot.press("tab", "down", "enter")  # into the tree, open presets
+    for _ in range(200):
+        if tree.root.children[0].children:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause()
+    pilot.app.screen.query_one(Input).cursor_blink = False
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_preset_file_picker(snap_compare, app, size):
+    assert snap_compare(app, terminal_size=size, run_before=picker_open)

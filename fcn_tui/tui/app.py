@@ -38,7 +38,7 @@ from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
-from fcn_tui.tui.form import FIELDS, SetupForm
+from fcn_tui.tui.form import SetupForm
 from fcn_tui.tui.messages import (
     DataFailed,
     DataReady,
@@ -51,6 +51,7 @@ from fcn_tui.tui.messages import (
 )
 from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
 from fcn_tui.tui.overlays import overlay_labels
+from fcn_tui.tui.picker import FilePicker
 from fcn_tui.tui.readout import SystemReadout
 from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import PREPARING, RunState, status_text
@@ -472,7 +473,7 @@ class FcnApp(App):
                              for key, values in self.sweep})
 
     def _sweep_text(self) -> Text:
-        """What the preset adds beyond the form: its sweep, and settings the form does not show."""
+        """What the preset adds beyond the form: its sweep."""
         if not self.sweep:
             text = Text("one run per start · a preset with a [sweep] table runs as a queue")
         else:
@@ -480,10 +481,6 @@ class FcnApp(App):
             count = math.prod(len(values) for _, values in self.sweep)
             text = Text(f"sweep: {keys}: {count} runs as a queue (swept keys override the form)",
                         style="bold")
-        defaults, config = Config().flat(), self.preset.config.flat()
-        extra = [f"{k}={format_value(v)}" for k, v in config.items() if k not in FIELDS and v != defaults[k]]
-        if extra:
-            text.append("\nalso from the preset: " + ", ".join(extra))
         return text
 
     # --- actions ------------------------------------------------------------------------
@@ -556,22 +553,35 @@ class FcnApp(App):
             self.set_focus(None)
 
     def user_path(self, text: str) -> Path | None:
-        """A path typed in a dialog; when confined, taken inside `out` and refused (None) outside it."""
-        if not self.confine:
-            return Path(text).expanduser()
-        root = self.out.resolve()
-        path = (root / text).resolve()  # an absolute path stays absolute; symlinks are followed
+        """A path typed in a dialog; when confined, taken inside `out` and refused (None) outside it.
+        A path that cannot be one (a NUL byte, `~nosuchuser`, a loop of links) is refused too."""
+        try:
+            if "\0" in text:
+                raise ValueError("a path cannot hold a NUL character")
+            if not self.confine:
+                return Path(text).expanduser()
+            root = self.out.resolve()
+            path = (root / text).resolve()  # an absolute path stays absolute; symlinks are followed
+        except (OSError, RuntimeError, ValueError) as err:
+            self.notify(f"{text!r}: {err}", title="path refused", severity="error")
+            return None
         if not path.is_relative_to(root):
             self.notify(f"{text}: only paths inside the output folder {root} are allowed here",
                         title="path refused", severity="error")
             return None
         return path
 
+    def pick_file(self, title: str, mode: str, default: str, then: Callable[[Path | None], None]) -> None:
+        """The preset file picker; a confined app's shows and accepts only its output folder."""
+        try:
+            base = self.out.resolve() if self.confine else Path.cwd()
+        except OSError:  # the working folder was deleted under the app
+            base = Path("/")
+        self.push_screen(FilePicker(title, self.user_path, base, mode, default,
+                                    confine_to=base if self.confine else None), then)
+
     def action_open_preset(self) -> None:
-        def opened(path: str | None) -> None:
-            if not path:
-                return
-            target = self.user_path(path)
+        def opened(target: Path | None) -> None:
             if target is None:
                 return
             try:
@@ -581,7 +591,7 @@ class FcnApp(App):
                 return
             self.open_preset(preset)
 
-        self.push_screen(PathDialog("Open a preset (TOML file):", "presets/"), opened)
+        self.pick_file("Open a preset (TOML file):", "open", "", opened)
 
     def open_preset(self, preset: Preset) -> None:
         """Fill the form from `preset` and queue its sweep (if any) on the next start."""
@@ -602,25 +612,22 @@ class FcnApp(App):
             self.notify("fix the marked fields before saving", severity="error")
             return
 
-        def save(path: str | None) -> None:
-            if not path:
+        def save(target: Path | None) -> None:
+            if target is None:
                 return
             from fcn_tui.queue import sweep_manifest
 
             preset = Preset(config=config, sweep=self.sweep)
             text = sweep_manifest(preset) if self.sweep else config_to_toml(config)
-            target = self.user_path(path)
-            if target is None:
-                return
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(target, text)  # never through a link planted at the target
             except OSError as err:
-                self.notify(f"{path}: {err.strerror or err}", title="cannot save", severity="error")
+                self.notify(f"{target}: {err.strerror or err}", title="cannot save", severity="error")
                 return
-            self.notify(f"saved {path}")
+            self.notify(f"saved {target}")
 
-        self.push_screen(PathDialog("Save the form as a preset (TOML file):", f"{slug(config.name)}.toml"), save)
+        self.pick_file("Save the form as a preset (TOML file):", "save", f"{slug(config.name)}.toml", save)
 
     def action_export(self) -> None:
         def export(path: str | None) -> None:

@@ -1,7 +1,10 @@
 """The Setup form: every setting of a run, validated by the real config code as you type.
 
-The form keeps the preset it was filled from as its base, so settings it does not show
-(schedule, augmentation, ...) are kept. Each field's text is parsed like a `--set` value and
+Every key of a preset has a field (`FIELDS` covers `config.all_keys()`): the everyday ones in two
+columns, the rest (schedule, label smoothing, augmentation, ...) in an "advanced" section that is
+collapsed by default and names, in its title, the advanced settings that differ from the
+defaults, so nothing the run will use is hidden; its fields are mounted just after the first
+paint, and until then `base` holds their values. Each field's text is parsed like a `--set` value and
 checked with `Config.with_values`; a `ConfigError` (or any value that cannot be read, such as a
 pasted 5,000-digit number) is shown under the field as plain text, and `config` is None until
 every field is valid, so invalid input never reaches the engine and never crashes the app.
@@ -14,10 +17,22 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.css.query import NoMatches
 from textual.message import Message
-from textual.widgets import Input, Label, Select, Static, Switch
+from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 
-from fcn_tui.config import ACTIVATIONS, INITS, OPTIMIZERS, Config, ConfigError, format_value, parse_set_value
+from fcn_tui.config import (
+    ACTIVATIONS,
+    AUGMENTS,
+    INITS,
+    OPTIMIZERS,
+    SCHEDULES,
+    Config,
+    ConfigError,
+    format_value,
+    parse_set_value,
+)
 
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # the optimizers that take a momentum
 
@@ -40,7 +55,22 @@ RIGHT = (
     ("train.batch_size", "batch size", "number"),
     ("train.device", "device", "device"),
 )
-FIELDS = {key: kind for key, _, kind in LEFT + RIGHT}
+# the advanced section: settings most runs leave at their defaults
+ADVANCED_LEFT = (
+    ("optim.schedule", "schedule", SCHEDULES),
+    ("train.label_smoothing", "label smoothing", "number"),
+    ("data.augment", "augmentation", AUGMENTS),
+    ("data.normalize", "normalise", "switch"),
+    ("model.init_std", "init std", "number"),
+)
+ADVANCED_RIGHT = (
+    ("train.val_fraction", "val fraction", "number"),
+    ("data.subset", "subset", "number"),
+    ("train.amp", "amp (bf16)", "switch"),
+    ("train.compile", "compile", "switch"),
+)
+ADVANCED = {key: label for key, label, _ in ADVANCED_LEFT + ADVANCED_RIGHT}
+FIELDS = {key: kind for key, _, kind in LEFT + RIGHT + ADVANCED_LEFT + ADVANCED_RIGHT}
 BASE_DEVICES = [("auto (best available)", "auto"), ("cpu", "cpu")]
 
 
@@ -77,7 +107,7 @@ def show_value(value: Any) -> str:
 
 
 class SetupForm(Vertical):
-    """Two columns of labelled fields, each with its error line."""
+    """Two columns of labelled fields, each with its error line, over the advanced section."""
 
     class Changed(Message):
         """The form changed; `config` is the validated Config, or None while a field is invalid."""
@@ -92,22 +122,54 @@ class SetupForm(Vertical):
         self.config: Config | None = config
         self.errors: dict[str, str] = {}
         self.hints: dict[str, str] = {}  # dotted key -> a note under a valid field (swept values)
+        self._shown: dict[str, tuple[str, str]] = {}  # dotted key -> (error, hint) on the screen
+        self._ready = {key for key, _, _ in LEFT + RIGHT}  # keys whose field is mounted
         self._devices = list(BASE_DEVICES)
         if config.train.device not in {v for _, v in self._devices}:
             self._devices.append((config.train.device, config.train.device))
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="form-columns"):
-            for column in (LEFT, RIGHT):
-                with Vertical(classes="form-column"):
-                    for key, label, kind in column:
-                        with Vertical(classes="field", id="row-" + field_id(key)[2:]):
-                            with Horizontal(classes="field-row"):
-                                yield Label(label, classes="field-label")
-                                yield self._widget(key, kind)
-                                if kind == "switch":
-                                    yield Label("", classes="switch-state", id="s-" + field_id(key)[2:])
-                            yield Static("", classes="field-error", id="e-" + field_id(key)[2:])
+        yield self._columns(LEFT, RIGHT, "form-columns")
+        # collapsed by default: at 80x24 the everyday fields and the buttons stay on one screen.
+        # Its fields are mounted just after the first paint (`_mount_advanced`), which they would slow.
+        yield Collapsible(title=self._advanced_title(), collapsed=True, id="advanced")
+
+    def _columns(self, left: tuple, right: tuple, id: str) -> Horizontal:
+        """Two columns of rows: label, field (and a switch's on/off), the error line under them."""
+
+        def row(key: str, label: str, kind: Any) -> Vertical:
+            parts = [Label(label, classes="field-label"), self._widget(key, kind)]
+            if kind == "switch":
+                parts.append(Label("", classes="switch-state", id="s-" + field_id(key)[2:]))
+            return Vertical(Horizontal(*parts, classes="field-row"),
+                            Static("", classes="field-error", id="e-" + field_id(key)[2:]),
+                            classes="field", id="row-" + field_id(key)[2:])
+
+        columns = [Vertical(*(row(*spec) for spec in column), classes="form-column") for column in (left, right)]
+        return Horizontal(*columns, id=id, classes="form-columns")
+
+    async def _mount_advanced(self) -> None:
+        """Mount the advanced fields, filled from `base` (which holds their values until then)."""
+        try:
+            contents = self.query_one("#advanced", Collapsible).query_one(Collapsible.Contents)
+            await contents.mount(self._columns(ADVANCED_LEFT, ADVANCED_RIGHT, "advanced-columns"))
+            self._ready.update(ADVANCED)
+            self._changed()
+        except NoMatches:  # the app closed meanwhile
+            self._ready.difference_update(ADVANCED)
+
+    def _advanced_title(self) -> Content:
+        """`advanced settings`, then what differs from the defaults, or how many are invalid."""
+        invalid = sum(key in self.errors for key in ADVANCED)
+        if invalid:
+            return Content(f"advanced settings · {invalid} invalid")
+        config = self.config or self.base
+        default = Config()
+        changed = [f"{ADVANCED[key]} {show_value(config.get(key))}"
+                   for key in ADVANCED if config.get(key) != default.get(key)]
+        if changed:
+            return Content("advanced settings · " + ", ".join(changed))
+        return Content("advanced settings (schedule, smoothing, augmentation, …)")  # Content: never markup
 
     def _widget(self, key: str, kind: Any):
         value = self.base.get(key)
@@ -123,6 +185,7 @@ class SetupForm(Vertical):
 
     def on_mount(self) -> None:
         self._changed()
+        self.call_after_refresh(self._mount_advanced)
 
     def _show_momentum(self) -> None:
         optimizer = self.query_one("#" + field_id("optim.name"), Select).value
@@ -132,6 +195,8 @@ class SetupForm(Vertical):
         """{dotted key: widget value}, text fields still as text."""
         out = {}
         for key in FIELDS:
+            if key not in self._ready:  # not mounted yet: `base` holds its value
+                continue
             widget = self.query_one("#" + field_id(key))
             out[key] = widget.value
         return out
@@ -158,8 +223,13 @@ class SetupForm(Vertical):
                 errors["name"] = error_text(err)
         self.errors = errors
         for key in FIELDS:
+            if key not in self._ready:
+                continue
             message = errors.get(key, "")
             hint = "" if message else self.hints.get(key, "")
+            if self._shown.get(key) == (message, hint):
+                continue  # an update costs a layout of the screen: a keystroke changes one field
+            self._shown[key] = (message, hint)
             error = self.query_one("#e-" + field_id(key)[2:], Static)
             error.update(Text(message or hint))  # it quotes what was typed: never markup
             error.set_class(bool(message or hint), "-shown")
@@ -169,19 +239,26 @@ class SetupForm(Vertical):
         return config
 
     def focus_first_error(self) -> None:
-        """Focus the first invalid field, in the order the form shows them (left column first)."""
+        """Focus the first invalid field, in the order the form shows them (left column first),
+        opening the advanced section when that is where it is."""
         for key in FIELDS:
             if key in self.errors:
+                if key in ADVANCED:
+                    self.query_one("#advanced", Collapsible).collapsed = False
                 self.query_one("#" + field_id(key)).focus()
                 return
 
     def _changed(self) -> None:
         self._show_momentum()
         for key, kind in FIELDS.items():
-            if kind == "switch":
-                on = self.query_one("#" + field_id(key), Switch).value
-                self.query_one("#s-" + field_id(key)[2:], Label).update("on" if on else "off")
-        self.post_message(self.Changed(self.validate()))
+            if kind == "switch" and key in self._ready:
+                state = "on" if self.query_one("#" + field_id(key), Switch).value else "off"
+                label = self.query_one("#s-" + field_id(key)[2:], Label)
+                if str(label.content) != state:  # as for the errors: no layout for nothing
+                    label.update(state)
+        config = self.validate()
+        self.query_one("#advanced", Collapsible).title = self._advanced_title()
+        self.post_message(self.Changed(config))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
@@ -202,6 +279,8 @@ class SetupForm(Vertical):
             self.set_devices(self._devices + [(config.train.device, config.train.device)])
         with self.prevent(Input.Changed, Select.Changed, Switch.Changed):
             for key, kind in FIELDS.items():
+                if key not in self._ready:  # mounted later, from `base`
+                    continue
                 widget = self.query_one("#" + field_id(key))
                 value = config.get(key)
                 if kind == "switch" or kind == "device" or isinstance(kind, tuple):
