@@ -565,6 +565,17 @@ def _search_range(key: str, spec: dict[str, Any], config: Config, where: str) ->
     return SearchParam(key=key, low=low, high=high, log=log)
 
 
+def preset_to_toml(preset: Preset) -> str:
+    """A preset as TOML: its base config, then its `[sweep]` and `[search]` tables (a study's
+    `sweep.toml`, and what the app saves)."""
+    text = config_to_toml(preset.config)
+    if preset.sweep:
+        text += "\n[sweep]\n" + "".join(f'"{key}" = {format_value(list(values))}\n' for key, values in preset.sweep)
+    if preset.search is not None:
+        text += "\n" + search_toml(preset.search)
+    return text
+
+
 def search_toml(search: Search) -> str:
     """The `[search]` table as TOML (the study's manifest holds it)."""
     lines = ["[search]", f"trials = {search.trials}", f'sampler = "{search.sampler}"', f'pruner = "{search.pruner}"']

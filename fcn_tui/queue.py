@@ -1,18 +1,12 @@
-"""Plan the runs of one or more presets, where their folders go, and which `--resume` skips.
+"""Where a single run's folder goes, and what `--resume` does with it (`fcn_tui.runner.run_single`).
 
-A preset without a sweep is one run, written to `OUT/<time>-<name>/`. A preset with a
-`[sweep]` is a study: `OUT/<time>-<name>/` holds `sweep.toml` (the preset as given), one run
-folder per run (`001-<run name>`, ...), `results.csv` and `results.md`.
-
-With `resume=True`, a sweep reuses the newest study folder of the same preset name under OUT,
-and any run already `completed` with the same configuration (there, or for a single-run
-preset directly under OUT) is skipped. A `stopped`, `incomplete` or `failed` run of the same
-configuration that left a usable checkpoint continues in its own folder from its last epoch;
-the others run again in a new folder. Nothing is deleted: an earlier attempt without a
-checkpoint, a damaged (`unreadable`) run folder, a link or a folder that is not a run stays as
-it is beside the new one.
-
-Shared by the CLI and the TUI, so both lay out runs the same way. Imports no torch.
+A preset without `[sweep]` or `[search]` is one run, written to `OUT/<time>-<name>/`. With
+`resume=True`, a run already `completed` with the same configuration directly under OUT is
+skipped; a `stopped`, `incomplete` or `failed` one that left a usable checkpoint continues in
+its own folder from its last epoch; otherwise the run starts in a new folder. Nothing is
+deleted: an earlier attempt without a checkpoint, a damaged (`unreadable`) run folder, a link or
+a folder that is not a run stays as it is beside the new one. Studies (sweeps and searches) are
+planned in their storage instead (`fcn_tui.runner`, `fcn_tui.study_store`). Imports no torch.
 """
 
 from __future__ import annotations
@@ -22,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, Preset, config_to_dict, config_to_toml, format_value
+from fcn_tui.config import Config, Preset, config_to_dict, preset_to_toml
 from fcn_tui.runs import (
     CHECKPOINT,
     RunRecord,
@@ -110,28 +104,8 @@ class PlannedGroup:
 
 
 def sweep_manifest(preset: Preset) -> str:
-    """The preset as TOML: its base config plus its `[sweep]` table."""
-    text = config_to_toml(preset.config)
-    if preset.sweep:
-        text += "\n[sweep]\n" + "".join(
-            f'"{key}" = {format_value(list(values))}\n' for key, values in preset.sweep
-        )
-    return text
-
-
-def _newest_study(out_root: Path, name: str) -> Path | None:
-    if not out_root.is_dir():
-        return None
-    import tomllib
-
-    candidates = []
-    for manifest in out_root.glob(f"*/{SWEEP_MANIFEST}"):
-        try:
-            if tomllib.loads(manifest.read_text(encoding="utf-8")).get("name") == name:
-                candidates.append(manifest.parent)
-        except (OSError, ValueError, RecursionError):  # not a manifest we wrote: not this study
-            continue
-    return max(candidates, default=None, key=lambda p: p.name)
+    """The preset as TOML (`fcn_tui.config.preset_to_toml`)."""
+    return preset_to_toml(preset)
 
 
 def _config_key(config: Config) -> str:
@@ -156,12 +130,7 @@ def plan(presets: list[Preset], out_root: Path, resume: bool = False) -> list[Pl
         group = PlannedGroup(preset=preset, out_root=Path(out_root))
         earlier: list[RunRecord] = []
         if resume:
-            if preset.is_sweep:
-                group.sweep_dir = _newest_study(group.out_root, preset.config.name)
-                if group.sweep_dir is not None:
-                    earlier = find_runs(group.sweep_dir)
-            else:
-                earlier = [r for r in find_runs(group.out_root) if r.path.parent == group.out_root]
+            earlier = [r for r in find_runs(group.out_root) if r.path.parent == group.out_root]
         done = _by_config(earlier, (ev.COMPLETED,))
         unfinished = _by_config([r for r in earlier if (r.path / CHECKPOINT).is_file()], UNFINISHED)
         for index, config in enumerate(preset.runs(), start=1):

@@ -55,10 +55,9 @@ from fcn_tui.config import (
     Preset,
     config_from_dict,
     config_to_dict,
-    config_to_toml,
     format_value,
     preset_from_text,
-    search_toml,
+    preset_to_toml,
 )
 from fcn_tui.runs import RunRecord, read_run
 
@@ -226,12 +225,7 @@ def make_pruner(preset: Preset) -> optuna.pruners.BasePruner:
 
 def study_manifest(preset: Preset) -> str:
     """The preset as TOML: its base config, `[sweep]` and `[search]` tables (`sweep.toml`)."""
-    text = config_to_toml(preset.config)
-    if preset.sweep:
-        text += "\n[sweep]\n" + "".join(f'"{key}" = {format_value(list(values))}\n' for key, values in preset.sweep)
-    if preset.search is not None:
-        text += "\n" + search_toml(preset.search)
-    return text
+    return preset_to_toml(preset)
 
 
 def config_key(config: Config | dict) -> str:

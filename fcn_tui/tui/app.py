@@ -33,7 +33,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, Preset, config_to_toml, format_value, load_preset
+from fcn_tui.config import Config, ConfigError, Preset, format_value, load_preset
 from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
@@ -106,6 +106,7 @@ class FcnApp(App):
         self.study = study  # (storage, study name) for the Study tab; (None, None): the newest under OUT
         self.preset = preset or Preset(config=Config())
         self.sweep = self.preset.sweep
+        self.search = self.preset.search  # a preset's [search]: ctrl+r trains the search
         self.out = Path(out)
         self.data_dir = data_dir
         self.backend_factory = backend_factory or self._load_torch_backend
@@ -473,8 +474,12 @@ class FcnApp(App):
                              for key, values in self.sweep})
 
     def _sweep_text(self) -> Text:
-        """What the preset adds beyond the form: its sweep."""
-        if not self.sweep:
+        """What the preset adds beyond the form: its sweep or search."""
+        if self.search is not None:
+            keys = ", ".join(p.key for p in self.search.params)
+            text = Text(f"search: {self.search.trials} trials over {keys} ({self.search.sampler}, pruner "
+                        f"{self.search.pruner}); progress on F5", style="bold")
+        elif not self.sweep:
             text = Text("one run per start · a preset with a [sweep] table runs as a queue")
         else:
             keys = " × ".join(f"{k} = {', '.join(format_value(x) for x in v)}" for k, v in self.sweep)
@@ -504,7 +509,7 @@ class FcnApp(App):
             return
         self.start_when_ready = False
         try:
-            preset = Preset(config=config, sweep=self.sweep, source=self.preset.source)
+            preset = Preset(config=config, sweep=self.sweep, source=self.preset.source, search=self.search)
             preset.runs()  # the swept values must suit the form's settings
         except ConfigError as err:
             self.notify(str(err), severity="error")
@@ -597,13 +602,16 @@ class FcnApp(App):
         """Fill the form from `preset` and queue its sweep (if any) on the next start."""
         self.preset = preset
         self.sweep = preset.sweep
+        self.search = preset.search
         self.form.set_config(preset.config)
         self._show_sweep()
         self.action_tab("setup")  # show what was loaded
-        self.notify(f"opened {preset.source}" + (f": {len(preset.runs())} runs" if preset.sweep else ""))
+        size = f": {len(preset.runs())} runs" if preset.sweep else ""
+        self.notify(f"opened {preset.source}" + (f": a search of {preset.search.trials} trials" if preset.search else size))
 
     def action_clear_sweep(self) -> None:
         self.sweep = ()
+        self.search = None
         self._show_sweep()
 
     def action_save_preset(self) -> None:
@@ -615,10 +623,9 @@ class FcnApp(App):
         def save(target: Path | None) -> None:
             if target is None:
                 return
-            from fcn_tui.queue import sweep_manifest
+            from fcn_tui.config import preset_to_toml
 
-            preset = Preset(config=config, sweep=self.sweep)
-            text = sweep_manifest(preset) if self.sweep else config_to_toml(config)
+            text = preset_to_toml(Preset(config=config, sweep=self.sweep, search=self.search))
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(target, text)  # never through a link planted at the target
