@@ -480,7 +480,7 @@ class FcnApp(App):
             text = Text(f"search: {self.search.trials} trials over {keys} ({self.search.sampler}, pruner "
                         f"{self.search.pruner}); progress on F5", style="bold")
         elif not self.sweep:
-            text = Text("one run per start · a preset with a [sweep] table runs as a queue")
+            text = Text("one run per start · a preset with a [sweep] or [search] table runs as a study (F5)")
         else:
             keys = " × ".join(f"{k} = {', '.join(format_value(x) for x in v)}" for k, v in self.sweep)
             count = math.prod(len(values) for _, values in self.sweep)
