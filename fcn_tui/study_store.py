@@ -33,6 +33,7 @@ Imports no torch and nothing of the UI.
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -64,6 +65,7 @@ from fcn_tui.runs import RunRecord, read_run
 JOURNAL = "study.journal"
 HEARTBEAT_S = 10  # how often a training worker tells an RDB storage it is alive
 GRACE_S = 60  # a run whose worker was silent this long is taken over (6 missed heartbeats)
+SCHEMA_TRIES = 5  # attempts at creating Optuna's tables when other workers create them at the same time
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
@@ -114,18 +116,24 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
     A journal that does not exist is an error unless `create`; a server that cannot be reached,
     or a missing driver, is a `StudyError` with the reason."""
     if is_url(spec):
-        try:
-            return optuna.storages.RDBStorage(
-                _sqlalchemy_url(str(spec)),
-                engine_kwargs={"pool_pre_ping": True},  # a dropped connection is reopened, not an error
-                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=on_stale,
-            )
-        except ImportError as err:
-            raise StudyError(f"{describe(spec)}: needs the psycopg driver ({err}); pip install 'psycopg[binary]'") from None
-        except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError, ArgumentError, ...
-            reason = str(getattr(err, "orig", None) or err).strip().splitlines()
-            raise StudyError(f"cannot open {describe(spec)}: {reason[0] if reason else type(err).__name__}") from None
+        for attempt in range(SCHEMA_TRIES):
+            try:
+                return optuna.storages.RDBStorage(
+                    _sqlalchemy_url(str(spec)),
+                    engine_kwargs={"pool_pre_ping": True},  # a dropped connection is reopened, not an error
+                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=on_stale,
+                )
+            except ImportError as err:
+                raise StudyError(f"{describe(spec)}: needs the psycopg driver ({err}); pip install 'psycopg[binary]'") from None
+            except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError, ArgumentError, ...
+                reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+                if type(err).__name__ in ("IntegrityError", "ProgrammingError") and attempt + 1 < SCHEMA_TRIES:
+                    # several machines creating Optuna's tables in an empty database at the same moment:
+                    # one wins, the others find the tables made on their next try
+                    time.sleep(0.2 + random.random() * (attempt + 1))
+                    continue
+                raise StudyError(f"cannot open {describe(spec)}: {reason[0] if reason else type(err).__name__}") from None
     if "://" in str(spec):
         raise StudyError(f"{spec}: unsupported storage; use a study folder, postgresql://... or sqlite:///...")
     path = journal_path(spec)
