@@ -113,6 +113,9 @@ class FcnApp(App):
         self.backend: Any = None
         self.data_error: str | None = None
         self.running = False
+        self._history_lock = threading.Lock()  # `load_runs`: one read of the history at a time
+        self._history_busy = False  # a read is under way
+        self._history_again = False  # the history changed during that read
         self.stop_event = threading.Event()
         self.quit_when_stopped = False
         self.start_when_ready = False  # ctrl+r pressed while the data was still loading
@@ -283,14 +286,34 @@ class FcnApp(App):
             return
         self.post_message(DataReady(backend))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="history", description="read run history")
     def load_runs(self) -> None:
-        try:
-            records = find_runs(self.out)
-        except OSError as err:  # an unreadable output folder
-            self.post_message(RunError("history", f"cannot read {self.out}: {err.strerror or err}"))
-            records = []
-        self.post_message(RunsLoaded(records))
+        """Read the run history again: now, or right after the read under way (a read is never
+        cancelled, so every message it posts arrives and no waiting worker is let down)."""
+        with self._history_lock:
+            if self._history_busy:
+                self._history_again = True
+                return
+            self._history_busy = True
+        self._read_runs()
+
+    @work(thread=True, exit_on_error=False, group="history", description="read run history")
+    def _read_runs(self) -> None:
+        while True:
+            try:
+                records = find_runs(self.out)
+            except OSError as err:  # an unreadable output folder
+                self.post_message(RunError("history", f"cannot read {self.out}: {err.strerror or err}"))
+                records = []
+            except BaseException:
+                with self._history_lock:
+                    self._history_busy = False  # the next load_runs reads again
+                raise
+            self.post_message(RunsLoaded(records))
+            with self._history_lock:
+                if not self._history_again:
+                    self._history_busy = False
+                    return
+                self._history_again = False  # runs changed while it read: read again
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="training", description="train the queue")
     def train_queue(self, presets: list[Preset], backend: Any, stop: threading.Event) -> None:

@@ -86,6 +86,7 @@ class StudyView(Vertical):
         self.records: list = []
         self.selected: str | None = None  # the highlighted run's folder name
         self._store: Any = None  # the open study, kept between refreshes (thread worker only)
+        self._loading: Any = None  # the read under way, if any
 
     def compose(self) -> ComposeResult:
         yield Static("looking for a study…", id="study-title")
@@ -97,12 +98,13 @@ class StudyView(Vertical):
 
     def _tick(self) -> None:
         if self.display and self.is_on_screen:  # redraw only while visible
-            self.load()
+            self.action_refresh_now()
 
     def action_refresh_now(self) -> None:
-        self.load()
+        if self._loading is None or self._loading.is_finished:  # never cancel a read under way
+            self._loading = self.load()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="study", description="read the study")
+    @work(thread=True, exit_on_error=False, group="study", description="read the study")
     def load(self) -> None:
         from fcn_tui.runs import read_metrics
         from fcn_tui.study_store import StudyError, StudyStore, describe
