@@ -205,3 +205,16 @@ async def test_the_study_tab_shows_a_study_trained_elsewhere_live(tmp_path):
         store.storage.set_trial_user_attr(claimed._trial_id, "host", "elsewhere")
         await until(pilot, lambda: table.row_count == 3)
         assert [str(c) for c in table.get_row_at(2)][1:3] == ["running", "w9"]
+
+
+def test_a_study_in_sqlite_trains_once_and_exports_from_the_storage(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    options = runner.RunOptions(out=tmp_path / "out", storage=url, study_name="grid-in-sqlite")
+    events = list(runner.run_study(load_preset(grid(tmp_path, epochs=2)), ScriptedBackend(), lambda: False, options))
+    assert [e.name for e in events if isinstance(e, runner.RunStarting)] == ["optim.lr=0.01", "optim.lr=0.02"]
+    assert {p.name for p in (tmp_path / "out" / "grid-in-sqlite").iterdir()} >= {
+        "001-optim.lr=0.01", "002-optim.lr=0.02", "results.csv", "results.md"}
+    result = cli.invoke(app, ["export", "--storage", url, "--study", "grid-in-sqlite", "--csv", str(tmp_path / "all.csv")])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "all.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",completed," in row for row in rows[1:])
