@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "torchvision", "textual", "matplotlib", "plotext")
+HEAVY = ("torch", "torchvision", "textual", "matplotlib", "plotext", "optuna")
 
 HELP_CHILD = """
 import json, sys
@@ -76,7 +76,8 @@ async def main():
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         report = {"mounted": app.screen.is_mounted, "widgets": len(app.screen.query("*")),
-                  "backend": app.backend is not None, "torch": "torch" in sys.modules}
+                  "backend": app.backend is not None, "torch": "torch" in sys.modules,
+                  "optuna": "optuna" in sys.modules}
         print(json.dumps(report), flush=True)
         os._exit(0)  # the held-back load never finishes; nothing else to wait for
 
@@ -92,3 +93,4 @@ def test_first_screen_is_up_before_torch_is_imported(tmp_path):
     assert report["mounted"] and report["widgets"] > 10
     assert report["backend"] is False  # the data is still loading
     assert report["torch"] is False
+    assert report["optuna"] is False  # studies are read and trained in threads, after the first paint

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from fcn_tui import events as ev
-from fcn_tui import runner
 from fcn_tui.config import Preset
 from fcn_tui.tui.messages import Progress, QueueDone, RunError, SweepWritten, TrainEvent
 
@@ -22,6 +21,8 @@ from fcn_tui.tui.messages import Progress, QueueDone, RunError, SweepWritten, Tr
 def run_queue(presets: list[Preset], out: Path, backend: Any, stop: threading.Event,
               post: Callable[[Any], Any]) -> None:
     """Run every planned run of `presets` in order; a failing run is reported, the rest go on."""
+    from fcn_tui import runner  # Optuna: imported in this thread, after the app's first paint
+
     try:
         for event in runner.run_presets(presets, backend, stop.is_set, runner.RunOptions(out=Path(out))):
             if isinstance(event, runner.Trained):
