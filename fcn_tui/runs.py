@@ -201,18 +201,26 @@ def metrics_line(event: ev.EpochEnded) -> str:
     )
 
 
+def load_torch_file(path: Path) -> tuple[Any, str]:
+    """`torch.load` onto the CPU without running any code from the file (`weights_only=True`):
+    (the object, "") or (None, the name of the error) for a damaged or foreign file."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), ""
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign file is reported, not fatal
+        return None, type(err).__name__
+
+
 def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
     """A run folder's checkpoint, loaded without running any code from the file
     (`weights_only=True`), or None and the reason it cannot be used."""
     path = Path(run_dir) / CHECKPOINT
     if path.is_symlink() or not path.is_file():
         return None, "no checkpoint"
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a damaged or foreign file is reported, not fatal
-        return None, f"{path.name}: unreadable ({type(err).__name__})"
+    state, error = load_torch_file(path)
+    if error:
+        return None, f"{path.name}: unreadable ({error})"
     if not isinstance(state, dict):
         return None, f"{path.name}: not a checkpoint"
     return state, ""

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fcn_tui.runs import load_torch_file
+
 MODEL = "model.pt"
 PIXELS = 28 * 28
 MAX_MODEL = 1 << 30  # 1 GiB: far beyond any MLP the form allows; more is not ours
@@ -30,10 +32,9 @@ def first_layer(run_dir: Path) -> tuple[Any, str]:
         return None, f"{MODEL}: cannot read ({err.strerror or err})"
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a damaged or foreign file is reported, not fatal
-        return None, f"{MODEL} is damaged or not ours ({type(err).__name__})"
+    state, error = load_torch_file(path)
+    if error:
+        return None, f"{MODEL} is damaged or not ours ({error})"
     if not isinstance(state, dict):
         return None, f"{MODEL} is not a saved state dict"
     for key, value in state.items():  # Sequential keys in layer order: "0.weight" first
