@@ -396,6 +396,10 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
     study.sampler = make_sampler(store.preset, frozen.number)
     study.pruner = make_pruner(store.preset)
     trial = optuna.Trial(study, frozen._trial_id)
+    # Who trains it, before anything slow: the pid first and the host last, because other
+    # workers judge a claim with a host by its pid (see `claimant_alive`).
+    for key, value in (("pid", os.getpid()), ("worker", options.worker_label), ("host", socket.gethostname())):
+        _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
     run = attr(frozen, "run", frozen.number + 1)
     total = max(len(store.latest_runs()), run)
     given = None
@@ -410,8 +414,7 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
         _conclude(store, trial, ev.FAILED, {"error": str(err)})
         yield RunCrashed(attr(frozen, "name") or f"run {run}", str(err))
         return
-    for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("worker", options.worker_label),
-                       ("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
+    for key, value in (("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
                        ("epoch", 0), ("epochs", config.train.epochs)):
         _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
     stop_heartbeat = store.heartbeat(frozen._trial_id)

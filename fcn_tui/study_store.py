@@ -40,6 +40,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ JOURNAL = "study.journal"
 HEARTBEAT_S = 10  # how often a training worker tells an RDB storage it is alive
 GRACE_S = 60  # a run whose worker was silent this long is taken over (6 missed heartbeats)
 SCHEMA_TRIES = 5  # attempts at creating Optuna's tables when other workers create them at the same time
+CLAIM_GRACE_S = 120  # a claimed run whose worker never wrote its host and pid is taken over after this
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
@@ -252,13 +254,27 @@ def process_alive(host: Any, pid: Any) -> bool | None:
     return runs.process_alive(pid, host)
 
 
+def claimant_alive(trial: FrozenTrial) -> bool | None:
+    """Whether the worker that claimed a RUNNING trial lives (None: cannot be told from here).
+
+    A worker writes its pid, then its host, right after claiming; until both are there the claim
+    is in progress, unless it is older than `CLAIM_GRACE_S` (the worker died in between)."""
+    host, pid = attr(trial, "host"), attr(trial, "pid")
+    if host is None or pid is None:
+        started = trial.datetime_start
+        if started is not None and (datetime.now() - started).total_seconds() > CLAIM_GRACE_S:
+            return False
+        return None
+    return process_alive(host, pid)
+
+
 def run_status(trial: FrozenTrial) -> str:
     """The run's status as the study sees it: `queued`, `running`, or a run folder's status."""
     if trial.state == TrialState.WAITING:
         return QUEUED
     status = attr(trial, "status", ev.RUNNING)
     if trial.state == TrialState.RUNNING:
-        return ev.INCOMPLETE if process_alive(attr(trial, "host"), attr(trial, "pid")) is False else ev.RUNNING
+        return ev.INCOMPLETE if claimant_alive(trial) is False else ev.RUNNING
     if status in (ev.RUNNING, QUEUED):  # failed while running: its worker died or was taken over
         return ev.INCOMPLETE
     return status if status in ev.STATUSES else ev.FAILED
@@ -415,7 +431,7 @@ class StudyStore:
         """Fail and re-queue the runs of dead workers: a gone process on this host, a stale heartbeat."""
         count = 0
         for trial in self.trials((TrialState.RUNNING,)):
-            if process_alive(attr(trial, "host"), attr(trial, "pid")) is False and self.fail(trial._trial_id):
+            if claimant_alive(trial) is False and self.fail(trial._trial_id):
                 self.requeue(self.storage.get_trial(trial._trial_id))
                 count += 1
         if self.is_rdb:
@@ -427,7 +443,7 @@ class StudyStore:
     def busy_elsewhere(self) -> int:
         """Runs another live worker is training (or might be: a host we cannot see into)."""
         return sum(1 for t in self.trials((TrialState.RUNNING,))
-                   if process_alive(attr(t, "host"), attr(t, "pid")) is not False)
+                   if claimant_alive(t) is not False)
 
     def heartbeat(self, trial_id: int) -> Callable[[], None]:
         """Start recording the RDB heartbeat of a claimed trial; returns the function that stops it."""

@@ -154,6 +154,42 @@ def test_resume_leaves_a_run_that_another_host_is_training_to_it(tmp_path):
     assert StudyStore.open(study).storage.get_trial(busy._trial_id).state.name == "RUNNING"
 
 
+def test_a_claim_still_being_written_is_not_taken_for_a_dead_worker(tmp_path, monkeypatch):
+    import os
+    import socket
+
+    from fcn_tui import study_store
+
+    study = stop_in_run(grid(tmp_path), tmp_path / "out", run=1)
+    store = StudyStore.open(study)
+    claimed = store.claim()  # another worker has just claimed run 2 and writes who it is
+    tid = claimed._trial_id
+    assert store.reclaim_dead() == 0
+    store.storage.set_trial_user_attr(tid, "host", socket.gethostname())  # its host, not yet its pid
+    assert store.reclaim_dead() == 0 and store.busy_elsewhere() == 1
+    store.storage.set_trial_user_attr(tid, "pid", os.getpid())
+    assert store.reclaim_dead() == 0 and study_store.run_status(store.storage.get_trial(tid)) == "running"
+    store.storage.set_trial_user_attr(tid, "pid", 2**22 + 12345)  # that worker is gone
+    assert store.reclaim_dead() == 1
+    assert [t.state.name for t in store.trials() if t.user_attrs["run"] == 2] == ["FAIL", "WAITING"]
+
+
+def test_a_worker_that_died_before_saying_who_it_is_loses_its_claim_after_a_grace(tmp_path, monkeypatch):
+    from fcn_tui import study_store
+
+    study = stop_in_run(grid(tmp_path), tmp_path / "out", run=1)
+    store = StudyStore.open(study)
+    claimed = store.claim()
+    assert study_store.run_status(store.storage.get_trial(claimed._trial_id)) == "running"
+    monkeypatch.setattr(study_store, "CLAIM_GRACE_S", -1)  # as if the claim were long past
+    assert study_store.run_status(store.storage.get_trial(claimed._trial_id)) == "incomplete"
+    assert store.busy_elsewhere() == 0
+    assert store.reclaim_dead() == 1
+    events = list(runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), lambda: False,
+                                   runner.RunOptions(out=tmp_path / "out", resume=True)))
+    assert [r.status for r in events[-1].records] == ["completed", "completed"]
+
+
 @pytest.mark.parametrize("spec, message", [
     ("mysql://x", "unsupported storage"),
     ("postgresql://nobody@127.0.0.1:1/none", "cannot open postgresql+psycopg://nobody@127.0.0.1:1/none"),
