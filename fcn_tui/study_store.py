@@ -39,7 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -287,6 +287,8 @@ class StudyStore:
     study: optuna.Study
     spec: str
     preset: Preset
+    # Local run folders of finished trials, read once: a progress display asks every second.
+    _finished_folders: dict[int, RunRecord | None] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -481,15 +483,22 @@ class StudyStore:
         for trial in self.latest_runs():
             record = record_from_trial(trial)
             folder = attr(trial, "run_dir")
-            if folder and attr(trial, "host") == socket.gethostname() and not Path(folder).is_symlink():
-                local = read_run(Path(folder))
-                if local is not None and trial.state != TrialState.RUNNING:
+            if folder and attr(trial, "host") == socket.gethostname() and trial.state.is_finished():
+                local = self._local_record(trial._trial_id, Path(folder))
+                if local is not None:
                     for key in ("worker", "trial", "epochs"):
                         local.summary.setdefault(key, record.summary.get(key))
                     record = local
             if not local_only or trial.state != TrialState.WAITING:
                 out.append(record)
         return out
+
+
+    def _local_record(self, trial_id: int, folder: Path) -> RunRecord | None:
+        """A finished trial's run folder on this host (None: gone, a link, unreadable), read once."""
+        if trial_id not in self._finished_folders:
+            self._finished_folders[trial_id] = None if folder.is_symlink() else read_run(folder)
+        return self._finished_folders[trial_id]
 
 
 def record_from_trial(trial: FrozenTrial) -> RunRecord:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
+
 from fcn_tui.config import Config, config_to_toml, load_preset
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import ConfirmDialog
@@ -129,3 +131,19 @@ async def test_a_confined_picker_shows_and_accepts_only_the_output_folder(tmp_pa
         await pilot.press("enter")  # inside: opens
         await until(pilot, lambda: app.form.config == WIDE)
     assert not (tmp_path / "saved.toml").exists()
+
+
+async def test_a_path_typed_the_instant_the_picker_opens_reaches_its_field(tmp_path, monkeypatch):
+    """Keys queued behind ctrl+o (a fast typist, a slow link) land in the path field, none lost."""
+    monkeypatch.chdir(folder(tmp_path))
+    app = FcnApp(out=tmp_path / "runs", backend_factory=ScriptedBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.post_message(events.Key("ctrl+o", None))
+        for char in "presets/wide.toml":
+            app.post_message(events.Key(char, char))
+        await until(pilot, lambda: isinstance(app.screen, FilePicker))
+        await until(pilot, lambda: app.screen.query_one("#path-input").value == "presets/wide.toml")
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, FilePicker))
+        assert app.form.config == WIDE
