@@ -30,8 +30,16 @@ from pathlib import Path
 
 from fcn_tui import events as ev
 from fcn_tui.config import ConfigError, load_preset
-from fcn_tui.queue import SWEEP_MANIFEST
-from fcn_tui.runs import MAX_SMALL_FILE, RunRecord, UnreadableFile, atomic_write, find_runs, read_file_text, slug
+from fcn_tui.runs import (
+    MAX_SMALL_FILE,
+    STUDY_MANIFEST,
+    RunRecord,
+    UnreadableFile,
+    atomic_write,
+    find_runs,
+    read_file_text,
+    slug,
+)
 from fcn_tui.study import Comparison, compare, setting_label, varying_keys
 
 DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 KB
@@ -76,7 +84,7 @@ def study_groups(folder: Path, warn: Callable[[str], None] | None = None) -> lis
     by_parent: dict[Path, list[RunRecord]] = {}
     for record in records:
         parent = record.path.parent
-        key = parent if (parent / SWEEP_MANIFEST).is_file() else Path("")
+        key = parent if (parent / STUDY_MANIFEST).is_file() else Path("")
         by_parent.setdefault(key, []).append(record)
     groups = []
     names = []
@@ -84,7 +92,7 @@ def study_groups(folder: Path, warn: Callable[[str], None] | None = None) -> lis
         preset = None
         if parent != Path(""):
             try:
-                preset = load_preset(parent / SWEEP_MANIFEST)
+                preset = load_preset(parent / STUDY_MANIFEST)
             except ConfigError:
                 preset = None
         name = preset.config.name if preset is not None else (parent.name or "runs")

@@ -16,27 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, Preset, config_to_dict, preset_to_toml
+from fcn_tui.config import Config, Preset, config_to_dict
 from fcn_tui.runs import (
     CHECKPOINT,
     RunRecord,
-    atomic_write_text,
     find_runs,
     load_checkpoint,
     new_run_dir,
-    read_run,
-    slug,
-    timestamp,
-    unique_dir,
 )
-
-SWEEP_MANIFEST = "sweep.toml"
 
 
 @dataclass
 class PlannedRun:
     config: Config
-    index: int  # 1-based position within its preset
     group: PlannedGroup
     skip: bool = False  # already completed (resume)
     run_dir: Path | None = None  # set when the run starts
@@ -61,51 +53,15 @@ class PlannedRun:
 
     def make_dir(self) -> Path:
         """This run's folder: the earlier attempt it continues, else a new one (nothing is removed)."""
-        if self.continue_dir is not None:
-            path = self.continue_dir
-        elif self.group.is_sweep:
-            path = unique_dir(self.group.ensure_dir(), f"{self.index:03d}-{slug(self.config.name)}")
-        else:
-            path = new_run_dir(self.group.out_root, self.config.name)
-        self.run_dir = path
-        return path
+        self.run_dir = self.continue_dir or new_run_dir(self.group.out_root, self.config.name)
+        return self.run_dir
 
 
 @dataclass
 class PlannedGroup:
     preset: Preset
     out_root: Path
-    sweep_dir: Path | None = None
     runs: list[PlannedRun] = field(default_factory=list)
-
-    @property
-    def is_sweep(self) -> bool:
-        return self.preset.is_sweep
-
-    @property
-    def name(self) -> str:
-        return self.preset.config.name
-
-    def ensure_dir(self) -> Path:
-        """The study folder, created with its manifest on first use."""
-        if self.sweep_dir is None:
-            self.sweep_dir = unique_dir(self.out_root, f"{timestamp()}-{slug(self.name)}")
-        if not (self.sweep_dir / SWEEP_MANIFEST).exists():
-            atomic_write_text(self.sweep_dir / SWEEP_MANIFEST, sweep_manifest(self.preset))
-        return self.sweep_dir
-
-    def records(self) -> list[RunRecord]:
-        """The runs of this group that have a folder, in plan order."""
-        out = []
-        for run in self.runs:
-            if run.run_dir is not None and (record := read_run(run.run_dir)) is not None:
-                out.append(record)
-        return out
-
-
-def sweep_manifest(preset: Preset) -> str:
-    """The preset as TOML (`fcn_tui.config.preset_to_toml`)."""
-    return preset_to_toml(preset)
 
 
 def _config_key(config: Config) -> str:
@@ -133,9 +89,9 @@ def plan(presets: list[Preset], out_root: Path, resume: bool = False) -> list[Pl
             earlier = [r for r in find_runs(group.out_root) if r.path.parent == group.out_root]
         done = _by_config(earlier, (ev.COMPLETED,))
         unfinished = _by_config([r for r in earlier if (r.path / CHECKPOINT).is_file()], UNFINISHED)
-        for index, config in enumerate(preset.runs(), start=1):
+        for config in preset.runs():
             key = _config_key(config)
-            run = PlannedRun(config=config, index=index, group=group, skip=key in done)
+            run = PlannedRun(config=config, group=group, skip=key in done)
             if run.skip:
                 run.run_dir = done[key]
             elif key in unfinished:

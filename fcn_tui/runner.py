@@ -42,6 +42,7 @@ from typing import Any
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
 from fcn_tui.runs import (
+    STUDY_MANIFEST,
     RunRecord,
     RunWriteError,
     atomic_write_text,
@@ -67,7 +68,6 @@ from fcn_tui.study_store import (
     suggest,
 )
 
-MANIFEST = "sweep.toml"
 POLL_S = 1.0  # how often an idle worker, or the parent of several, looks at the storage
 WORKER_STOP_S = 30  # after passing a stop on, wait this long for workers to save their runs
 CONTINUABLE = (ev.STOPPED, ev.INCOMPLETE, ev.FAILED)
@@ -241,7 +241,7 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
         else:
             out.mkdir(parents=True, exist_ok=True)
             folder = unique_dir(out, f"{timestamp()}-{slug(name)}")
-            atomic_write_text(folder / MANIFEST, study_manifest(preset))
+            atomic_write_text(folder / STUDY_MANIFEST, study_manifest(preset))
             store, created = StudyStore.create_or_join(folder, name, preset)
     total = len(store.latest_runs())
     from fcn_tui.study_store import describe
@@ -258,7 +258,7 @@ def newest_study_folder(out: Path, name: str) -> Path | None:
     if not out.is_dir():
         return None
     candidates = []
-    for manifest in out.glob(f"*/{MANIFEST}"):
+    for manifest in out.glob(f"*/{STUDY_MANIFEST}"):
         folder = manifest.parent
         if folder.is_symlink() or manifest.is_symlink() or not (folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink():
             continue

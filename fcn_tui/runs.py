@@ -192,6 +192,7 @@ def _reproducibility() -> dict[str, Any]:
 
 
 CHECKPOINT = "checkpoint.pt"
+STUDY_MANIFEST = "sweep.toml"  # a study folder's preset, written when the study is created
 
 
 def metrics_line(event: ev.EpochEnded) -> str:

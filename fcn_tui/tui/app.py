@@ -679,17 +679,17 @@ class FcnApp(App):
 
     def action_compare(self) -> None:
         """The comparison table of the highlighted run's sweep, else of every run."""
-        from fcn_tui.queue import SWEEP_MANIFEST
+        from fcn_tui.runs import STUDY_MANIFEST
         from fcn_tui.tables import app_comparison
 
         record = self.runs_view.highlighted()
         preset, title = None, f"all runs in {self.out}"
         records: list[RunRecord] = list(self.runs_view.records)
         sweep_dir = record.path.parent if record is not None else None
-        if sweep_dir is not None and (sweep_dir / SWEEP_MANIFEST).is_file():
+        if sweep_dir is not None and (sweep_dir / STUDY_MANIFEST).is_file():
             records = find_runs(sweep_dir)
             try:
-                preset = load_preset(sweep_dir / SWEEP_MANIFEST)
+                preset = load_preset(sweep_dir / STUDY_MANIFEST)
                 title = preset.config.name
             except ConfigError:
                 title = sweep_dir.name
