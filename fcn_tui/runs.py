@@ -60,8 +60,9 @@ class RunWriteError(OSError):
 
 
 def slug(text: str, limit: int = 80) -> str:
-    """A file-name-safe version of a run or preset name."""
-    cleaned = re.sub(r"[^A-Za-z0-9._,=+-]+", "-", text).strip("-.")
+    """A file-name-safe version of a run or preset name (`model.hidden=[16,8]` -> `model.hidden=16,8`)."""
+    unbracketed = re.sub(r"[\[\]]", "", text)  # a dash in their place would read as a minus sign
+    cleaned = re.sub(r"[^A-Za-z0-9._,=+-]+", "-", unbracketed).strip("-.")
     return (cleaned or "run")[:limit]
 
 

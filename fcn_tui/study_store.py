@@ -208,7 +208,8 @@ def suggest(trial: optuna.Trial, preset: Preset, config: Config | None) -> Confi
         values[key] = labels.get(raw, raw) if labels else raw
     if config is not None:
         return config
-    name = ",".join([preset.config.name, *(f"{k}={short_value(v)}" for k, v in values.items())])
+    # named by its sampled values alone, as grid runs are by theirs
+    name = ",".join(f"{k}={short_value(v)}" for k, v in values.items()) or preset.config.name
     return preset.config.with_values({**values, "name": name}, f"trial {trial.number}")
 
 

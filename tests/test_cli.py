@@ -23,7 +23,7 @@ def test_run_writes_a_complete_run_folder(tiny_preset, synthetic_data_dir, tmp_p
     result = run_cli(tiny_preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "model.hidden=[16,8]")
     assert result.exit_code == 0, result.output
     [run_dir] = list(out.iterdir())
-    assert run_dir.name.endswith("-tiny,model.hidden=-16,8")  # named after what --set changed
+    assert run_dir.name.endswith("-tiny,model.hidden=16,8")  # named after what --set changed
     assert {p.name for p in run_dir.iterdir()} == {"config.toml", "metrics.csv", "summary.json", "confusion.csv", "model.pt",
                                                   "predictions.npz"}
 

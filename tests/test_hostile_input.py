@@ -100,7 +100,7 @@ def test_sweeping_model_hidden_runs_every_architecture_and_resumes(synthetic_dat
     assert result.exit_code == 0, result.output
     [study] = out.iterdir()
     runs = sorted(p.name for p in study.iterdir() if p.is_dir())
-    assert runs == ["001-model.hidden=-16", "002-model.hidden=-16,8"]
+    assert runs == ["001-model.hidden=16", "002-model.hidden=16,8"]
     assert load_preset(study / runs[1] / "config.toml").config.model.hidden == (16, 8)
     again = run_cli(preset, "--data-dir", synthetic_data_dir, "--out", out, "--resume")  # reads sweep.toml back
     assert again.exit_code == 0, again.output

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -87,6 +88,8 @@ def test_a_search_samples_the_same_trials_again_from_the_same_seed(tmp_path):
         events = list(runner.run_study(preset, ScriptedBackend(), lambda: False, runner.RunOptions(out=tmp_path / out)))
         names.append([e.name for e in events if isinstance(e, runner.RunStarting)])
     assert names[0] == names[1] and len(set(names[0])) == 4
+    # each trial is named by what was sampled for it, as grid runs are: `optim.lr=0.0123,optim.name=sgd`
+    assert all(re.fullmatch(r"optim\.lr=[0-9.e-]+,optim\.name=(sgd|adam)", name) for name in names[0]), names[0]
 
 
 def grid(tmp_path: Path, epochs: int = 3) -> Path:
