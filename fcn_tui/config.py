@@ -508,15 +508,8 @@ def parse_search(table: Any, config: Config, source: str) -> Search:
     params = []
     for key, spec in table.items():
         where = f"{source}: search.{key}"
-        if key == "trials":
-            if isinstance(spec, bool) or not isinstance(spec, int) or not 1 <= spec <= MAX_SEARCH_TRIALS:
-                raise ConfigError(f"{where}: expected an integer from 1 to {MAX_SEARCH_TRIALS:,}, got {_show(spec)}")
-            settings[key] = spec
-        elif key in ("sampler", "pruner"):
-            choices = SAMPLERS if key == "sampler" else PRUNERS
-            if spec not in choices:
-                raise ConfigError(f"{where}: unknown choice {_show(spec)}; valid: {', '.join(choices)}")
-            settings[key] = spec
+        if key in SEARCH_SETTINGS:
+            settings[key] = _search_setting(key, spec, where)
         elif key not in valid:
             raise ConfigError(f"{where}: unknown key{_suggest(str(key), valid + list(SEARCH_SETTINGS))}")
         elif isinstance(spec, list):
@@ -536,6 +529,33 @@ def parse_search(table: Any, config: Config, source: str) -> Search:
     if not params:
         raise ConfigError(f"{source}: search: no setting to search; add e.g. \"optim.lr\" = {{ low = 1e-4, high = 0.1, log = true }}")
     return Search(params=tuple(params), **settings)
+
+
+def _search_setting(key: str, spec: Any, where: str) -> Any:
+    """`trials`, `sampler` or `pruner` of a `[search]` table, checked."""
+    if key == "trials":
+        if isinstance(spec, bool) or not isinstance(spec, int) or not 1 <= spec <= MAX_SEARCH_TRIALS:
+            raise ConfigError(f"{where}: expected an integer from 1 to {MAX_SEARCH_TRIALS:,}, got {_show(spec)}")
+        return spec
+    choices = SAMPLERS if key == "sampler" else PRUNERS
+    if spec not in choices:
+        raise ConfigError(f"{where}: unknown choice {_show(spec)}; valid: {', '.join(choices)}")
+    return spec
+
+
+def _with_search_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
+    """`--set search.trials=6` (and `search.sampler`, `search.pruner`) applied to the preset's search."""
+    settings = {}
+    for dotted, value in overrides.items():
+        key = dotted.partition(".")[2]
+        where = f"--set: {dotted}"
+        if key not in SEARCH_SETTINGS:
+            raise ConfigError(f"{where}: only {', '.join('search.' + k for k in SEARCH_SETTINGS)} can be set; "
+                              "ranges and choices are given in the preset")
+        if preset.search is None:
+            raise ConfigError(f"{where}: {preset.source} has no [search] table")
+        settings[key] = _search_setting(key, value, where)
+    return dataclasses.replace(preset, search=dataclasses.replace(preset.search, **settings)) if settings else preset
 
 
 def _search_range(key: str, spec: dict[str, Any], config: Config, where: str) -> SearchParam:
@@ -613,6 +633,10 @@ def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = 
             message = message.replace("end of document", f"end of document, line {line}, column {column}")
         raise ConfigError(f"{source}: invalid TOML: {message}") from None
     preset = preset_from_dict(data, source)
+    if overrides:
+        searched = {k: v for k, v in overrides.items() if k.startswith("search.")}
+        preset = _with_search_overrides(preset, searched)
+        overrides = {k: v for k, v in overrides.items() if k not in searched}
     if overrides:
         swept = {k for k, _ in preset.sweep}
         clash = swept & set(overrides)

@@ -92,3 +92,20 @@ def test_sweep_is_the_cartesian_product_with_stable_names():
 def test_sweep_values_are_validated():
     with pytest.raises(ConfigError, match=r"sweep.optim.lr: must be > 0.0"):
         preset_from_text("[sweep]\n'optim.lr' = [0.1, 0]\n", "s.toml")
+
+
+def test_set_changes_a_search_s_trials_sampler_and_pruner_and_nothing_else_of_it():
+    repo_search = Path(__file__).resolve().parent.parent / "presets" / "search.toml"
+    preset = load_preset(repo_search, parse_overrides(["search.trials=3", "search.pruner=none", "train.epochs=2"]))
+    assert (preset.search.trials, preset.search.pruner) == (3, "none")
+    assert preset.config.train.epochs == 2
+    assert preset.search.params == load_preset(repo_search).search.params
+    for item, message in [
+        ("search.trials=0", "--set: search.trials: expected an integer from 1"),
+        ("search.sampler=grid", "--set: search.sampler: unknown choice 'grid'; valid: tpe, random"),
+        ("search.optim.lr=0.1", "--set: search.optim.lr: only search.trials, search.sampler, search.pruner can be set"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+            load_preset(repo_search, parse_overrides([item]))
+    with pytest.raises(ConfigError, match=r"search\.trials: .*baseline\.toml has no \[search\] table"):
+        load_preset(repo_search.parent / "baseline.toml", parse_overrides(["search.trials=3"]))
