@@ -226,7 +226,8 @@ def _check_value(f: dataclasses.Field, value: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]  # `hidden = 512` means one layer
         if not isinstance(value, (list, tuple)):  # a tuple: a value taken from another Config (sweeps)
-            raise ConfigError(f"{where}: expected a list of integers, got {_type_name(value)} {_show(value)}")
+            raise ConfigError(f"{where}: expected a list of integers such as [400, 400], "
+                              f"got {_type_name(value)} {_show(value)}")
         if not rules.get("min_len", 0) <= len(value) <= rules.get("max_len", 10**9):
             raise ConfigError(
                 f"{where}: expected {rules['min_len']} to {rules['max_len']} layers, got {len(value)}"
@@ -327,7 +328,9 @@ def parse_set_value(text: str, where: str = "--set") -> Any:
     values TOML cannot hold (nested 1,000 deep, integers of thousands of digits)."""
     try:
         parsed = parse_toml(f"v = {text}", where)
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as err:
+        if text.strip()[:1] in ("[", "{", '"', "'"):  # meant as TOML: say what is wrong with it
+            raise ConfigError(f"{where}: invalid TOML value {_show(text.strip())}: {err}") from None
         return text.strip()
     if list(parsed) != ["v"]:
         raise ConfigError(f"{where}: expected one value, got more settings after it on other lines")

@@ -68,6 +68,10 @@ def test_set_rejects_unknown_keys_and_bad_shapes():
         Config().with_values(parse_overrides(["optim.lrr=0.1"]))
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_overrides(["optim.lr"])
+    with pytest.raises(ConfigError, match=r"model\.hidden: invalid TOML value '\[400,400': Unclosed array"):
+        parse_overrides(["model.hidden=[400,400"])  # a typo in a list is a TOML error, not a string
+    with pytest.raises(ConfigError, match=r"expected a list of integers such as \[400, 400\]"):
+        Config().with_values(parse_overrides(["model.hidden=400,400"]))
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path):

@@ -90,6 +90,8 @@ async def test_invalid_value_is_marked_and_disables_start(tiny_preset, tmp_path)
         assert screen_text(app, "#e-optim-lr") == ""
         assert not start.disabled
         assert app.form.config.optim.lr == 0.02 and app.form.config.model.hidden == (32, 16)
+        await type_into(pilot, "#f-model-hidden", "[64, 32]")  # as a preset writes it
+        assert screen_text(app, "#e-model-hidden") == "" and app.form.config.model.hidden == (64, 32)
 
 
 async def test_one_epoch_run_updates_every_view_and_writes_the_run(tiny_preset, synthetic_data_dir, tmp_path):

@@ -88,7 +88,13 @@ def parse_field(kind: Any, text: str) -> Any:
     if kind == "text":
         return text
     if kind == "hidden":
-        value = parse_set_value("[" + text + "]")
+        inner = text.strip()
+        if inner.startswith("[") and inner.endswith("]"):  # `[512, 256]`, as a preset writes it
+            inner = inner[1:-1]
+        try:
+            value = parse_set_value("[" + inner + "]")
+        except ConfigError:
+            value = None
         if not isinstance(value, list):
             raise ConfigError("form: model.hidden: expected widths such as 400,400")
         return value
