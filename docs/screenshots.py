@@ -86,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)  # before training, not after it
     with tempfile.TemporaryDirectory(prefix="fcn-tui-shots-") as work:
         svgs = asyncio.run(shoot(args.out, Path(work)))
     to_png(svgs)
