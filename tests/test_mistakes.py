@@ -173,6 +173,12 @@ async def test_enter_on_a_confusion_cell_pages_through_its_images_most_confident
         assert captions(screen)[0].endswith(f"#{ranked[3]}")
         await pilot.press("end", "pagedown")  # the last page stays the last
         assert "page 3/3" in title(screen) and captions(screen)[-1].endswith(f"#{ranked[-1]}")
+        await pilot.press("home", "z")  # small tiles: all 9 on one page, halved images, short captions
+        assert "page 1/1" in title(screen) and len(screen.grid.visible()) == 9
+        small = screen.grid.render()
+        assert small.columns[0].width == 14 and f"{100 * float(probs[ranked[0], 0]):.1f}% #{ranked[0]}" in plain(small)
+        await pilot.press("z")
+        assert "page 1/3" in title(screen)
         await pilot.press("escape")
         assert app.screen is app.screen_stack[0] and app.focused is view
         await pilot.press("v", "enter")  # the validation matrix has no saved images: a message, no page

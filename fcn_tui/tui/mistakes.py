@@ -53,7 +53,7 @@ class MistakesScreen(TileScreen):
             return [], self.cell_name, problem
         index, confidence = cell_images(predictions, self.true, self.predicted)
         tiles = [
-            Tile(images[i].reshape(28, 28), Text(f"{100 * p:.1f}%  test image #{i}"[:28]))
+            Tile(images[i].reshape(28, 28), Text(f"{100 * p:.1f}%  test image #{i}"[:28]), f"{100 * p:.1f}% #{i}")
             for i, p in zip(index.tolist(), confidence.tolist())
         ]
         kind = "right" if self.true == self.predicted else "wrong"

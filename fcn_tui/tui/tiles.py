@@ -3,10 +3,11 @@
 `HalfBlockImage(pixels)` draws a grey (H, W) uint8 array in W x H/2 cells: each cell is an upper
 half block whose foreground is the upper pixel and whose background the lower one, which any
 terminal with colours shows (over SSH and in tmux too). `TileGrid` lays out as many captioned
-tiles as fit its size and pages through them. `TileScreen` is a full screen around a grid: a title
+tiles as fit its size and pages through them; `z` halves the tiles (14x14 pixels in 14x7 cells,
+each pixel the mean of a 2x2 block) to see five times as many at 80x24. `TileScreen` is a full screen around a grid: a title
 line, the grid, the footer; subclasses load their tiles in `load()`, which runs in a thread worker
 (it may read files and use torch) and hands its result to the UI with `post_message`.
-Keys: pagedown/→/space next page, pageup/← previous, home/end, escape back.
+Keys: pagedown/→/space next page, pageup/← previous, home/end, z small/large tiles, escape back.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 TILE_W, TILE_H = 28, 15  # a 28x28 image in 28x14 cells and its one-line caption
+SMALL_W, SMALL_H = 14, 8  # the image halved (14x7 cells) and a short caption: 10 tiles at 80x24
 GAP_W, GAP_H = 2, 1  # blank columns between tiles, blank line between rows of tiles
 
 
@@ -60,6 +62,11 @@ class HalfBlockImage:
 class Tile:
     pixels: Any  # uint8 (28, 28)
     caption: Text  # one line, at most 28 wide
+    short: str = ""  # the caption of a small tile, at most 14 wide
+
+    def halved(self) -> Any:
+        """The image at 14x14: each pixel the mean of a 2x2 block."""
+        return self.pixels.reshape(14, 2, 14, 2).mean(axis=(1, 3)).astype(self.pixels.dtype)
 
 
 class TileGrid(Widget):
@@ -72,14 +79,25 @@ class TileGrid(Widget):
         self.tiles: list[Tile] = []
         self.page = 0
         self.empty = Text("")
+        self.small = False
+
+    @property
+    def tile_size(self) -> tuple[int, int]:
+        return (SMALL_W, SMALL_H) if self.small else (TILE_W, TILE_H)
 
     @property
     def per_row(self) -> int:
-        return max(1, (self.size.width + GAP_W) // (TILE_W + GAP_W))
+        return max(1, (self.size.width + GAP_W) // (self.tile_size[0] + GAP_W))
 
     @property
     def per_page(self) -> int:
-        return self.per_row * max(1, (self.size.height + GAP_H) // (TILE_H + GAP_H))
+        return self.per_row * max(1, (self.size.height + GAP_H) // (self.tile_size[1] + GAP_H))
+
+    def resize_tiles(self) -> None:
+        """Small tiles, or large ones again, keeping the first tile shown on the page."""
+        first = self.page * self.per_page
+        self.small = not self.small
+        self.turn(first // self.per_page)
 
     @property
     def pages(self) -> int:
@@ -106,10 +124,15 @@ class TileGrid(Widget):
             return self.empty
         grid = Table.grid(padding=(0, GAP_W, GAP_H, 0))
         for _ in range(min(self.per_row, len(tiles))):
-            grid.add_column(width=TILE_W, no_wrap=True)
+            grid.add_column(width=self.tile_size[0], no_wrap=True)
         for start in range(0, len(tiles), self.per_row):
-            grid.add_row(*(Group(HalfBlockImage(t.pixels), t.caption) for t in tiles[start:start + self.per_row]))
+            grid.add_row(*(self._drawn(t) for t in tiles[start:start + self.per_row]))
         return grid
+
+    def _drawn(self, tile: Tile) -> Group:
+        if self.small:
+            return Group(HalfBlockImage(tile.halved()), Text(tile.short or tile.caption.plain[:SMALL_W]))
+        return Group(HalfBlockImage(tile.pixels), tile.caption)
 
 
 class TileScreen(Screen):
@@ -126,6 +149,7 @@ class TileScreen(Screen):
         Binding("pageup,left", "turn(-1)", "Previous page"),
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last", show=False),
+        Binding("z", "zoom", "Tile size"),
     ]
 
     class Loaded(Message):
@@ -189,6 +213,10 @@ class TileScreen(Screen):
 
     def action_last(self) -> None:
         self.grid.turn(self.grid.pages - 1)
+        self.show_title()
+
+    def action_zoom(self) -> None:
+        self.grid.resize_tiles()
         self.show_title()
 
     def action_back(self) -> None:
