@@ -33,6 +33,7 @@ Imports no torch and nothing of the UI.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 import threading
@@ -47,6 +48,8 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal._file import get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
 from fcn_tui import events as ev
@@ -71,6 +74,7 @@ CLAIM_GRACE_S = 120  # a claimed run whose worker never wrote its host and pid i
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
+RECORD_START = b'{"op_code":'  # how every line of an Optuna journal begins
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
@@ -143,12 +147,54 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         raise StudyError(f"{spec}: no study here (no {JOURNAL})")
     if path.is_symlink():
         raise StudyError(f"{path}: is a link; open the study folder it points to")
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     try:
-        return JournalStorage(JournalFileBackend(str(path)))
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            start = f.read(len(RECORD_START))
+            if start and start != RECORD_START:  # someone's file, never to be appended to
+                hint = "; for SQLite give sqlite:///FILE" if start.startswith(b"SQLite") else ""
+                raise StudyError(f"{path}: not a study journal{hint}")
+        return JournalStorage(Journal(str(path)))
+    except StudyError:
+        raise
     except OSError as err:
         raise StudyError(f"{path}: cannot open the journal ({err.strerror or err})") from None
+    except Exception as err:  # noqa: BLE001 - replaying it: a line that is no JSON, a record Optuna never wrote
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise StudyError(f"{path}: damaged, not a journal fcn-tui can read ({reason})") from None
+
+
+class Journal(JournalFileBackend):
+    """Optuna's journal file, except that a record is never appended to a cut-off one.
+
+    A write cut short (a full disk, a power loss) leaves a last line without its newline. Optuna's
+    reader ignores such a line, but its writer appends the next record right after it, and that
+    line, no longer the last, makes every later read fail: the whole study would be unreadable.
+    So the cut-off tail, which no reader ever applied, is removed first, under the journal's lock
+    (no other writer is midway)."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        import json
+
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        with get_lock_file(self._lock), open(self._file_path, "rb+") as f:
+            keep = end = f.seek(0, os.SEEK_END)
+            while keep > 0:  # back to just after the last newline
+                start = max(0, keep - 65536)
+                f.seek(start)
+                newline = f.read(keep - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                keep = start
+            f.seek(keep)
+            if keep != end and f.read(len(RECORD_START)) == RECORD_START:  # only a record of ours
+                f.truncate(keep)
+            else:
+                keep = end
+            f.seek(keep)
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
 
 
 # --- params: the swept and searched settings as Optuna distributions --------------------------

@@ -1,0 +1,78 @@
+"""Hostile input to the study layer: damaged journals, odd storages and presets, and what each
+command says about them (one line, exit 2, nothing lost)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from fcn_tui import runner
+from fcn_tui.cli import app
+from fcn_tui.config import load_preset
+from fcn_tui.study_store import JOURNAL, StudyStore
+from fcn_tui.tui.scripted import ScriptedBackend
+from tests.test_studies import grid, stop_in_run
+
+cli = CliRunner()
+
+
+def test_resume_after_a_journal_write_was_cut_off_keeps_the_study_readable(tmp_path):
+    """A full disk or a power loss cut the last record short; `--resume` writes after it."""
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=2)  # run 1 completed, run 2 stopped
+    journal = study / JOURNAL
+    with journal.open("ab") as f:
+        f.write(b'{"op_code":8,"worker_id":"w","trial_id":1,"user_attr":{"stat')  # no newline: cut off
+    events = list(runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), lambda: False,
+                                   runner.RunOptions(out=out, resume=True)))
+    assert [r.status for r in events[-1].records] == ["completed", "completed"]
+    import optuna
+
+    reopened = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))  # Optuna itself reads it too
+    assert [t.state.name for t in reopened.trials][:2] == ["COMPLETE", "FAIL"]
+    assert StudyStore.open(study).records()[1].status == "completed"
+
+
+DAMAGE = {
+    "a line of garbage": lambda j: j.write_bytes(j.read_bytes() + b"garbage\n" + b'{"op_code":0}\n'),
+    "random bytes": lambda j: j.write_bytes(bytes(range(256)) * 8),
+    "a record Optuna never writes": lambda j: j.write_bytes(j.read_bytes() + b'{"op_code":99}\n'),
+    "a record without its trial": lambda j: j.write_bytes(j.read_bytes() + b'{"op_code":6}\n'),
+    "a list": lambda j: j.write_bytes(j.read_bytes() + b"[1, 2]\n"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_journal_is_one_line_for_every_command(tmp_path, damage):
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=2)
+    DAMAGE[damage](study / JOURNAL)
+    kept = (study / JOURNAL).read_bytes()
+    for args in (["worker", "--storage", str(study)], ["export", "--storage", str(study), "--csv", str(tmp_path / "a.csv")],
+                 ["ui", "--storage", str(study)]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("fcn-tui: error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "damaged" in result.stderr or "not a study journal" in result.stderr
+    result = cli.invoke(app, ["plot", str(out), "--out", str(tmp_path / "figures")])
+    assert "Traceback" not in result.output and "its journal cannot be read" in result.stderr
+    assert (study / JOURNAL).read_bytes() == kept  # reported, never rewritten
+
+
+def test_a_file_that_is_no_journal_is_never_written_to(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "studies.db"
+    sqlite3.connect(db).execute("create table t (x)").connection.commit()
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes, no newline")
+    before = {p: p.read_bytes() for p in (db, notes)}
+    preset = grid(tmp_path)
+    result = cli.invoke(app, ["worker", "--storage", str(db)])
+    assert result.exit_code == 2 and "not a study journal; for SQLite give sqlite:///FILE" in result.stderr
+    for storage in (db, notes):
+        result = cli.invoke(app, ["run", str(preset), "--storage", str(storage), "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2 and "not a study journal" in result.stderr, result.output
+    assert {p: p.read_bytes() for p in (db, notes)} == before
+    assert not (tmp_path / "out").exists()
