@@ -76,3 +76,16 @@ def test_a_file_that_is_no_journal_is_never_written_to(tmp_path):
         assert result.exit_code == 2 and "not a study journal" in result.stderr, result.output
     assert {p: p.read_bytes() for p in (db, notes)} == before
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("values", ["[0.01, 0.01]", "[0.01, 1e-2]", "[1, 1.0]"])
+def test_a_sweep_that_lists_a_value_twice_is_refused(tmp_path, values):
+    """Two identical runs: `--resume` told them apart by their settings and so never continued
+    the first one if it had stopped."""
+    preset = grid(tmp_path)
+    preset.write_text(preset.read_text().replace("[0.01, 0.02]", values))
+    result = cli.invoke(app, ["run", str(preset), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("fcn-tui: error: ") and "sweep.optim.lr:" in result.stderr
+    assert "listed twice" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
