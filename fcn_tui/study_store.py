@@ -122,6 +122,9 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
     A journal that does not exist is an error unless `create`; a server that cannot be reached,
     or a missing driver, is a `StudyError` with the reason."""
     if is_url(spec):
+        if str(spec).startswith("sqlite:///") and str(spec)[len("sqlite:///"):].split("?")[0] in ("", ":memory:"):
+            # SQLite's in-memory database: the study would vanish with the process, unseen by any worker
+            raise StudyError(f"{spec}: name a database file, e.g. sqlite:///study.db")
         for attempt in range(SCHEMA_TRIES):
             try:
                 return optuna.storages.RDBStorage(

@@ -89,3 +89,12 @@ def test_a_sweep_that_lists_a_value_twice_is_refused(tmp_path, values):
     assert result.stderr.startswith("fcn-tui: error: ") and "sweep.optim.lr:" in result.stderr
     assert "listed twice" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:", "sqlite:///?cache=shared"])
+def test_an_sqlite_url_without_a_file_is_refused(tmp_path, url):
+    """SQLite keeps such a database in memory: the study trained, then vanished with the process."""
+    result = cli.invoke(app, ["run", str(grid(tmp_path)), "--storage", url, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr == f"fcn-tui: error: {url}: name a database file, e.g. sqlite:///study.db\n"
+    assert not (tmp_path / "out").exists()
