@@ -301,7 +301,7 @@ def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
             # its folder here is damaged or is no run any more: kept as it is, the run again beside it
             with contextlib.suppress(ConfigError, TypeError):
                 store.enqueue(attr(trial, "run", trial.number + 1), config_from_dict(attr(trial, "config"), "trial"),
-                              dict(trial.params))
+                              dict(trial.params), continues=trial.number)
         else:
             skipped.append(local or record_from_trial(trial))
 

@@ -456,8 +456,19 @@ class StudyStore:
                                            states=tuple(states) if states is not None else None)
 
     def claim(self) -> FrozenTrial | None:
-        """Move the first WAITING trial to RUNNING, if another worker does not get there first."""
+        """Move the first WAITING trial to RUNNING, if another worker does not get there first.
+
+        Two `--resume` at the same moment both queue what they found unfinished: the same run
+        (and the same earlier attempt) queued twice. Only the first of them is trained; the
+        others are dropped, by whichever worker sees them first (every worker sees the same order)."""
+        first: dict[tuple[Any, Any], int] = {}
+        for trial in self.trials():
+            if attr(trial, "status") != DROPPED:
+                first.setdefault((attr(trial, "run"), attr(trial, "continues")), trial.number)
         for trial in self.trials((TrialState.WAITING,)):
+            if first.get((attr(trial, "run"), attr(trial, "continues")), trial.number) != trial.number:
+                self.drop(trial)
+                continue
             try:
                 if self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
                     return self.storage.get_trial(trial._trial_id)

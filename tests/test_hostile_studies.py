@@ -3,6 +3,8 @@ command says about them (one line, exit 2, nothing lost)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -11,6 +13,7 @@ from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.study_store import JOURNAL, StudyStore
 from fcn_tui.tui.scripted import ScriptedBackend
+from tests.conftest import TINY_PRESET
 from tests.test_studies import grid, stop_in_run
 
 cli = CliRunner()
@@ -98,3 +101,40 @@ def test_an_sqlite_url_without_a_file_is_refused(tmp_path, url):
     assert result.exit_code == 2
     assert result.stderr == f"fcn-tui: error: {url}: name a database file, e.g. sqlite:///study.db\n"
     assert not (tmp_path / "out").exists()
+
+
+def resume_twice_at_once(preset_path, study: Path) -> None:
+    """Two `run --resume` of one study started at the same moment: both read the study before
+    either queued anything, then both queue what they found unfinished."""
+    preset = load_preset(preset_path)
+    first, second = StudyStore.open(study), StudyStore.open(study)
+    seen_by_second = second.latest_runs()
+    runner.bring_up_to_date(first, preset)
+    second.latest_runs = lambda: seen_by_second
+    runner.bring_up_to_date(second, preset)
+
+
+def test_two_resumes_at_once_continue_a_stopped_run_once(tmp_path):
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=1)  # run 1 stopped, run 2 never started
+    resume_twice_at_once(grid(tmp_path), study)
+    events = list(runner.work(StudyStore.open(study), study, ScriptedBackend(), lambda: False,
+                              runner.RunOptions(out=out)))
+    started = sorted(e.name for e in events if isinstance(e, runner.RunStarting))
+    assert started == ["optim.lr=0.01", "optim.lr=0.02"]  # before: optim.lr=0.01 twice, in two folders
+    assert [r.status for r in StudyStore.open(study).records()] == ["completed", "completed"]
+
+
+def test_two_resumes_at_once_of_a_grown_search_add_each_trial_once(tmp_path):
+    path = tmp_path / "search.toml"
+    search = TINY_PRESET + '\n[search]\ntrials = 2\npruner = "none"\n"optim.lr" = { low = 1e-3, high = 0.1 }\n'
+    path.write_text(search)
+    out = tmp_path / "out"
+    list(runner.run_study(load_preset(path), ScriptedBackend(), lambda: False, runner.RunOptions(out=out)))
+    (study,) = out.iterdir()
+    path.write_text(search.replace("trials = 2", "trials = 3"))
+    resume_twice_at_once(path, study)
+    events = list(runner.work(StudyStore.open(study), study, ScriptedBackend(), lambda: False,
+                              runner.RunOptions(out=out)))
+    assert len([e for e in events if isinstance(e, runner.RunStarting)]) == 1
+    assert [r.status for r in StudyStore.open(study).records()] == ["completed"] * 3
