@@ -169,6 +169,23 @@ def parse_devices(text: str | None) -> list[str]:
     return devices
 
 
+def searched_values(preset):
+    """A search's settings one at a time (each choice, each end of a range) on the preset's runs, for
+    `run` to check devices, memory and splits before the study starts, as it does for a sweep's."""
+    if preset.search is None:
+        return []
+    import contextlib
+
+    from fcn_tui.config import ConfigError, format_value
+
+    out = []
+    for config in preset.runs():
+        for key, value in ((p.key, v) for p in preset.search.params for v in (p.choices or (p.low, p.high))):
+            with contextlib.suppress(ConfigError):  # each value was checked against the preset when it was read
+                out.append(config.with_values({key: value, "name": f"{config.name}, search {key} = {format_value(value)}"}))
+    return out
+
+
 class StudyPresenter:
     """Prints what the study runner yields: one line per event, Rich progress while a run trains
     in this process, a line per epoch of each worker's runs, the study's table at its end."""
@@ -303,7 +320,7 @@ def run(
     from fcn_tui.signals import StopOnSignals
     from fcn_tui.study_store import StudyError, open_storage
 
-    configs = [c for p in loaded for c in p.runs()]
+    configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
     try:  # every device and every run's memory up front, before the data is read or a folder made
         names = {c.train.device for c in configs} | set(worker_devices)
         resolved = {name: resolve_device(name) for name in names}

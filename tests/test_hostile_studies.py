@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from fcn_tui import runner
@@ -138,3 +139,34 @@ def test_two_resumes_at_once_of_a_grown_search_add_each_trial_once(tmp_path):
                               runner.RunOptions(out=out)))
     assert len([e for e in events if isinstance(e, runner.RunStarting)]) == 1
     assert [r.status for r in StudyStore.open(study).records()] == ["completed"] * 3
+
+
+@pytest.mark.parametrize("searched, message", [
+    ('"train.device" = ["cpu", "cuda:7"]', "device 'cuda:7'"),
+    ('"model.hidden" = [[32], [60000, 60000, 60000]]', "search model.hidden = [60000, 60000, 60000]: needs about"),
+])
+def test_a_searched_value_that_cannot_run_is_refused_before_the_study_starts(tmp_path, searched, message):
+    """As a sweep's values are: before, the study was created and each such trial failed."""
+    preset = tmp_path / "search.toml"
+    preset.write_text(TINY_PRESET + f"\n[search]\ntrials = 2\n{searched}\n")
+    result = cli.invoke(app, ["run", str(preset), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("fcn-tui: error: ") and message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_names_only_run_folders_that_are_here(tmp_path, synthetic_data_dir):
+    """Run 1 of the study was trained on another machine: its folder is there, not here."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    preset = grid(tmp_path, epochs=1)
+    store, _ = StudyStore.create_or_join(url, "shared", load_preset(preset))
+    trial = store.claim()
+    for key, value in (("host", "another-machine"), ("pid", 1), ("run_dir", "/elsewhere/001-optim.lr=0.01"),
+                       ("status", "completed")):
+        store.storage.set_trial_user_attr(trial._trial_id, key, value)
+    store.storage.set_trial_state_values(trial._trial_id, state=TrialState.COMPLETE, values=[0.5])
+    result = cli.invoke(app, ["run", str(preset), "--storage", url, "--study", "shared", "--out", str(tmp_path / "out"),
+                              "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "optim.lr=0.01: written to" not in result.stdout  # before: "written to /elsewhere/001-optim.lr=0.01"
+    assert f"optim.lr=0.02: written to {tmp_path / 'out' / 'shared' / '002-optim.lr=0.02'}" in result.stdout.replace("\n", "")
