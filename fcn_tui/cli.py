@@ -152,7 +152,19 @@ StorageOption = Annotated[
     str | None,
     typer.Option("--storage", metavar="URL", help="Where the study is kept: postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE (default: a journal file in the study folder)."),
 ]
-StudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", help="Study name in the storage (default: the preset's name).")]
+def study_name(value: str | None) -> str | None:
+    from fcn_tui.study_store import StudyError, check_study_name
+
+    if value is not None:
+        try:
+            check_study_name(value)
+        except StudyError as err:
+            raise fail(f"--study: {err}") from None
+    return value
+
+
+StudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", callback=study_name,
+                                                 help="Study name in the storage (default: the preset's name).")]
 
 
 def parse_devices(text: str | None) -> list[str]:
@@ -318,7 +330,7 @@ def run(
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
     from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
-    from fcn_tui.study_store import StudyError, open_storage
+    from fcn_tui.study_store import StudyError, check_study_name, open_storage
 
     configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
     try:  # every device and every run's memory up front, before the data is read or a folder made
@@ -334,6 +346,9 @@ def run(
         raise fail(str(err)) from None
     if storage:
         try:
+            for preset in loaded:
+                if preset.is_study:
+                    check_study_name(study or preset.config.name)
             open_storage(storage, create=True)
         except StudyError as err:
             raise fail(str(err)) from None

@@ -74,6 +74,7 @@ CLAIM_GRACE_S = 120  # a claimed run whose worker never wrote its host and pid i
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
+MAX_NAME = 512  # characters of a study name that Optuna's RDB storage keeps
 RECORD_START = b'{"op_code":'  # how every line of an Optuna journal begins
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
 
@@ -84,6 +85,14 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 class StudyError(Exception):
     """A study that cannot be opened, created or joined; the message is one line for the user."""
+
+
+def check_study_name(name: str) -> None:
+    """A study name every storage keeps and every message shows on one line."""
+    if not name.strip() or not name.isprintable():
+        raise StudyError(f"study name {name!r}: expected a name of printable text")
+    if len(name) > MAX_NAME:
+        raise StudyError(f"study name {name[:40]!r}...: {len(name):,} characters, more than {MAX_NAME}")
 
 
 def is_url(spec: str | Path) -> bool:
@@ -357,6 +366,7 @@ class StudyStore:
     def create_or_join(cls, spec: str | Path, name: str, preset: Preset) -> tuple[StudyStore, bool]:
         """Create the study `name` with every planned run queued, or join it if it exists
         (created True/False). Joining a study made from another preset is refused."""
+        check_study_name(name)
         holder: dict[str, StudyStore] = {}
         storage = open_storage(spec, on_stale=lambda study, trial: holder["store"].requeue(trial), create=True)
         manifest = study_manifest(preset)

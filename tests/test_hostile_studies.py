@@ -170,3 +170,28 @@ def test_the_summary_names_only_run_folders_that_are_here(tmp_path, synthetic_da
     assert result.exit_code == 0, result.output
     assert "optim.lr=0.01: written to" not in result.stdout  # before: "written to /elsewhere/001-optim.lr=0.01"
     assert f"optim.lr=0.02: written to {tmp_path / 'out' / 'shared' / '002-optim.lr=0.02'}" in result.stdout.replace("\n", "")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("a\nb", "--study: study name 'a\\nb': expected a name of printable text"),
+    ("", "--study: study name '': expected a name of printable text"),
+    ("x" * 10_000, "10,000 characters, more than 512"),
+])
+def test_a_study_name_no_storage_keeps_is_refused_up_front(tmp_path, synthetic_data_dir, postgres_url, name, message):
+    """PostgreSQL keeps 512 characters of a study name: a longer one ended in a DataError traceback."""
+    for args in (["run", str(grid(tmp_path)), "--storage", postgres_url, "--out", str(tmp_path / "out"),
+                  "--data-dir", str(synthetic_data_dir)],
+                 ["worker", "--storage", postgres_url], ["export", "--storage", postgres_url, "--csv", str(tmp_path / "a.csv")]):
+        result = cli.invoke(app, [*args, "--study", name])
+        assert result.exit_code == 2
+        assert result.stderr.startswith("fcn-tui: error: ") and message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_preset_name_too_long_for_the_storage_is_refused_up_front(tmp_path, synthetic_data_dir, postgres_url):
+    preset = grid(tmp_path)
+    preset.write_text(preset.read_text().replace('name = "tiny"', f'name = "{"n" * 600}"'))
+    result = cli.invoke(app, ["run", str(preset), "--storage", postgres_url, "--out", str(tmp_path / "out"),
+                              "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 2 and "600 characters, more than 512" in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
