@@ -321,9 +321,15 @@ def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
             else:
                 requeue_or_skip(trial)
     else:
+        trials = preset.search.trials
+        for trial in store.trials((TrialState.WAITING,)):  # queued, past a lowered count of trials
+            if isinstance(run := attr(trial, "run"), int) and run > trials:
+                store.drop(trial)
+        latest = store.latest_runs()
         for trial in latest:
-            requeue_or_skip(trial)
-        for run in range(len(latest) + 1, preset.search.trials + 1):
+            if attr(trial, "run", 0) <= trials:  # the others are no runs of the preset: kept as they are
+                requeue_or_skip(trial)
+        for run in range(max((attr(t, "run", 0) for t in latest), default=0) + 1, trials + 1):
             store.enqueue(run, None)
     return skipped
 

@@ -195,3 +195,16 @@ def test_a_preset_name_too_long_for_the_storage_is_refused_up_front(tmp_path, sy
                               "--data-dir", str(synthetic_data_dir)])
     assert result.exit_code == 2 and "600 characters, more than 512" in result.stderr, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_with_fewer_search_trials_drops_the_queued_ones_past_the_count(tmp_path):
+    path = tmp_path / "search.toml"
+    search = TINY_PRESET + '\n[search]\ntrials = 4\npruner = "none"\n"optim.lr" = { low = 1e-3, high = 0.1 }\n'
+    path.write_text(search)
+    study = stop_in_run(path, tmp_path / "out", run=1)  # run 1 stopped, runs 2 to 4 queued
+    path.write_text(search.replace("trials = 4", "trials = 2"))
+    events = list(runner.run_study(load_preset(path), ScriptedBackend(), lambda: False,
+                                   runner.RunOptions(out=tmp_path / "out", resume=True)))
+    assert events[0].total == 2
+    assert sorted(e.position for e in events if isinstance(e, runner.RunStarting)) == [1, 2]  # before: 1 to 4
+    assert [r.status for r in StudyStore.open(study).records()] == ["completed", "completed"]
