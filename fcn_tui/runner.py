@@ -428,7 +428,7 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
     pruned = [False]
     prune = (lambda: pruned[0]) if pruning else None
     try:
-        continue_dir, state, note = _continuation(frozen, config)
+        continue_dir, state, note = _continuation(frozen, config, folder)
         try:
             split = backend.split(config)
             try:
@@ -498,12 +498,18 @@ def _conclude(store: StudyStore, trial, status: str, metrics: dict[str, Any]) ->
         _safely(lambda: store.study.tell(trial, state=TrialState.FAIL))
 
 
-def _continuation(frozen, config: Config) -> tuple[Path | None, dict | None, str]:
-    """The folder and checkpoint a re-queued run continues from, or (None, None, why not)."""
-    folder = attr(frozen, "continue_dir")
-    if not folder:
+def _continuation(frozen, config: Config, folder: Path) -> tuple[Path | None, dict | None, str]:
+    """The folder and checkpoint a re-queued run continues from, or (None, None, why not).
+
+    Only a folder in `folder`, where this worker writes the study's runs: the storage names the
+    run's folder where it was trained, which for a study folder that was copied (or moved) is the
+    original's, another study's run to leave alone; the copy's own folder of that name is continued."""
+    earlier = attr(frozen, "continue_dir")
+    if not earlier:
         return None, None, ""
-    path = Path(folder)
+    path = Path(earlier)
+    if os.path.abspath(path.parent) != os.path.abspath(folder):
+        path = folder / path.name
     if attr(frozen, "continue_host") != socket.gethostname():
         return None, None, f"its earlier attempt is on {attr(frozen, 'continue_host')}: a new folder"
     if path.is_symlink() or not path.is_dir():

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from fcn_tui import runner
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
+from fcn_tui.runs import read_run
 from fcn_tui.study_store import JOURNAL, StudyStore
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.conftest import TINY_PRESET
@@ -208,3 +209,28 @@ def test_resume_with_fewer_search_trials_drops_the_queued_ones_past_the_count(tm
     assert events[0].total == 2
     assert sorted(e.position for e in events if isinstance(e, runner.RunStarting)) == [1, 2]  # before: 1 to 4
     assert [r.status for r in StudyStore.open(study).records()] == ["completed", "completed"]
+
+
+def test_resuming_a_copy_of_a_study_folder_continues_the_copy_and_leaves_the_original(tmp_path, synthetic_data_dir):
+    import shutil
+    import threading
+
+    from fcn_tui import events as ev
+    from fcn_tui.backend import TorchBackend
+
+    preset = grid(tmp_path, epochs=3)
+    stop = threading.Event()
+    for event in runner.run_study(load_preset(preset), TorchBackend.load(synthetic_data_dir), stop.is_set,
+                                  runner.RunOptions(out=tmp_path / "out")):
+        if isinstance(event, runner.Trained) and isinstance(event.event, ev.EpochEnded) and event.position == 1:
+            stop.set()  # run 1 stopped after its first epoch, with a checkpoint
+    (original,) = (tmp_path / "out").iterdir()
+    copy = tmp_path / "try-again" / original.name
+    shutil.copytree(original, copy)
+    kept = {p: p.read_bytes() for p in original.rglob("*") if p.is_file()}
+    result = cli.invoke(app, ["run", str(preset), "--resume", "--out", str(copy.parent), "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "continuing from its checkpoint after epoch 1" in result.stdout
+    assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file()} == kept  # before: run 1 trained on in there
+    assert read_run(copy / "001-optim.lr=0.01").status == "completed"
+    assert len((copy / "001-optim.lr=0.01" / "metrics.csv").read_text().splitlines()) == 1 + 3
