@@ -103,6 +103,10 @@ def describe(spec: str | Path) -> str:
     """The storage for messages, its password hidden."""
     if not is_url(spec):
         return str(spec)
+    scheme, _, rest = _sqlalchemy_url(str(spec)).partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    if "@" in userinfo:  # a password with an unescaped '@': SQLAlchemy would show the part after it
+        return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
     try:
         from sqlalchemy.engine import make_url
 
@@ -134,6 +138,9 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         if str(spec).startswith("sqlite:///") and str(spec)[len("sqlite:///"):].split("?")[0] in ("", ":memory:"):
             # SQLite's in-memory database: the study would vanish with the process, unseen by any worker
             raise StudyError(f"{spec}: name a database file, e.g. sqlite:///study.db")
+        if "@" in str(spec).partition("://")[2].rpartition("@")[0]:
+            # the server would be looked up by the password's end, which its error message then shows
+            raise StudyError(f"{describe(spec)}: its user name or password holds an '@'; write it as %40")
         for attempt in range(SCHEMA_TRIES):
             try:
                 return optuna.storages.RDBStorage(

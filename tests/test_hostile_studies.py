@@ -234,3 +234,16 @@ def test_resuming_a_copy_of_a_study_folder_continues_the_copy_and_leaves_the_ori
     assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file()} == kept  # before: run 1 trained on in there
     assert read_run(copy / "001-optim.lr=0.01").status == "completed"
     assert len((copy / "001-optim.lr=0.01" / "metrics.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_a_password_holding_an_at_sign_is_never_shown(tmp_path):
+    """`postgresql://fcn:pa@ss@host/db`: the server was looked up as 'ss@host', shown in the error."""
+    url = "postgresql://fcn:s3cr@tpw@127.0.0.1:1/fcn"
+    for args in (["run", str(grid(tmp_path)), "--storage", url, "--out", str(tmp_path / "out")],
+                 ["worker", "--storage", url], ["export", "--storage", url, "--csv", str(tmp_path / "a.csv")]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 2
+        assert result.stderr == ("fcn-tui: error: postgresql+psycopg://fcn:***@127.0.0.1:1/fcn: its user name or "
+                                 "password holds an '@'; write it as %40\n")
+    result = cli.invoke(app, ["worker", "--storage", "postgresql://fcn:s3cr%40tpw@127.0.0.1:1/fcn"])
+    assert result.exit_code == 2 and "fcn:***@127.0.0.1:1/fcn" in result.stderr and "s3cr" not in result.stderr
