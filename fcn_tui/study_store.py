@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -103,16 +104,20 @@ def describe(spec: str | Path) -> str:
     """The storage for messages, its password hidden."""
     if not is_url(spec):
         return str(spec)
-    scheme, _, rest = _sqlalchemy_url(str(spec)).partition("://")
-    userinfo, _, host = rest.rpartition("@")
-    if "@" in userinfo:  # a password with an unescaped '@': SQLAlchemy would show the part after it
-        return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+    if _at_in_password(spec):  # SQLAlchemy would show the part after the '@'
+        scheme, _, rest = _sqlalchemy_url(str(spec)).partition("://")
+        return f"{scheme}://{re.split('[:@]', rest)[0]}:***@{rest.rpartition('@')[2]}"
     try:
         from sqlalchemy.engine import make_url
 
         return make_url(_sqlalchemy_url(str(spec))).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a malformed URL is reported when it is opened
         return str(spec).split("@")[-1]
+
+
+def _at_in_password(url: str | Path) -> bool:
+    """Whether the URL's user name or password holds an unescaped '@' (its server part has two)."""
+    return re.split(r"[/?#]", str(url).partition("://")[2])[0].count("@") > 1
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -138,7 +143,7 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         if str(spec).startswith("sqlite:///") and str(spec)[len("sqlite:///"):].split("?")[0] in ("", ":memory:"):
             # SQLite's in-memory database: the study would vanish with the process, unseen by any worker
             raise StudyError(f"{spec}: name a database file, e.g. sqlite:///study.db")
-        if "@" in str(spec).partition("://")[2].rpartition("@")[0]:
+        if _at_in_password(spec):
             # the server would be looked up by the password's end, which its error message then shows
             raise StudyError(f"{describe(spec)}: its user name or password holds an '@'; write it as %40")
         for attempt in range(SCHEMA_TRIES):
