@@ -330,7 +330,7 @@ def run(
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
     from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
-    from fcn_tui.study_store import StudyError, check_study_name, open_storage
+    from fcn_tui.study_store import StudyError, check_storage, check_study_name
 
     configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
     try:  # every device and every run's memory up front, before the data is read or a folder made
@@ -349,7 +349,7 @@ def run(
             for preset in loaded:
                 if preset.is_study:
                     check_study_name(study or preset.config.name)
-            open_storage(storage, create=True)
+            check_storage(storage)
         except StudyError as err:
             raise fail(str(err)) from None
     count = workers or max(1, len(worker_devices))

@@ -187,6 +187,21 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         raise StudyError(f"{path}: damaged, not a journal fcn-tui can read ({reason})") from None
 
 
+def check_storage(spec: str | Path) -> None:
+    """`open_storage(spec, create=True)` as `run` checks it before anything is made: a server is
+    reached and a file that exists is read, but a journal or SQLite file that does not exist yet is
+    not created (bad input found next must leave nothing behind), only its folder checked."""
+    text = str(spec)
+    if text.startswith("sqlite:///"):
+        file = Path(text[len("sqlite:///"):].split("?")[0])
+    else:
+        file = None if "://" in text else journal_path(spec)
+    if file is None or file.name in ("", ":memory:") or file.exists() or file.is_symlink():
+        open_storage(spec, create=True)
+    elif not file.parent.is_dir() or not os.access(file.parent, os.W_OK | os.X_OK):
+        raise StudyError(f"{describe(spec)}: cannot create {file} (its folder is missing or not writable)")
+
+
 class Journal(JournalFileBackend):
     """Optuna's journal file, except that a record is never appended to a cut-off one.
 

@@ -247,3 +247,21 @@ def test_a_password_holding_an_at_sign_is_never_shown(tmp_path):
                                  "password holds an '@'; write it as %40\n")
     result = cli.invoke(app, ["worker", "--storage", "postgresql://fcn:s3cr%40tpw@127.0.0.1:1/fcn"])
     assert result.exit_code == 2 and "fcn:***@127.0.0.1:1/fcn" in result.stderr and "s3cr" not in result.stderr
+
+
+@pytest.mark.parametrize("storage", ["{tmp}/studies", "sqlite:///{tmp}/studies.db"])
+def test_bad_input_found_after_the_storage_check_leaves_no_storage_file(tmp_path, storage):
+    """The dataset is missing: before, the refused run left an empty journal or SQLite database."""
+    (tmp_path / "studies").mkdir()
+    storage = storage.format(tmp=tmp_path)
+    result = cli.invoke(app, ["run", str(grid(tmp_path)), "--storage", storage, "--out", str(tmp_path / "out"),
+                              "--data-dir", str(tmp_path / "no-data")])
+    assert result.exit_code == 2 and "Fashion-MNIST not found" in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["grid.toml", "studies"]
+
+
+def test_a_storage_file_that_cannot_be_created_is_refused_up_front(tmp_path):
+    for storage in (f"sqlite:///{tmp_path}/missing/studies.db", str(tmp_path / "missing" / "study.journal")):
+        result = cli.invoke(app, ["run", str(grid(tmp_path)), "--storage", storage, "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2 and "its folder is missing or not writable" in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
