@@ -59,6 +59,7 @@ from fcn_tui.study_store import (
     StudyStore,
     attr,
     config_key,
+    folder_attr,
     make_pruner,
     make_sampler,
     record_from_trial,
@@ -336,13 +337,13 @@ def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
 
 def _here(trial) -> bool:
     """Whether the run's folder was on this host."""
-    return bool(attr(trial, "run_dir")) and attr(trial, "host") == socket.gethostname()
+    return bool(folder_attr(trial)) and attr(trial, "host") == socket.gethostname()
 
 
 def _local_record(trial) -> RunRecord | None:
-    if not _here(trial) or Path(attr(trial, "run_dir")).is_symlink():
+    if not _here(trial) or Path(folder_attr(trial)).is_symlink():
         return None
-    return read_run(Path(attr(trial, "run_dir")))
+    return read_run(Path(folder_attr(trial)))
 
 
 def finish_study(store: StudyStore, folder: Path | None) -> StudyFinished:
@@ -504,7 +505,7 @@ def _continuation(frozen, config: Config, folder: Path) -> tuple[Path | None, di
     Only a folder in `folder`, where this worker writes the study's runs: the storage names the
     run's folder where it was trained, which for a study folder that was copied (or moved) is the
     original's, another study's run to leave alone; the copy's own folder of that name is continued."""
-    earlier = attr(frozen, "continue_dir")
+    earlier = folder_attr(frozen, "continue_dir")
     if not earlier:
         return None, None, ""
     path = Path(earlier)

@@ -334,6 +334,12 @@ def attr(trial: FrozenTrial, key: str, default: Any = None) -> Any:
     return trial.user_attrs.get(key, default)
 
 
+def folder_attr(trial: FrozenTrial, key: str = "run_dir") -> str | None:
+    """A run folder the trial names (`run_dir`, `continue_dir`); None for a value that is no path."""
+    value = attr(trial, key)
+    return value if isinstance(value, str) and value and "\0" not in value else None
+
+
 def process_alive(host: Any, pid: Any) -> bool | None:
     """Whether the process `pid` on `host` runs; None when that cannot be told from here."""
     return runs.process_alive(pid, host)
@@ -474,8 +480,8 @@ class StudyStore:
         """Queue a failed, stopped or dead run again, to continue in its folder where it can."""
         config = attr(trial, "config")
         extra = {"continues": trial.number}
-        if attr(trial, "run_dir"):
-            extra.update(continue_dir=attr(trial, "run_dir"), continue_host=attr(trial, "host"))
+        if folder_attr(trial):
+            extra.update(continue_dir=folder_attr(trial), continue_host=attr(trial, "host"))
         try:
             cfg = config_from_dict(config, f"trial {trial.number}") if isinstance(config, dict) else None
         except ConfigError:
@@ -579,7 +585,7 @@ class StudyStore:
         out = []
         for trial in self.latest_runs():
             record = record_from_trial(trial)
-            folder = attr(trial, "run_dir")
+            folder = folder_attr(trial)
             if folder and attr(trial, "host") == socket.gethostname() and trial.state.is_finished():
                 local = self._local_record(trial._trial_id, Path(folder))
                 if local is not None:
@@ -619,6 +625,6 @@ def record_from_trial(trial: FrozenTrial) -> RunRecord:
     if "val_acc" not in metrics and trial.intermediate_values:
         last = max(trial.intermediate_values)
         summary.update(val_acc=trial.intermediate_values[last], best_val_acc=max(trial.intermediate_values.values()))
-    folder = attr(trial, "run_dir") or f"{run:03d}-trial-{trial.number}"
+    folder = folder_attr(trial) or f"{run:03d}-trial-{trial.number}"
     epochs = [{"epoch": float(e), "val_acc": v} for e, v in sorted(trial.intermediate_values.items())]
     return RunRecord(path=Path(str(folder)), summary=summary, config=config, metrics=epochs)

@@ -265,3 +265,22 @@ def test_a_storage_file_that_cannot_be_created_is_refused_up_front(tmp_path):
         result = cli.invoke(app, ["run", str(grid(tmp_path)), "--storage", storage, "--out", str(tmp_path / "out")])
         assert result.exit_code == 2 and "its folder is missing or not writable" in result.stderr, result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", [123, ["a"], "", "bad\0path"])
+def test_a_run_folder_in_the_journal_that_is_no_path_is_ignored(tmp_path, value):
+    """A hand-edited journal: export and --resume read the run from the storage instead."""
+    import socket
+
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=1)
+    store = StudyStore.open(study)
+    trial = store.claim()
+    for key, attr_value in (("host", socket.gethostname()), ("pid", 2**22 + 7), ("run_dir", value)):
+        store.storage.set_trial_user_attr(trial._trial_id, key, attr_value)
+    store.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    result = cli.invoke(app, ["export", "--storage", str(study), "--csv", str(tmp_path / "a.csv")])
+    assert result.exit_code == 0, result.output  # before: TypeError, exit 1
+    events = list(runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), lambda: False,
+                                   runner.RunOptions(out=out, resume=True)))
+    assert [r.status for r in events[-1].records] == ["completed", "completed"]
