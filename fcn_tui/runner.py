@@ -42,6 +42,8 @@ from typing import Any
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
 from fcn_tui.runs import (
+    FILE_MODE,
+    O_NOFOLLOW,
     RunRecord,
     RunWriteError,
     atomic_write_text,
@@ -52,6 +54,7 @@ from fcn_tui.runs import (
     slug,
     timestamp,
     unique_dir,
+    write_error,
 )
 from fcn_tui.study_store import (
     JOURNAL,
@@ -621,9 +624,15 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
     yield opened
     folder.mkdir(parents=True, exist_ok=True)
     logs, procs = [], []
-    for index in range(plan.count):
-        log = open(folder / f"worker-{index + 1}.log", "ab")  # noqa: SIM115 - closed below
-        logs.append(log)
+    for index in range(plan.count):  # every log before any worker starts
+        path = folder / f"worker-{index + 1}.log"
+        try:  # appended to on --resume: never through a link planted there
+            logs.append(os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW, FILE_MODE), "ab"))
+        except OSError as err:
+            for log in logs:
+                log.close()
+            raise write_error(path, err) from None
+    for index, log in enumerate(logs):
         procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log,
                                       stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
     forwarded = False

@@ -284,3 +284,17 @@ def test_a_run_folder_in_the_journal_that_is_no_path_is_ignored(tmp_path, value)
     events = list(runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), lambda: False,
                                    runner.RunOptions(out=out, resume=True)))
     assert [r.status for r in events[-1].records] == ["completed", "completed"]
+
+
+def test_resume_with_workers_never_appends_through_a_link_planted_at_a_worker_log(tmp_path, synthetic_data_dir):
+    out = tmp_path / "out"
+    study = stop_in_run(grid(tmp_path), out, run=1)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (study / "worker-1.log").symlink_to(victim)
+    result = cli.invoke(app, ["run", str(grid(tmp_path)), "--resume", "--workers", "2", "--out", str(out),
+                              "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 1
+    assert "worker-1.log: cannot write (a symbolic link is in the way; not followed)" in " ".join(result.stdout.split())
+    assert victim.read_text() == "keep me\n"  # before: the worker's whole output appended to it
+    assert not (study / "worker-2.log").exists()  # no worker started
