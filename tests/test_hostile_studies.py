@@ -298,3 +298,13 @@ def test_resume_with_workers_never_appends_through_a_link_planted_at_a_worker_lo
     assert "worker-1.log: cannot write (a symbolic link is in the way; not followed)" in " ".join(result.stdout.split())
     assert victim.read_text() == "keep me\n"  # before: the worker's whole output appended to it
     assert not (study / "worker-2.log").exists()  # no worker started
+
+
+@pytest.mark.parametrize("target", [JOURNAL, "sweep.toml", "001-optim.lr=0.01/summary.json"])
+def test_export_never_writes_its_csv_over_the_study_it_exports(tmp_path, target):
+    study = stop_in_run(grid(tmp_path), tmp_path / "out", run=2)
+    kept = (study / target).read_bytes()
+    result = cli.invoke(app, ["export", "--storage", str(study), "--csv", str(study / target)])
+    assert result.exit_code == 2 and "a file fcn-tui keeps a study or a run in" in result.stderr
+    assert (study / target).read_bytes() == kept  # before: the study's journal became a CSV table
+    assert StudyStore.open(study).records()[0].status == "completed"
