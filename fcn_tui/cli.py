@@ -152,7 +152,19 @@ StorageOption = Annotated[
     str | None,
     typer.Option("--storage", metavar="URL", help="Where the study is kept: postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE (default: a journal file in the study folder)."),
 ]
-StudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", help="Study name in the storage (default: the preset's name).")]
+def study_name(value: str | None) -> str | None:
+    from fcn_tui.study_store import StudyError, check_study_name
+
+    if value is not None:
+        try:
+            check_study_name(value)
+        except StudyError as err:
+            raise fail(f"--study: {err}") from None
+    return value
+
+
+StudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", callback=study_name,
+                                                 help="Study name in the storage (default: the preset's name).")]
 
 
 def parse_devices(text: str | None) -> list[str]:
@@ -167,6 +179,23 @@ def parse_devices(text: str | None) -> list[str]:
     except ConfigError as err:
         raise fail(str(err)) from None
     return devices
+
+
+def searched_values(preset):
+    """A search's settings one at a time (each choice, each end of a range) on the preset's runs, for
+    `run` to check devices, memory and splits before the study starts, as it does for a sweep's."""
+    if preset.search is None:
+        return []
+    import contextlib
+
+    from fcn_tui.config import ConfigError, format_value
+
+    out = []
+    for config in preset.runs():
+        for key, value in ((p.key, v) for p in preset.search.params for v in (p.choices or (p.low, p.high))):
+            with contextlib.suppress(ConfigError):  # each value was checked against the preset when it was read
+                out.append(config.with_values({key: value, "name": f"{config.name}, search {key} = {format_value(value)}"}))
+    return out
 
 
 class StudyPresenter:
@@ -301,9 +330,9 @@ def run(
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
     from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
-    from fcn_tui.study_store import StudyError, open_storage
+    from fcn_tui.study_store import StudyError, check_storage, check_study_name
 
-    configs = [c for p in loaded for c in p.runs()]
+    configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
     try:  # every device and every run's memory up front, before the data is read or a folder made
         names = {c.train.device for c in configs} | set(worker_devices)
         resolved = {name: resolve_device(name) for name in names}
@@ -317,7 +346,10 @@ def run(
         raise fail(str(err)) from None
     if storage:
         try:
-            open_storage(storage, create=True)
+            for preset in loaded:
+                if preset.is_study:
+                    check_study_name(study or preset.config.name)
+            check_storage(storage)
         except StudyError as err:
             raise fail(str(err)) from None
     count = workers or max(1, len(worker_devices))
@@ -515,7 +547,11 @@ def export(
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
     from fcn_tui.export import NoRunsError, export_csv
+    from fcn_tui.study_store import JOURNAL
 
+    kept = (JOURNAL, "sweep.toml", "summary.json", "config.toml", "metrics.csv", "checkpoint.pt", "model.pt")
+    if csv_file.name in kept and csv_file.exists():  # a slip of tab completion must not replace a study or a run
+        raise fail(f"{csv_file}: a file fcn-tui keeps a study or a run in; give another --csv")
     records = None
     if storage:
         from fcn_tui.study_store import StudyError, StudyStore

@@ -483,6 +483,8 @@ def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
                 # re-word "where: key: problem" to point at the sweep entry
                 problem = str(err).rsplit(f"{key}: ", 1)[-1]
                 raise ConfigError(f"{where}: {problem}") from None
+            if checked.count(checked[-1]) > 1:  # two identical runs: a study tells its runs apart by their settings
+                raise ConfigError(f"{where}: {_show(value)} is listed twice")
         sweep.append((key, tuple(checked)))
     total = math.prod(len(values) for _, values in sweep)
     if total > MAX_SWEEP_RUNS:

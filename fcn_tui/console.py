@@ -152,4 +152,5 @@ class Reporter:
             )
         self.print(table)
         for r in records:
-            self.print(escape(f"{r.name}: written to {r.path}"))
+            if r.path.is_dir():  # a study's run that never started, or trained on another host, has none here
+                self.print(escape(f"{r.name}: written to {r.path}"))

@@ -42,6 +42,8 @@ from typing import Any
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
 from fcn_tui.runs import (
+    FILE_MODE,
+    O_NOFOLLOW,
     STUDY_MANIFEST,
     RunRecord,
     RunWriteError,
@@ -53,6 +55,7 @@ from fcn_tui.runs import (
     slug,
     timestamp,
     unique_dir,
+    write_error,
 )
 from fcn_tui.study_store import (
     JOURNAL,
@@ -60,6 +63,7 @@ from fcn_tui.study_store import (
     StudyStore,
     attr,
     config_key,
+    folder_attr,
     make_pruner,
     make_sampler,
     record_from_trial,
@@ -301,7 +305,7 @@ def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
             # its folder here is damaged or is no run any more: kept as it is, the run again beside it
             with contextlib.suppress(ConfigError, TypeError):
                 store.enqueue(attr(trial, "run", trial.number + 1), config_from_dict(attr(trial, "config"), "trial"),
-                              dict(trial.params))
+                              dict(trial.params), continues=trial.number)
         else:
             skipped.append(local or record_from_trial(trial))
 
@@ -321,22 +325,28 @@ def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
             else:
                 requeue_or_skip(trial)
     else:
+        trials = preset.search.trials
+        for trial in store.trials((TrialState.WAITING,)):  # queued, past a lowered count of trials
+            if isinstance(run := attr(trial, "run"), int) and run > trials:
+                store.drop(trial)
+        latest = store.latest_runs()
         for trial in latest:
-            requeue_or_skip(trial)
-        for run in range(len(latest) + 1, preset.search.trials + 1):
+            if attr(trial, "run", 0) <= trials:  # the others are no runs of the preset: kept as they are
+                requeue_or_skip(trial)
+        for run in range(max((attr(t, "run", 0) for t in latest), default=0) + 1, trials + 1):
             store.enqueue(run, None)
     return skipped
 
 
 def _here(trial) -> bool:
     """Whether the run's folder was on this host."""
-    return bool(attr(trial, "run_dir")) and attr(trial, "host") == socket.gethostname()
+    return bool(folder_attr(trial)) and attr(trial, "host") == socket.gethostname()
 
 
 def _local_record(trial) -> RunRecord | None:
-    if not _here(trial) or Path(attr(trial, "run_dir")).is_symlink():
+    if not _here(trial) or Path(folder_attr(trial)).is_symlink():
         return None
-    return read_run(Path(attr(trial, "run_dir")))
+    return read_run(Path(folder_attr(trial)))
 
 
 def finish_study(store: StudyStore, folder: Path | None) -> StudyFinished:
@@ -422,7 +432,7 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
     pruned = [False]
     prune = (lambda: pruned[0]) if pruning else None
     try:
-        continue_dir, state, note = _continuation(frozen, config)
+        continue_dir, state, note = _continuation(frozen, config, folder)
         try:
             split = backend.split(config)
             try:
@@ -492,12 +502,18 @@ def _conclude(store: StudyStore, trial, status: str, metrics: dict[str, Any]) ->
         _safely(lambda: store.study.tell(trial, state=TrialState.FAIL))
 
 
-def _continuation(frozen, config: Config) -> tuple[Path | None, dict | None, str]:
-    """The folder and checkpoint a re-queued run continues from, or (None, None, why not)."""
-    folder = attr(frozen, "continue_dir")
-    if not folder:
+def _continuation(frozen, config: Config, folder: Path) -> tuple[Path | None, dict | None, str]:
+    """The folder and checkpoint a re-queued run continues from, or (None, None, why not).
+
+    Only a folder in `folder`, where this worker writes the study's runs: the storage names the
+    run's folder where it was trained, which for a study folder that was copied (or moved) is the
+    original's, another study's run to leave alone; the copy's own folder of that name is continued."""
+    earlier = folder_attr(frozen, "continue_dir")
+    if not earlier:
         return None, None, ""
-    path = Path(folder)
+    path = Path(earlier)
+    if os.path.abspath(path.parent) != os.path.abspath(folder):
+        path = folder / path.name
     if attr(frozen, "continue_host") != socket.gethostname():
         return None, None, f"its earlier attempt is on {attr(frozen, 'continue_host')}: a new folder"
     if path.is_symlink() or not path.is_dir():
@@ -608,9 +624,15 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
     yield opened
     folder.mkdir(parents=True, exist_ok=True)
     logs, procs = [], []
-    for index in range(plan.count):
-        log = open(folder / f"worker-{index + 1}.log", "ab")  # noqa: SIM115 - closed below
-        logs.append(log)
+    for index in range(plan.count):  # every log before any worker starts
+        path = folder / f"worker-{index + 1}.log"
+        try:  # appended to on --resume: never through a link planted there
+            logs.append(os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW, FILE_MODE), "ab"))
+        except OSError as err:
+            for log in logs:
+                log.close()
+            raise write_error(path, err) from None
+    for index, log in enumerate(logs):
         procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log,
                                       stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
     forwarded = False

@@ -33,7 +33,9 @@ Imports no torch and nothing of the UI.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import re
 import socket
 import threading
 import time
@@ -47,6 +49,8 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal._file import get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
 from fcn_tui import events as ev
@@ -71,6 +75,8 @@ CLAIM_GRACE_S = 120  # a claimed run whose worker never wrote its host and pid i
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
+MAX_NAME = 512  # characters of a study name that Optuna's RDB storage keeps
+RECORD_START = b'{"op_code":'  # how every line of an Optuna journal begins
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
@@ -82,6 +88,14 @@ class StudyError(Exception):
     """A study that cannot be opened, created or joined; the message is one line for the user."""
 
 
+def check_study_name(name: str) -> None:
+    """A study name every storage keeps and every message shows on one line."""
+    if not name.strip() or not name.isprintable():
+        raise StudyError(f"study name {name!r}: expected a name of printable text")
+    if len(name) > MAX_NAME:
+        raise StudyError(f"study name {name[:40]!r}...: {len(name):,} characters, more than {MAX_NAME}")
+
+
 def is_url(spec: str | Path) -> bool:
     return str(spec).startswith(RDB_SCHEMES)
 
@@ -90,12 +104,20 @@ def describe(spec: str | Path) -> str:
     """The storage for messages, its password hidden."""
     if not is_url(spec):
         return str(spec)
+    if _at_in_password(spec):  # SQLAlchemy would show the part after the '@'
+        scheme, _, rest = _sqlalchemy_url(str(spec)).partition("://")
+        return f"{scheme}://{re.split('[:@]', rest)[0]}:***@{rest.rpartition('@')[2]}"
     try:
         from sqlalchemy.engine import make_url
 
         return make_url(_sqlalchemy_url(str(spec))).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a malformed URL is reported when it is opened
         return str(spec).split("@")[-1]
+
+
+def _at_in_password(url: str | Path) -> bool:
+    """Whether the URL's user name or password holds an unescaped '@' (its server part has two)."""
+    return re.split(r"[/?#]", str(url).partition("://")[2])[0].count("@") > 1
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -118,6 +140,12 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
     A journal that does not exist is an error unless `create`; a server that cannot be reached,
     or a missing driver, is a `StudyError` with the reason."""
     if is_url(spec):
+        if str(spec).startswith("sqlite:///") and str(spec)[len("sqlite:///"):].split("?")[0] in ("", ":memory:"):
+            # SQLite's in-memory database: the study would vanish with the process, unseen by any worker
+            raise StudyError(f"{spec}: name a database file, e.g. sqlite:///study.db")
+        if _at_in_password(spec):
+            # the server would be looked up by the password's end, which its error message then shows
+            raise StudyError(f"{describe(spec)}: its user name or password holds an '@'; write it as %40")
         for attempt in range(SCHEMA_TRIES):
             try:
                 return optuna.storages.RDBStorage(
@@ -143,12 +171,69 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         raise StudyError(f"{spec}: no study here (no {JOURNAL})")
     if path.is_symlink():
         raise StudyError(f"{path}: is a link; open the study folder it points to")
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     try:
-        return JournalStorage(JournalFileBackend(str(path)))
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            start = f.read(len(RECORD_START))
+            if start and start != RECORD_START:  # someone's file, never to be appended to
+                hint = "; for SQLite give sqlite:///FILE" if start.startswith(b"SQLite") else ""
+                raise StudyError(f"{path}: not a study journal{hint}")
+        return JournalStorage(Journal(str(path)))
+    except StudyError:
+        raise
     except OSError as err:
         raise StudyError(f"{path}: cannot open the journal ({err.strerror or err})") from None
+    except Exception as err:  # noqa: BLE001 - replaying it: a line that is no JSON, a record Optuna never wrote
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise StudyError(f"{path}: damaged, not a journal fcn-tui can read ({reason})") from None
+
+
+def check_storage(spec: str | Path) -> None:
+    """`open_storage(spec, create=True)` as `run` checks it before anything is made: a server is
+    reached and a file that exists is read, but a journal or SQLite file that does not exist yet is
+    not created (bad input found next must leave nothing behind), only its folder checked."""
+    text = str(spec)
+    if text.startswith("sqlite:///"):
+        file = Path(text[len("sqlite:///"):].split("?")[0])
+    else:
+        file = None if "://" in text else journal_path(spec)
+    if file is None or file.name in ("", ":memory:") or file.exists() or file.is_symlink():
+        open_storage(spec, create=True)
+    elif not file.parent.is_dir() or not os.access(file.parent, os.W_OK | os.X_OK):
+        raise StudyError(f"{describe(spec)}: cannot create {file} (its folder is missing or not writable)")
+
+
+class Journal(JournalFileBackend):
+    """Optuna's journal file, except that a record is never appended to a cut-off one.
+
+    A write cut short (a full disk, a power loss) leaves a last line without its newline. Optuna's
+    reader ignores such a line, but its writer appends the next record right after it, and that
+    line, no longer the last, makes every later read fail: the whole study would be unreadable.
+    So the cut-off tail, which no reader ever applied, is removed first, under the journal's lock
+    (no other writer is midway)."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        import json
+
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        with get_lock_file(self._lock), open(self._file_path, "rb+") as f:
+            keep = end = f.seek(0, os.SEEK_END)
+            while keep > 0:  # back to just after the last newline
+                start = max(0, keep - 65536)
+                f.seek(start)
+                newline = f.read(keep - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                keep = start
+            f.seek(keep)
+            if keep != end and f.read(len(RECORD_START)) == RECORD_START:  # only a record of ours
+                f.truncate(keep)
+            else:
+                keep = end
+            f.seek(keep)
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
 
 
 # --- params: the swept and searched settings as Optuna distributions --------------------------
@@ -250,6 +335,12 @@ def attr(trial: FrozenTrial, key: str, default: Any = None) -> Any:
     return trial.user_attrs.get(key, default)
 
 
+def folder_attr(trial: FrozenTrial, key: str = "run_dir") -> str | None:
+    """A run folder the trial names (`run_dir`, `continue_dir`); None for a value that is no path."""
+    value = attr(trial, key)
+    return value if isinstance(value, str) and value and "\0" not in value else None
+
+
 def process_alive(host: Any, pid: Any) -> bool | None:
     """Whether the process `pid` on `host` runs; None when that cannot be told from here."""
     return runs.process_alive(pid, host)
@@ -309,6 +400,7 @@ class StudyStore:
     def create_or_join(cls, spec: str | Path, name: str, preset: Preset) -> tuple[StudyStore, bool]:
         """Create the study `name` with every planned run queued, or join it if it exists
         (created True/False). Joining a study made from another preset is refused."""
+        check_study_name(name)
         holder: dict[str, StudyStore] = {}
         storage = open_storage(spec, on_stale=lambda study, trial: holder["store"].requeue(trial), create=True)
         manifest = study_manifest(preset)
@@ -389,8 +481,8 @@ class StudyStore:
         """Queue a failed, stopped or dead run again, to continue in its folder where it can."""
         config = attr(trial, "config")
         extra = {"continues": trial.number}
-        if attr(trial, "run_dir"):
-            extra.update(continue_dir=attr(trial, "run_dir"), continue_host=attr(trial, "host"))
+        if folder_attr(trial):
+            extra.update(continue_dir=folder_attr(trial), continue_host=attr(trial, "host"))
         try:
             cfg = config_from_dict(config, f"trial {trial.number}") if isinstance(config, dict) else None
         except ConfigError:
@@ -408,8 +500,19 @@ class StudyStore:
                                            states=tuple(states) if states is not None else None)
 
     def claim(self) -> FrozenTrial | None:
-        """Move the first WAITING trial to RUNNING, if another worker does not get there first."""
+        """Move the first WAITING trial to RUNNING, if another worker does not get there first.
+
+        Two `--resume` at the same moment both queue what they found unfinished: the same run
+        (and the same earlier attempt) queued twice. Only the first of them is trained; the
+        others are dropped, by whichever worker sees them first (every worker sees the same order)."""
+        first: dict[tuple[Any, Any], int] = {}
+        for trial in self.trials():
+            if attr(trial, "status") != DROPPED:
+                first.setdefault((attr(trial, "run"), attr(trial, "continues")), trial.number)
         for trial in self.trials((TrialState.WAITING,)):
+            if first.get((attr(trial, "run"), attr(trial, "continues")), trial.number) != trial.number:
+                self.drop(trial)
+                continue
             try:
                 if self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
                     return self.storage.get_trial(trial._trial_id)
@@ -483,7 +586,7 @@ class StudyStore:
         out = []
         for trial in self.latest_runs():
             record = record_from_trial(trial)
-            folder = attr(trial, "run_dir")
+            folder = folder_attr(trial)
             if folder and attr(trial, "host") == socket.gethostname() and trial.state.is_finished():
                 local = self._local_record(trial._trial_id, Path(folder))
                 if local is not None:
@@ -523,6 +626,6 @@ def record_from_trial(trial: FrozenTrial) -> RunRecord:
     if "val_acc" not in metrics and trial.intermediate_values:
         last = max(trial.intermediate_values)
         summary.update(val_acc=trial.intermediate_values[last], best_val_acc=max(trial.intermediate_values.values()))
-    folder = attr(trial, "run_dir") or f"{run:03d}-trial-{trial.number}"
+    folder = folder_attr(trial) or f"{run:03d}-trial-{trial.number}"
     epochs = [{"epoch": float(e), "val_acc": v} for e, v in sorted(trial.intermediate_values.items())]
     return RunRecord(path=Path(str(folder)), summary=summary, config=config, metrics=epochs)
