@@ -547,9 +547,10 @@ def export(
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
     from fcn_tui.export import NoRunsError, export_csv
+    from fcn_tui.runs import STUDY_MANIFEST
     from fcn_tui.study_store import JOURNAL
 
-    kept = (JOURNAL, "sweep.toml", "summary.json", "config.toml", "metrics.csv", "checkpoint.pt", "model.pt")
+    kept = (JOURNAL, STUDY_MANIFEST, "summary.json", "config.toml", "metrics.csv", "checkpoint.pt", "model.pt")
     if csv_file.name in kept and csv_file.exists():  # a slip of tab completion must not replace a study or a run
         raise fail(f"{csv_file}: a file fcn-tui keeps a study or a run in; give another --csv")
     records = None
