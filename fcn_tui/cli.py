@@ -434,7 +434,7 @@ def worker(
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter
     from fcn_tui.data import DataError, load_fashion_mnist
-    from fcn_tui.runs import slug
+    from fcn_tui.runs import study_folder_name
     from fcn_tui.signals import StopOnSignals
     from fcn_tui.study_store import StudyError, StudyStore, describe, is_url, journal_path
 
@@ -442,7 +442,7 @@ def worker(
         store = StudyStore.open(storage, study)
     except StudyError as err:
         raise fail(str(err)) from None
-    folder = out / slug(store.name) if is_url(storage) else journal_path(storage).parent
+    folder = out / study_folder_name(store.name) if is_url(storage) else journal_path(storage).parent
     if threads:
         import torch
 

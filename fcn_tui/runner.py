@@ -53,6 +53,7 @@ from fcn_tui.runs import (
     read_run,
     record_run,
     slug,
+    study_folder_name,
     timestamp,
     unique_dir,
     write_error,
@@ -226,7 +227,7 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
     skipped: list[RunRecord] = []
     if options.storage:
         spec = options.storage
-        folder = out / slug(name)
+        folder = out / study_folder_name(name)
         if options.resume:
             try:
                 store = StudyStore.open(spec, name)

@@ -66,6 +66,17 @@ def slug(text: str, limit: int = 80) -> str:
     return (cleaned or "run")[:limit]
 
 
+def study_folder_name(name: str) -> str:
+    """The folder of a study kept in a database (`OUT/<this>/`): its name made file-safe, plus a
+    short hash of the exact name where cleaning changed it, so `exp 1` and `exp-1` never share one."""
+    cleaned = slug(name)
+    if cleaned == name:
+        return cleaned
+    import hashlib
+
+    return f"{cleaned[:71]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def timestamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 

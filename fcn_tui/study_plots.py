@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fcn_tui.runs import slug
+from fcn_tui.runs import study_folder_name
 from fcn_tui.study_store import JOURNAL, StudyError, StudyStore, run_status
 
 
@@ -33,7 +33,7 @@ def plot_studies(plt, folder: Path, out: Path, save: Callable, warn: Callable[[s
         except (StudyError, OSError, ValueError) as err:
             warn(f"{study_folder}: its journal cannot be read ({err}); its study figures are skipped")
             continue
-        target = Path(out) / slug(store.name)
+        target = Path(out) / study_folder_name(store.name)
         scored = [t for t in trials if t.value is not None or t.intermediate_values]
         if len(scored) < 2:
             continue

@@ -257,3 +257,16 @@ def test_a_study_in_sqlite_trains_once_and_exports_from_the_storage(tmp_path):
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "all.csv").read_text().splitlines()
     assert len(rows) == 3 and all(",completed," in row for row in rows[1:])
+
+
+def test_studies_whose_names_clean_up_alike_get_folders_of_their_own(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    folders = []
+    for name in ("exp 1", "exp-1"):
+        options = runner.RunOptions(out=tmp_path / "out", storage=url, study_name=name)
+        events = list(runner.run_study(load_preset(grid(tmp_path, epochs=1)), ScriptedBackend(), lambda: False, options))
+        folders.append(events[0].folder)
+    assert folders[1] == tmp_path / "out" / "exp-1" and folders[0].name.startswith("exp-1-")
+    for folder in folders:  # each its own two runs and its own results
+        assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["001-optim.lr=0.01", "002-optim.lr=0.02"]
+        assert len((folder / "results.csv").read_text().splitlines()) == 3
