@@ -72,6 +72,7 @@ HEARTBEAT_S = 10  # how often a training worker tells an RDB storage it is alive
 GRACE_S = 60  # a run whose worker was silent this long is taken over (6 missed heartbeats)
 SCHEMA_TRIES = 5  # attempts at creating Optuna's tables when other workers create them at the same time
 CLAIM_GRACE_S = 120  # a claimed run whose worker never wrote its host and pid is taken over after this
+FOREIGN_WAIT_S = 5  # a new study gets its preset within milliseconds of being created
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
@@ -450,9 +451,15 @@ class StudyStore:
         return store
 
     def wait_for_plan(self) -> None:
-        deadline = time.monotonic() + PLAN_WAIT_S
-        while not self.study.user_attrs.get("planned"):
-            if time.monotonic() > deadline:
+        """Wait while the process creating the study queues its runs; a study without fcn-tui's
+        preset after `FOREIGN_WAIT_S` was made by something else (Optuna itself)."""
+        start = time.monotonic()
+        while not (attrs := self.study.user_attrs).get("planned"):
+            waited = time.monotonic() - start
+            if "manifest" not in attrs and waited > FOREIGN_WAIT_S:
+                raise StudyError(f"study '{self.name}' was not made by fcn-tui (it holds no preset); "
+                                 "give the name of a study fcn-tui made")
+            if waited > PLAN_WAIT_S:
                 raise StudyError(f"study '{self.name}': its runs were never queued (the process creating it stopped?)")
             time.sleep(0.5)
 

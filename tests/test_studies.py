@@ -270,3 +270,16 @@ def test_studies_whose_names_clean_up_alike_get_folders_of_their_own(tmp_path):
     for folder in folders:  # each its own two runs and its own results
         assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["001-optim.lr=0.01", "002-optim.lr=0.02"]
         assert len((folder / "results.csv").read_text().splitlines()) == 3
+
+
+def test_a_study_that_optuna_made_without_fcn_tui_is_refused_in_seconds(tmp_path):
+    import time
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'theirs.db'}"
+    optuna.create_study(storage=url, study_name="theirs")
+    started = time.monotonic()
+    result = cli.invoke(app, ["export", "--storage", url, "--study", "theirs", "--csv", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2 and "study 'theirs' was not made by fcn-tui" in result.output
+    assert time.monotonic() - started < 30  # not the minute a study being created is given
