@@ -29,6 +29,11 @@ def epoch_line(e: ev.EpochEnded) -> str:
     )
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 epoch`, `2 epochs`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def duration(seconds: float) -> str:
     seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
@@ -121,9 +126,11 @@ class Reporter:
             self._stop_progress()
             self.finished_wall.append(event.wall_s)
             line = f"  {event.status}: "
-            if event.test_acc is not None:
-                line += f"val acc {percent(event.val_acc)}%, test acc {percent(event.test_acc)}%, "
-            line += f"{event.epochs_completed} epochs in {event.wall_s:.1f}s"
+            accuracies = [f"{label} acc {percent(value)}%" for label, value in
+                          (("val", event.val_acc), ("test", event.test_acc)) if value is not None]
+            if accuracies:  # a run stopped before its first epoch has no number to show
+                line += ", ".join(accuracies) + ", "
+            line += f"{plural(event.epochs_completed, 'epoch')} in {event.wall_s:.1f}s"
             if event.error:
                 line += f" ({event.error})"
             self.print(escape(line))

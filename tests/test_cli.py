@@ -92,3 +92,35 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("run", "ui", "export"):
         assert command in result.output
+
+
+def test_a_one_epoch_run_on_one_thread_is_told_in_the_singular(tiny_preset, synthetic_data_dir, tmp_path):
+    result = run_cli(tiny_preset, "--set", "train.epochs=1", "--threads", "1", "--data-dir", synthetic_data_dir,
+                     "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "device CPU (1 thread);" in result.output
+    assert "1 epoch in " in result.output and "1 epochs" not in result.output
+
+
+def test_a_run_stopped_before_its_first_epoch_shows_no_empty_accuracy():
+    import io
+
+    from rich.console import Console
+
+    from fcn_tui import events as ev
+    from fcn_tui.console import Reporter
+
+    console = Console(file=io.StringIO(), width=80)
+    reporter = Reporter(console, interactive=False)
+    reporter.handle(ev.RunFinished(status="stopped", epochs_completed=0, train_loss=None, val_loss=None, val_acc=None,
+                                   best_val_acc=None, test_loss=0.9, test_acc=0.1, test_confusion=None, wall_s=0.4,
+                                   samples_per_s=0.0))
+    assert console.file.getvalue().splitlines() == ["  stopped: test acc 10.00%, 0 epochs in 0.4s"]
+
+
+def test_commands_without_a_preset_say_what_their_study_defaults_to():
+    for command in ("worker", "export", "ui"):
+        result = runner.invoke(app, [command, "--help"], terminal_width=200)
+        assert "preset's name" not in result.output, command
+        assert "(default: its only study)" in result.output, command
+    assert "(default: the preset's name)" in runner.invoke(app, ["run", "--help"], terminal_width=200).output
