@@ -153,6 +153,8 @@ StorageOption = Annotated[
     typer.Option("--storage", metavar="URL", help="Where the study is kept: postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE (default: a journal file in the study folder)."),
 ]
 StudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", help="Study name in the storage (default: the preset's name).")]
+# worker, export and ui take no preset: their study is the storage's only one unless named
+StoredStudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", help="Study name in the storage (default: its only study).")]
 
 
 def parse_devices(text: str | None) -> list[str]:
@@ -386,7 +388,7 @@ def run(
 @app.command()
 def worker(
     storage: Annotated[str, typer.Option("--storage", metavar="URL", help="The study's storage: postgresql://..., sqlite:///..., or a study folder (its journal).")],
-    study: StudyOption = None,
+    study: StoredStudyOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Train on this device instead of the runs' own.")] = None,
@@ -444,7 +446,7 @@ def ui(
     data_dir: DataDirOption = None,
     confine: Annotated[bool, typer.Option("--confine", hidden=True, help="Dialog paths only inside OUT (set by serve).")] = False,
     storage: Annotated[str | None, typer.Option("--storage", metavar="URL", help="Show this study on the Study tab (F5): postgresql://..., sqlite:///... or a study folder (default: the newest study under OUT).")] = None,
-    study: StudyOption = None,
+    study: StoredStudyOption = None,
 ) -> None:
     """Open the terminal app: set up an MLP, train it, watch it learn, compare runs and studies."""
     loaded = load_presets([preset], set_, None)[0] if preset else None
@@ -511,7 +513,7 @@ def export(
     folder: Annotated[Path | None, typer.Argument(help="Folder to search for runs (sweeps included); not with --storage.")] = None,
     per_epoch: Annotated[bool, typer.Option("--per-epoch", help="One row per run and epoch instead of per run.")] = False,
     storage: StorageOption = None,
-    study: StudyOption = None,
+    study: StoredStudyOption = None,
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
     from fcn_tui.export import NoRunsError, export_csv
