@@ -181,6 +181,7 @@ class StudyPresenter:
         self.failed = False
         self.bad_input = False
         self.in_study = False  # a study's runs are listed once, from its StudyFinished
+        self.started = 0  # runs this process began to train
         self._seen: dict[tuple, tuple] = {}
 
     def show(self, event) -> None:
@@ -198,6 +199,7 @@ class StudyPresenter:
             for record in event.skipped:
                 r.print(escape(f"  {record.name}: already {record.status} in {record.path}, skipped"))
         elif isinstance(event, runner.RunStarting):
+            self.started += 1
             r.total_runs = event.total
             r.start_run(event.position, event.name)
             if event.note:
@@ -351,6 +353,8 @@ def run(
         torch.set_num_threads(threads)
     present = StudyPresenter(reporter)
     singles = sum(1 for p in loaded if not p.is_study)
+    if count > 1 and singles:
+        reporter.print(f"--workers {count}: a single run trains in one process")
     position = 0
     with StopOnSignals() as stop:
         try:
@@ -396,6 +400,19 @@ def worker(
     label: Annotated[str, typer.Option("--label", metavar="TEXT", help="This worker's name in the study (default HOST:PID).")] = "",
 ) -> None:
     """Join a study and train its queued runs until none is left (run folders go to OUT/<study>)."""
+    from fcn_tui.signals import StopOnSignals
+
+    # a stop (Ctrl-C, or the signal `run --workers` passes on) is handled from the start to the
+    # end: loading the data or exiting after the last run, the worker stops and is never killed
+    with StopOnSignals(ignore_after=True) as stop:
+        _work(storage, study, out, data_dir, device, threads, label, stop)
+    if stop.exit_code is not None:
+        raise typer.Exit(stop.exit_code)
+
+
+def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, device: str | None,
+          threads: int | None, label: str, stop) -> None:
+    """The worker command's body, under its signal handlers."""
     if device:
         parse_devices(device)
     from rich.markup import escape
@@ -405,7 +422,6 @@ def worker(
     from fcn_tui.console import Reporter
     from fcn_tui.data import DataError, load_fashion_mnist
     from fcn_tui.runs import slug
-    from fcn_tui.signals import StopOnSignals
     from fcn_tui.study_store import StudyError, StudyStore, describe, is_url, journal_path
 
     try:
@@ -422,20 +438,31 @@ def worker(
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
-    reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {describe(storage)}; runs go to {folder}"))
+    where = f"{describe(storage)}; runs go to {folder}" if is_url(storage) else str(folder)  # a study folder: said once
+    reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {where}"))
     options = runner.RunOptions(out=out, storage=storage if is_url(storage) else None, study_name=store.name,
                                 device=device, worker=label)
     present = StudyPresenter(reporter)
-    with StopOnSignals() as stop:
-        try:
-            drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)
-        except StudyError as err:
-            raise fail(str(err)) from None
-        reporter.close()
-    if stop.exit_code is not None:
-        raise typer.Exit(stop.exit_code)
-    if present.failed:
+    try:
+        drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)
+    except StudyError as err:
+        raise fail(str(err)) from None
+    reporter.close()
+    if present.started:
+        reporter.print(f"trained {present.started} run{'s' if present.started != 1 else ''}")
+    elif stop.exit_code is None:
+        done = len(_safe_records(store))
+        reporter.print(f"nothing left to train: {done} run{'s' if done != 1 else ''} done")
+    if present.failed and stop.exit_code is None:
         raise typer.Exit(EXIT_FAILED_RUN)
+
+
+def _safe_records(store) -> list:
+    """The study's runs that are not queued, for a closing line (none when the storage is gone)."""
+    try:
+        return [r for r in store.records() if r.status != "queued"]
+    except Exception:  # noqa: BLE001 - a lost connection must not turn a finished worker into an error
+        return []
 
 
 @app.command()

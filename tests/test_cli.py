@@ -124,3 +124,10 @@ def test_commands_without_a_preset_say_what_their_study_defaults_to():
         assert "preset's name" not in result.output, command
         assert "(default: its only study)" in result.output, command
     assert "(default: the preset's name)" in runner.invoke(app, ["run", "--help"], terminal_width=200).output
+
+
+def test_workers_for_a_single_run_are_explained(tiny_preset, synthetic_data_dir, tmp_path):
+    result = run_cli(tiny_preset, "--workers", "2", "--set", "train.epochs=1", "--data-dir", synthetic_data_dir,
+                     "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "--workers 2: a single run trains in one process" in result.output.splitlines()

@@ -220,3 +220,40 @@ def test_workers_take_the_devices_in_turn_with_their_share_of_the_threads(tmp_pa
     assert [c[c.index("--label") + 1] for c in commands] == ["w1", "w2", "w3", "w4"]
     plain = runner.worker_command(store, runner.RunOptions(out=tmp_path), runner.WorkerPlan(count=2), 0)
     assert "--device" not in plain  # no devices given: each run's own train.device
+
+
+def _read_until(proc: subprocess.Popen, done, seen: list[str]) -> None:
+    """Read the command's lines into `seen` until `done(seen)` holds (or the command ends)."""
+    deadline = time.monotonic() + WAIT_S
+    while not done(seen) and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            return
+        seen.append(line)
+
+
+def test_ctrl_c_after_the_last_run_stops_the_workers_without_calling_them_killed(synthetic_data_dir, tmp_path):
+    (tmp_path / "grid.toml").write_text(GRID.format(epochs=1))
+    out_dir = tmp_path / "out"
+    parent = fcn_tui("run", str(tmp_path / "grid.toml"), "--workers", "2", "--out", str(out_dir),
+                     "--data-dir", str(synthetic_data_dir))
+    seen: list[str] = []
+    _read_until(parent, lambda lines: sum("completed, epoch 1/1" in x for x in lines) == 6, seen)
+    parent.send_signal(signal.SIGINT)  # the workers are ending, or about to
+    out = "".join(seen) + finish(parent)
+    assert parent.returncode == 130, out[-3000:]
+    assert "killed" not in out and "warning" not in out, out[-3000:]
+
+    # a worker joining the finished study says so, and a stop on its way out is no kill
+    (study,) = out_dir.iterdir()
+    late = fcn_tui("worker", "--storage", str(study), "--data-dir", str(synthetic_data_dir))
+    seen = []
+    _read_until(late, lambda lines: any("nothing left to train" in x for x in lines), seen)
+    for _ in range(3):
+        with __import__("contextlib").suppress(ProcessLookupError):
+            late.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out = "".join(seen) + finish(late)
+    assert late.returncode in (0, 130), out
+    assert "nothing left to train: 6 runs done" in out and "Traceback" not in out
+    assert out.splitlines()[0] == f"worker here: study grid in {study}"  # the folder, said once
