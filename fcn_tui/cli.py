@@ -183,6 +183,7 @@ class StudyPresenter:
         self.in_study = False  # a study's runs are listed once, from its StudyFinished
         self.started = 0  # runs this process began to train
         self._seen: dict[tuple, tuple] = {}
+        self._finished_before: set[str] = set()
 
     def show(self, event) -> None:
         from rich.markup import escape
@@ -198,6 +199,7 @@ class StudyPresenter:
             r.start_study(event.total)
             for record in event.skipped:
                 r.print(escape(f"  {record.name}: already {record.status} in {record.path}, skipped"))
+            self._finished_before = {str(record.path) for record in event.skipped}  # told once, above
         elif isinstance(event, runner.RunStarting):
             self.started += 1
             r.total_runs = event.total
@@ -232,13 +234,11 @@ class StudyPresenter:
             for record in event.records:
                 key = (record.get("trial"), record.path.name)
                 state = (record.status, record.get("epochs_completed"))
-                if self._seen.get(key) == state or record.status == "queued":
+                if self._seen.get(key) == state or str(record.path) in self._finished_before:
                     continue
-                self._seen[key] = state
-                acc = record.get("val_acc")
-                acc_text = f", val acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""
-                r.print(escape(f"  [{record.get('worker') or '-'}] {record.name}: {record.status}, "
-                               f"epoch {record.get('epochs_completed') or 0}/{record.get('epochs') or '?'}{acc_text}"))
+                if (line := progress_line(record, first=key not in self._seen)) is not None:
+                    self._seen[key] = state
+                    r.print(escape(f"  [{record.get('worker') or '-'}] {record.name}: {line}"))
         elif isinstance(event, runner.StudyFinished):
             r.close()
             if event.results is not None:
@@ -252,6 +252,29 @@ class StudyPresenter:
             self.in_study = False
             self.records += list(event.records)
             self.failed |= any(x.status in ("failed", "incomplete", "queued") for x in event.records)
+
+
+def progress_line(record, first: bool = False) -> str | None:
+    """What a worker's run is at, as the storage has it: `starting`, `continuing after epoch 3`,
+    `running, epoch 2/5, val acc 81.20%` (that epoch's value), `completed, epoch 5/5, ...`; the
+    `first` line of a continued run that is past its checkpoint already starts `continued after
+    epoch 3: `. None while there is nothing true to say yet: queued, not yet sampled (a search
+    trial), or an epoch whose value is not written yet."""
+    if record.status == "queued" or record.get("epochs") is None:
+        return None
+    epoch, epochs = record.get("epochs_completed") or 0, record.get("epochs")
+    continued = record.get("continued_after") or record.get("resumed_after_epoch")  # storage, or its folder
+    if record.status == "running":
+        if epoch == (continued or 0):
+            return f"continuing after epoch {continued}" if continued else "starting"
+        acc = next((m.get("val_acc") for m in record.metrics if m.get("epoch") == epoch), None)
+        if acc is None:
+            return None
+    else:
+        acc = record.get("val_acc")
+    acc_text = f", val acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""
+    told = f"continued after epoch {continued}: " if first and continued else ""
+    return f"{told}{record.status}, epoch {epoch}/{epochs}{acc_text}"
 
 
 def drive(events, present: StudyPresenter) -> None:

@@ -449,9 +449,13 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
         status, error = ev.STOPPED, "interrupted before the run finished"
         try:
             for event in record_run(trainer, run_dir):
-                if isinstance(event, ev.EpochEnded):
-                    _safely(lambda e=event: trial.report(e.val_acc, e.epoch))
+                if isinstance(event, ev.RunStarted) and event.previous_epochs:  # told on the console too
+                    for key in ("continued_after", "epoch"):
+                        _safely(lambda k=key, e=event: trial.set_user_attr(k, len(e.previous_epochs)))
+                elif isinstance(event, ev.EpochEnded):
+                    # the epoch first: a reader never sees an epoch's value under the epoch before it
                     _safely(lambda e=event: trial.set_user_attr("epoch", e.epoch))
+                    _safely(lambda e=event: trial.report(e.val_acc, e.epoch))
                     if pruning and event.epoch < event.epochs:
                         pruned[0] = bool(_safely(trial.should_prune, False))
                 elif isinstance(event, ev.RunFinished):
