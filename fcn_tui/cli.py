@@ -182,6 +182,7 @@ class StudyPresenter:
         self.bad_input = False
         self.in_study = False  # a study's runs are listed once, from its StudyFinished
         self.started = 0  # runs this process began to train
+        self.study_records: set[int] = set()  # of `records`, those in a study's folder (named once)
         self._seen: dict[tuple, tuple] = {}
         self._finished_before: set[str] = set()
 
@@ -195,10 +196,14 @@ class StudyPresenter:
         if isinstance(event, runner.StudyOpened):
             verb = "created" if event.created else "opened"
             self.in_study = True
-            r.print(escape(f"study {event.name}: {verb}, {event.total} runs, in {event.folder} ({event.storage})"))
+            where = str(event.folder)
+            if not event.storage.startswith(where):  # a journal in the folder is the folder: said once
+                where += f" ({event.storage})"
+            r.print(escape(f"study {event.name}: {verb}, {event.total} runs, in {where}"))
             r.start_study(event.total)
-            for record in event.skipped:
-                r.print(escape(f"  {record.name}: already {record.status} in {record.path}, skipped"))
+            for record in event.skipped:  # a run in the study's folder by its own folder's name
+                where = record.path.name if record.path.parent.absolute() == event.folder.absolute() else record.path
+                r.print(escape(f"  {record.name}: already {record.status} in {where}, skipped"))
             self._finished_before = {str(record.path) for record in event.skipped}  # told once, above
         elif isinstance(event, runner.RunStarting):
             self.started += 1
@@ -251,6 +256,7 @@ class StudyPresenter:
             r.print(comparison_table(list(event.records), event.preset))
             self.in_study = False
             self.records += list(event.records)
+            self.study_records |= {id(record) for record in event.records}
             self.failed |= any(x.status in ("failed", "incomplete", "queued") for x in event.records)
 
 
@@ -403,7 +409,8 @@ def run(
             present.failed = True
         reporter.close()
         if present.records:
-            reporter.summary_table(present.records)
+            reporter.summary_table(present.records,
+                                   folders=[r for r in present.records if id(r) not in present.study_records])
     if stop.exit_code is not None:
         raise typer.Exit(stop.exit_code)
     if present.bad_input:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -63,8 +64,8 @@ class Reporter:
             return
         try:
             target = self.progress.console if self.progress else self.console
-            if all(isinstance(o, str) for o in objects):
-                kwargs.setdefault("soft_wrap", True)  # log lines stay whole, also in files
+            if all(isinstance(o, str) for o in objects) and not self.interactive:
+                kwargs.setdefault("soft_wrap", True)  # log lines stay whole in files; a terminal's break between words
             target.print(*objects, **kwargs)
             if not self.interactive:
                 self.console.file.flush()
@@ -146,11 +147,15 @@ class Reporter:
     def close(self) -> None:
         self._stop_progress()
 
-    def summary_table(self, records, title: str = "Summary") -> None:
-        table = Table(title=title)
-        for col, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc %", "right"),
-                             ("best val %", "right"), ("test acc %", "right"), ("time", "right")):
-            table.add_column(col, justify=justify, overflow="fold")
+    def summary_table(self, records, title: str = "Summary", folders=None) -> None:
+        """One row per run, then the folder of each of `folders` (default: every run; a study's
+        runs are in its folder, named once already). At 80 columns the numbers keep their width
+        and the run's name gets the rest, wrapped when it must be."""
+        table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+        table.add_column("run", overflow="fold", ratio=1)
+        for col, justify in (("status", "left"), ("epochs", "right"), ("val %", "right"),
+                             ("best %", "right"), ("test %", "right"), ("time", "right")):
+            table.add_column(col, justify=justify, no_wrap=True)
         for r in records:
             table.add_row(
                 Text(r.name), Text(r.status), str(r.get("epochs_completed") or 0), percent(r.get("val_acc")),
@@ -158,5 +163,5 @@ class Reporter:
                 f"{r.get('wall_s') or 0:.1f}s",
             )
         self.print(table)
-        for r in records:
+        for r in records if folders is None else folders:
             self.print(escape(f"{r.name}: written to {r.path}"))

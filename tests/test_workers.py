@@ -276,7 +276,7 @@ def test_resume_with_workers_shows_only_the_runs_it_trains(synthetic_data_dir, t
     again = fcn_tui(*args, "--resume")
     out = finish(again)
     assert again.returncode == 0, out[-3000:]
-    assert out.count(": already completed in ") == 3  # the runs done before, named once each
+    assert out.count(": already completed in 00") == 3  # the runs done before, named once each, by folder name
     progress = [line for line in out.splitlines() if line.startswith("  [w")]
     assert progress and all("train.seed=1" in line for line in progress), progress
 
