@@ -311,7 +311,8 @@ def test_a_worker_s_progress_line_agrees_with_its_epoch():
     assert progress_line(record("running", 1, {}, continued_after=1)) == "continuing after epoch 1"
     assert progress_line(record("running", 2, {2: 0.7}, continued_after=1), first=True) == (
         "continued after epoch 1: running, epoch 2/2, val acc 70.00%")  # its start came and went between looks
-    assert progress_line(record("completed", 2, {1: 0.6, 2: 0.7}, val_acc=0.7)) == "completed, epoch 2/2, val acc 70.00%"
+    finished = record("completed", 2, {1: 0.6, 2: 0.7}, val_acc=0.7)
+    assert progress_line(finished) == "completed, epoch 2/2, val acc 70.00%"
     unsampled = RunRecord(path=Path("001-trial-0"), summary={"name": "trial 0", "status": "running", "epochs": None},
                           config=None)
     assert progress_line(unsampled) is None
