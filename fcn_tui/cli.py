@@ -165,6 +165,9 @@ def study_name(value: str | None) -> str | None:
 
 StudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", callback=study_name,
                                                  help="Study name in the storage (default: the preset's name).")]
+# worker, export and ui take no preset: their study is the storage's only one unless named
+StoredStudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME", callback=study_name,
+                                                       help="Study name in the storage (default: its only study).")]
 
 
 def parse_devices(text: str | None) -> list[str]:
@@ -208,7 +211,10 @@ class StudyPresenter:
         self.failed = False
         self.bad_input = False
         self.in_study = False  # a study's runs are listed once, from its StudyFinished
+        self.started = 0  # runs this process began to train
+        self.study_records: set[int] = set()  # of `records`, those in a study's folder (named once)
         self._seen: dict[tuple, tuple] = {}
+        self._finished_before: set[str] = set()
 
     def show(self, event) -> None:
         from rich.markup import escape
@@ -220,11 +226,17 @@ class StudyPresenter:
         if isinstance(event, runner.StudyOpened):
             verb = "created" if event.created else "opened"
             self.in_study = True
-            r.print(escape(f"study {event.name}: {verb}, {event.total} runs, in {event.folder} ({event.storage})"))
+            where = str(event.folder)
+            if not event.storage.startswith(where):  # a journal in the folder is the folder: said once
+                where += f" ({event.storage})"
+            r.print(escape(f"study {event.name}: {verb}, {event.total} runs, in {where}"))
             r.start_study(event.total)
-            for record in event.skipped:
-                r.print(escape(f"  {record.name}: already {record.status} in {record.path}, skipped"))
+            for record in event.skipped:  # a run in the study's folder by its own folder's name
+                where = record.path.name if record.path.parent.absolute() == event.folder.absolute() else record.path
+                r.print(escape(f"  {record.name}: already {record.status} in {where}, skipped"))
+            self._finished_before = {str(record.path) for record in event.skipped}  # told once, above
         elif isinstance(event, runner.RunStarting):
+            self.started += 1
             r.total_runs = event.total
             r.start_run(event.position, event.name)
             if event.note:
@@ -257,13 +269,11 @@ class StudyPresenter:
             for record in event.records:
                 key = (record.get("trial"), record.path.name)
                 state = (record.status, record.get("epochs_completed"))
-                if self._seen.get(key) == state or record.status == "queued":
+                if self._seen.get(key) == state or str(record.path) in self._finished_before:
                     continue
-                self._seen[key] = state
-                acc = record.get("val_acc")
-                acc_text = f", val acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""
-                r.print(escape(f"  [{record.get('worker') or '-'}] {record.name}: {record.status}, "
-                               f"epoch {record.get('epochs_completed') or 0}/{record.get('epochs') or '?'}{acc_text}"))
+                if (line := progress_line(record, first=key not in self._seen)) is not None:
+                    self._seen[key] = state
+                    r.print(escape(f"  [{record.get('worker') or '-'}] {record.name}: {line}"))
         elif isinstance(event, runner.StudyFinished):
             r.close()
             if event.results is not None:
@@ -276,7 +286,31 @@ class StudyPresenter:
             r.print(comparison_table(list(event.records), event.preset))
             self.in_study = False
             self.records += list(event.records)
+            self.study_records |= {id(record) for record in event.records}
             self.failed |= any(x.status in ("failed", "incomplete", "queued") for x in event.records)
+
+
+def progress_line(record, first: bool = False) -> str | None:
+    """What a worker's run is at, as the storage has it: `starting`, `continuing after epoch 3`,
+    `running, epoch 2/5, val acc 81.20%` (that epoch's value), `completed, epoch 5/5, ...`; the
+    `first` line of a continued run that is past its checkpoint already starts `continued after
+    epoch 3: `. None while there is nothing true to say yet: queued, not yet sampled (a search
+    trial), or an epoch whose value is not written yet."""
+    if record.status == "queued" or record.get("epochs") is None:
+        return None
+    epoch, epochs = record.get("epochs_completed") or 0, record.get("epochs")
+    continued = record.get("continued_after") or record.get("resumed_after_epoch")  # storage, or its folder
+    if record.status == "running":
+        if epoch == (continued or 0):
+            return f"continuing after epoch {continued}" if continued else "starting"
+        acc = next((m.get("val_acc") for m in record.metrics if m.get("epoch") == epoch), None)
+        if acc is None:
+            return None
+    else:
+        acc = record.get("val_acc")
+    acc_text = f", val acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""
+    told = f"continued after epoch {continued}: " if first and continued else ""
+    return f"{told}{record.status}, epoch {epoch}/{epochs}{acc_text}"
 
 
 def drive(events, present: StudyPresenter) -> None:
@@ -381,6 +415,8 @@ def run(
         torch.set_num_threads(threads)
     present = StudyPresenter(reporter)
     singles = sum(1 for p in loaded if not p.is_study)
+    if count > 1 and singles:
+        reporter.print(f"--workers {count}: a single run trains in one process")
     position = 0
     with StopOnSignals() as stop:
         try:
@@ -406,7 +442,8 @@ def run(
             present.failed = True
         reporter.close()
         if present.records:
-            reporter.summary_table(present.records)
+            reporter.summary_table(present.records,
+                                   folders=[r for r in present.records if id(r) not in present.study_records])
     if stop.exit_code is not None:
         raise typer.Exit(stop.exit_code)
     if present.bad_input:
@@ -418,7 +455,7 @@ def run(
 @app.command()
 def worker(
     storage: Annotated[str, typer.Option("--storage", metavar="URL", help="The study's storage: postgresql://..., sqlite:///..., or a study folder (its journal).")],
-    study: StudyOption = None,
+    study: StoredStudyOption = None,
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Train on this device instead of the runs' own.")] = None,
@@ -426,6 +463,19 @@ def worker(
     label: Annotated[str, typer.Option("--label", metavar="TEXT", help="This worker's name in the study (default HOST:PID).")] = "",
 ) -> None:
     """Join a study and train its queued runs until none is left (run folders go to OUT/<study>)."""
+    from fcn_tui.signals import StopOnSignals
+
+    # a stop (Ctrl-C, or the signal `run --workers` passes on) is handled from the start to the
+    # end: loading the data or exiting after the last run, the worker stops and is never killed
+    with StopOnSignals(ignore_after=True) as stop:
+        _work(storage, study, out, data_dir, device, threads, label, stop)
+    if stop.exit_code is not None:
+        raise typer.Exit(stop.exit_code)
+
+
+def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, device: str | None,
+          threads: int | None, label: str, stop) -> None:
+    """The worker command's body, under its signal handlers."""
     if device:
         parse_devices(device)
     from rich.markup import escape
@@ -435,7 +485,6 @@ def worker(
     from fcn_tui.console import Reporter
     from fcn_tui.data import DataError, load_fashion_mnist
     from fcn_tui.runs import study_folder_name
-    from fcn_tui.signals import StopOnSignals
     from fcn_tui.study_store import StudyError, StudyStore, describe, is_url, journal_path
 
     try:
@@ -452,20 +501,31 @@ def worker(
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
-    reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {describe(storage)}; runs go to {folder}"))
+    where = f"{describe(storage)}; runs go to {folder}" if is_url(storage) else str(folder)  # a study folder: said once
+    reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {where}"))
     options = runner.RunOptions(out=out, storage=storage if is_url(storage) else None, study_name=store.name,
                                 device=device, worker=label)
     present = StudyPresenter(reporter)
-    with StopOnSignals() as stop:
-        try:
-            drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)
-        except StudyError as err:
-            raise fail(str(err)) from None
-        reporter.close()
-    if stop.exit_code is not None:
-        raise typer.Exit(stop.exit_code)
-    if present.failed:
+    try:
+        drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)
+    except StudyError as err:
+        raise fail(str(err)) from None
+    reporter.close()
+    if present.started:
+        reporter.print(f"trained {present.started} run{'s' if present.started != 1 else ''}")
+    elif stop.exit_code is None:
+        done = len(_safe_records(store))
+        reporter.print(f"nothing left to train: {done} run{'s' if done != 1 else ''} done")
+    if present.failed and stop.exit_code is None:
         raise typer.Exit(EXIT_FAILED_RUN)
+
+
+def _safe_records(store) -> list:
+    """The study's runs that are not queued, for a closing line (none when the storage is gone)."""
+    try:
+        return [r for r in store.records() if r.status != "queued"]
+    except Exception:  # noqa: BLE001 - a lost connection must not turn a finished worker into an error
+        return []
 
 
 @app.command()
@@ -476,7 +536,7 @@ def ui(
     data_dir: DataDirOption = None,
     confine: Annotated[bool, typer.Option("--confine", hidden=True, help="Dialog paths only inside OUT (set by serve).")] = False,
     storage: Annotated[str | None, typer.Option("--storage", metavar="URL", help="Show this study on the Study tab (F5): postgresql://..., sqlite:///... or a study folder (default: the newest study under OUT).")] = None,
-    study: StudyOption = None,
+    study: StoredStudyOption = None,
 ) -> None:
     """Open the terminal app: set up an MLP, train it, watch it learn, compare runs and studies."""
     loaded = load_presets([preset], set_, None)[0] if preset else None
@@ -543,7 +603,7 @@ def export(
     folder: Annotated[Path | None, typer.Argument(help="Folder to search for runs (sweeps included); not with --storage.")] = None,
     per_epoch: Annotated[bool, typer.Option("--per-epoch", help="One row per run and epoch instead of per run.")] = False,
     storage: StorageOption = None,
-    study: StudyOption = None,
+    study: StoredStudyOption = None,
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
     from fcn_tui.export import NoRunsError, export_csv

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -27,6 +28,11 @@ def epoch_line(e: ev.EpochEnded) -> str:
         f"val loss {e.val_loss:.4f} acc {percent(e.val_acc)}%  {e.seconds:.1f}s  "
         f"{e.samples_per_s:,.0f} samples/s"
     )
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 epoch`, `2 epochs`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def duration(seconds: float) -> str:
@@ -58,8 +64,8 @@ class Reporter:
             return
         try:
             target = self.progress.console if self.progress else self.console
-            if all(isinstance(o, str) for o in objects):
-                kwargs.setdefault("soft_wrap", True)  # log lines stay whole, also in files
+            if all(isinstance(o, str) for o in objects) and not self.interactive:
+                kwargs.setdefault("soft_wrap", True)  # log lines stay whole in files; a terminal's break between words
             target.print(*objects, **kwargs)
             if not self.interactive:
                 self.console.file.flush()
@@ -121,9 +127,11 @@ class Reporter:
             self._stop_progress()
             self.finished_wall.append(event.wall_s)
             line = f"  {event.status}: "
-            if event.test_acc is not None:
-                line += f"val acc {percent(event.val_acc)}%, test acc {percent(event.test_acc)}%, "
-            line += f"{event.epochs_completed} epochs in {event.wall_s:.1f}s"
+            accuracies = [f"{label} acc {percent(value)}%" for label, value in
+                          (("val", event.val_acc), ("test", event.test_acc)) if value is not None]
+            if accuracies:  # a run stopped before its first epoch has no number to show
+                line += ", ".join(accuracies) + ", "
+            line += f"{plural(event.epochs_completed, 'epoch')} in {event.wall_s:.1f}s"
             if event.error:
                 line += f" ({event.error})"
             self.print(escape(line))
@@ -139,11 +147,15 @@ class Reporter:
     def close(self) -> None:
         self._stop_progress()
 
-    def summary_table(self, records, title: str = "Summary") -> None:
-        table = Table(title=title)
-        for col, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc %", "right"),
-                             ("best val %", "right"), ("test acc %", "right"), ("time", "right")):
-            table.add_column(col, justify=justify, overflow="fold")
+    def summary_table(self, records, title: str = "Summary", folders=None) -> None:
+        """One row per run, then the folder of each of `folders` (default: every run; a study's
+        runs are in its folder, named once already). At 80 columns the numbers keep their width
+        and the run's name gets the rest, wrapped when it must be."""
+        table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+        table.add_column("run", overflow="fold", ratio=1)
+        for col, justify in (("status", "left"), ("epochs", "right"), ("val %", "right"),
+                             ("best %", "right"), ("test %", "right"), ("time", "right")):
+            table.add_column(col, justify=justify, no_wrap=True)
         for r in records:
             table.add_row(
                 Text(r.name), Text(r.status), str(r.get("epochs_completed") or 0), percent(r.get("val_acc")),
@@ -151,6 +163,6 @@ class Reporter:
                 f"{r.get('wall_s') or 0:.1f}s",
             )
         self.print(table)
-        for r in records:
+        for r in records if folders is None else folders:
             if r.path.is_dir():  # a study's run that never started, or trained on another host, has none here
                 self.print(escape(f"{r.name}: written to {r.path}"))

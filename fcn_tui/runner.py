@@ -75,6 +75,7 @@ from fcn_tui.study_store import (
 
 POLL_S = 1.0  # how often an idle worker, or the parent of several, looks at the storage
 WORKER_STOP_S = 30  # after passing a stop on, wait this long for workers to save their runs
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what a stop is passed on as, and what it ends
 CONTINUABLE = (ev.STOPPED, ev.INCOMPLETE, ev.FAILED)
 FINISHED = (ev.COMPLETED, ev.DIVERGED, ev.PRUNED)
 
@@ -459,9 +460,13 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
         status, error = ev.STOPPED, "interrupted before the run finished"
         try:
             for event in record_run(trainer, run_dir):
-                if isinstance(event, ev.EpochEnded):
-                    _safely(lambda e=event: trial.report(e.val_acc, e.epoch))
+                if isinstance(event, ev.RunStarted) and event.previous_epochs:  # told on the console too
+                    for key in ("continued_after", "epoch"):
+                        _safely(lambda k=key, e=event: trial.set_user_attr(k, len(e.previous_epochs)))
+                elif isinstance(event, ev.EpochEnded):
+                    # the epoch first: a reader never sees an epoch's value under the epoch before it
                     _safely(lambda e=event: trial.set_user_attr("epoch", e.epoch))
+                    _safely(lambda e=event: trial.report(e.val_acc, e.epoch))
                     if pruning and event.epoch < event.epochs:
                         pruned[0] = bool(_safely(trial.should_prune, False))
                 elif isinstance(event, ev.RunFinished):
@@ -638,11 +643,16 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
                                       stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
     forwarded = False
     reported: set[int] = set()
+
+    def killed(p: subprocess.Popen) -> bool:
+        """Ended by a signal that was no stop of ours: a kill or a crash, not a Ctrl-C passed on."""
+        return p.returncode is not None and p.returncode < 0 and not (forwarded and -p.returncode in STOP_SIGNALS)
+
     try:
         while True:
             alive = [p for p in procs if p.poll() is None]
             for index, p in enumerate(procs):
-                if p.returncode is not None and p.returncode < 0 and index not in reported:
+                if killed(p) and index not in reported:
                     reported.add(index)
                     yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
             yield WorkersProgress(store.name, tuple(_safely(lambda: store.records(), ()) or ()), len(alive))
@@ -656,6 +666,7 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
             time.sleep(POLL_S)
     finally:
         deadline = time.monotonic() + WORKER_STOP_S
+        forwarded = forwarded or any(p.poll() is None for p in procs)  # the stop below is ours too
         for p in procs:
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -667,9 +678,9 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
                 p.kill()
         for log in logs:
             log.close()
-    normal = (0, 1, 128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)  # done, a run failed, stopped
+    normal = (0, 1, *(128 + s for s in STOP_SIGNALS))  # done, a run failed, stopped
     for index, p in enumerate(procs):
-        if index not in reported and p.returncode not in normal:
+        if index not in reported and p.returncode not in normal and (p.returncode >= 0 or killed(p)):
             yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
     yield finish_study(store, folder)
 

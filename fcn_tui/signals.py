@@ -30,11 +30,15 @@ def _say(line: str, fd: int = 2) -> None:
 
 
 class StopOnSignals:
-    """Context manager: installs the handlers (main thread only) and restores them on exit."""
+    """Context manager: installs the handlers (main thread only) and restores them on exit.
 
-    def __init__(self) -> None:
+    With `ignore_after`, the signals are ignored on exit instead: a process whose work is done
+    (a study's worker) only ends, and a stop passed on to it then must not kill it on its way out."""
+
+    def __init__(self, ignore_after: bool = False) -> None:
         self.event = threading.Event()
         self.signum: int | None = None
+        self.ignore_after = ignore_after
         self._previous: dict[int, object] = {}
 
     @property
@@ -67,5 +71,5 @@ class StopOnSignals:
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if self.ignore_after else handler)
         self._previous.clear()

@@ -629,6 +629,7 @@ def record_from_trial(trial: FrozenTrial) -> RunRecord:
         "trial": trial.number,
         "epochs_completed": attr(trial, "epoch", metrics.get("epochs_completed", 0)),
         "epochs": attr(trial, "epochs"),
+        "continued_after": attr(trial, "continued_after"),  # the epochs its checkpoint had
     }
     if "val_acc" not in metrics and trial.intermediate_values:
         last = max(trial.intermediate_values)

@@ -92,3 +92,96 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("run", "ui", "export"):
         assert command in result.output
+
+
+def test_a_one_epoch_run_on_one_thread_is_told_in_the_singular(tiny_preset, synthetic_data_dir, tmp_path):
+    result = run_cli(tiny_preset, "--set", "train.epochs=1", "--threads", "1", "--data-dir", synthetic_data_dir,
+                     "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "device CPU (1 thread);" in result.output
+    assert "1 epoch in " in result.output and "1 epochs" not in result.output
+
+
+def test_a_run_stopped_before_its_first_epoch_shows_no_empty_accuracy():
+    import io
+
+    from rich.console import Console
+
+    from fcn_tui import events as ev
+    from fcn_tui.console import Reporter
+
+    console = Console(file=io.StringIO(), width=80)
+    reporter = Reporter(console, interactive=False)
+    reporter.handle(ev.RunFinished(status="stopped", epochs_completed=0, train_loss=None, val_loss=None, val_acc=None,
+                                   best_val_acc=None, test_loss=0.9, test_acc=0.1, test_confusion=None, wall_s=0.4,
+                                   samples_per_s=0.0))
+    assert console.file.getvalue().splitlines() == ["  stopped: test acc 10.00%, 0 epochs in 0.4s"]
+
+
+def test_commands_without_a_preset_say_what_their_study_defaults_to():
+    for command in ("worker", "export", "ui"):
+        result = runner.invoke(app, [command, "--help"], terminal_width=200)
+        assert "preset's name" not in result.output, command
+        assert "(default: its only study)" in result.output, command
+    assert "(default: the preset's name)" in runner.invoke(app, ["run", "--help"], terminal_width=200).output
+
+
+SWEEP = """
+name = "tiny-sweep"
+[model]
+hidden = [16]
+[train]
+epochs = 1
+batch_size = 32
+device = "cpu"
+[sweep]
+"optim.lr" = [0.01, 0.03]
+"""
+
+
+def test_a_study_names_its_folder_once_and_not_each_run_after_the_table(synthetic_data_dir, tmp_path):
+    (tmp_path / "sweep.toml").write_text(SWEEP)
+    (tmp_path / "one.toml").write_text(SWEEP.replace("tiny-sweep", "one").split("[sweep]")[0])
+    result = run_cli(tmp_path / "sweep.toml", tmp_path / "one.toml", "--data-dir", synthetic_data_dir,
+                     "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    (study,) = (tmp_path / "runs").glob("*-tiny-sweep")
+    assert f"study tiny-sweep: created, 2 runs, in {study}\n" in result.output  # not `in X (X)`
+    assert f"results: {study / 'results.csv'} and results.md" in result.output
+    written = [line for line in result.output.splitlines() if "written to" in line]
+    assert len(written) == 1 and written[0].startswith("one: written to ")  # the single run only
+
+
+def test_workers_for_a_single_run_are_explained(tiny_preset, synthetic_data_dir, tmp_path):
+    result = run_cli(tiny_preset, "--workers", "2", "--set", "train.epochs=1", "--data-dir", synthetic_data_dir,
+                     "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "--workers 2: a single run trains in one process" in result.output.splitlines()
+
+
+def test_at_80_columns_lines_break_between_words_and_the_summary_gives_the_name_room(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from fcn_tui import events as ev
+    from fcn_tui.console import Reporter
+    from fcn_tui.runs import RunRecord
+
+    console = Console(file=io.StringIO(), width=80, force_terminal=False)
+    reporter = Reporter(console, interactive=True)  # as on a terminal, without a live progress bar
+    reporter.print("  device CPU (2 threads); 48,000 train / 12,000 val / 10,000 test images; 211 batches per epoch")
+    reporter.handle(ev.EpochEnded(epoch=1, epochs=15, train_loss=0.5123, train_acc=0.8211, val_loss=0.4321,
+                                  val_acc=0.8456, lr=0.001, seconds=0.9, samples_per_s=5028.4))
+    name = "baseline,train.epochs=2,data.subset=5000"
+    record = RunRecord(path=tmp_path / name, config=None, summary={
+        "name": name, "status": "completed", "epochs_completed": 2, "val_acc": 0.8123, "best_val_acc": 0.8123,
+        "test_acc": 0.8011, "wall_s": 12.3})
+    reporter.summary_table([record])
+    lines = console.file.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    text = "\n".join(lines)
+    for number in ("48,000", "12,000", "10,000", "211", "84.56%", "5,028"):  # wrapped between words, not inside one
+        assert any(number in line for line in lines), (number, lines)
+    assert "test %" in text and "test acc %" not in text
+    assert any(line.startswith(name[:30]) for line in lines), lines  # the name, not a 10-character sliver

@@ -177,6 +177,9 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes_the_study(synthetic_data_
 
     continued = [read_run(Path(t.user_attrs["run_dir"])).get("resumed_after_epoch") for t in latest]
     assert any(continued)  # the stopped runs went on from their checkpoints
+    import re  # the console says so too, not only the workers' logs
+
+    assert re.search(r"^  \[w\d\] .*: continu(ing|ed) after epoch \d+", out, re.MULTILINE), out[-3000:]
 
 
 def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, postgres_url):
@@ -220,3 +223,96 @@ def test_workers_take_the_devices_in_turn_with_their_share_of_the_threads(tmp_pa
     assert [c[c.index("--label") + 1] for c in commands] == ["w1", "w2", "w3", "w4"]
     plain = runner.worker_command(store, runner.RunOptions(out=tmp_path), runner.WorkerPlan(count=2), 0)
     assert "--device" not in plain  # no devices given: each run's own train.device
+
+
+def _read_until(proc: subprocess.Popen, done, seen: list[str]) -> None:
+    """Read the command's lines into `seen` until `done(seen)` holds (or the command ends)."""
+    deadline = time.monotonic() + WAIT_S
+    while not done(seen) and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            return
+        seen.append(line)
+
+
+def test_ctrl_c_after_the_last_run_stops_the_workers_without_calling_them_killed(synthetic_data_dir, tmp_path):
+    (tmp_path / "grid.toml").write_text(GRID.format(epochs=1))
+    out_dir = tmp_path / "out"
+    parent = fcn_tui("run", str(tmp_path / "grid.toml"), "--workers", "2", "--out", str(out_dir),
+                     "--data-dir", str(synthetic_data_dir))
+    seen: list[str] = []
+    _read_until(parent, lambda lines: sum("completed, epoch 1/1" in x for x in lines) == 6, seen)
+    parent.send_signal(signal.SIGINT)  # the workers are ending, or about to
+    out = "".join(seen) + finish(parent)
+    assert parent.returncode == 130, out[-3000:]
+    assert "killed" not in out and "warning" not in out, out[-3000:]
+    assert "epoch 0/1, val acc" not in out  # a value is never shown under the epoch before its own
+
+    # a worker joining the finished study says so, and a stop on its way out is no kill
+    (study,) = out_dir.iterdir()
+    late = fcn_tui("worker", "--storage", str(study), "--data-dir", str(synthetic_data_dir))
+    seen = []
+    _read_until(late, lambda lines: any("nothing left to train" in x for x in lines), seen)
+    for _ in range(3):
+        with __import__("contextlib").suppress(ProcessLookupError):
+            late.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out = "".join(seen) + finish(late)
+    assert late.returncode in (0, 130), out
+    assert "nothing left to train: 6 runs done" in out and "Traceback" not in out
+    assert out.splitlines()[0] == f"worker here: study grid in {study}"  # the folder, said once
+
+
+def test_resume_with_workers_shows_only_the_runs_it_trains(synthetic_data_dir, tmp_path):
+    preset = GRID.format(epochs=1).replace('"optim.name" = ["sgd", "adam"]\n', "")  # three runs
+    (tmp_path / "grid.toml").write_text(preset)
+    out_dir = tmp_path / "out"
+    args = ("run", str(tmp_path / "grid.toml"), "--workers", "2", "--out", str(out_dir),
+            "--data-dir", str(synthetic_data_dir))
+    first = fcn_tui(*args)
+    out = finish(first)
+    assert first.returncode == 0, out[-3000:]
+    (tmp_path / "grid.toml").write_text(preset + '"train.seed" = [0, 1]\n')  # seed 0: the same three runs
+    again = fcn_tui(*args, "--resume")
+    out = finish(again)
+    assert again.returncode == 0, out[-3000:]
+    assert out.count(": already completed in 00") == 3  # the runs done before, named once each, by folder name
+    progress = [line for line in out.splitlines() if line.startswith("  [w")]
+    assert progress and all("train.seed=1" in line for line in progress), progress
+
+
+def test_a_search_with_workers_shows_no_run_before_it_is_sampled(synthetic_data_dir, tmp_path):
+    (tmp_path / "search.toml").write_text(GRID.format(epochs=1).split("[sweep]")[0] + """
+[search]
+trials = 3
+"optim.lr" = { low = 0.001, high = 0.1, log = true }
+""")
+    proc = fcn_tui("run", str(tmp_path / "search.toml"), "--workers", "2", "--out", str(tmp_path / "out"),
+                   "--data-dir", str(synthetic_data_dir))
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    progress = [line for line in out.splitlines() if line.startswith("  [w")]
+    assert sum("completed, epoch 1/1" in line for line in progress) == 3
+    assert not [line for line in progress if "/?" in line or "] trial " in line], progress
+
+
+def test_a_worker_s_progress_line_agrees_with_its_epoch():
+    from fcn_tui.cli import progress_line
+    from fcn_tui.runs import RunRecord
+
+    def record(status, epoch, values, **extra):
+        return RunRecord(path=Path("001-run"), summary={"name": "run", "status": status, "epochs_completed": epoch,
+                                                         "epochs": 2, **extra}, config=None,
+                         metrics=[{"epoch": float(e), "val_acc": v} for e, v in values.items()])
+
+    assert progress_line(record("running", 0, {})) == "starting"
+    assert progress_line(record("running", 1, {})) is None  # its value is not written yet
+    assert progress_line(record("running", 1, {1: 0.636})) == "running, epoch 1/2, val acc 63.60%"
+    assert progress_line(record("running", 1, {}, continued_after=1)) == "continuing after epoch 1"
+    assert progress_line(record("running", 2, {2: 0.7}, continued_after=1), first=True) == (
+        "continued after epoch 1: running, epoch 2/2, val acc 70.00%")  # its start came and went between looks
+    finished = record("completed", 2, {1: 0.6, 2: 0.7}, val_acc=0.7)
+    assert progress_line(finished) == "completed, epoch 2/2, val acc 70.00%"
+    unsampled = RunRecord(path=Path("001-trial-0"), summary={"name": "trial 0", "status": "running", "epochs": None},
+                          config=None)
+    assert progress_line(unsampled) is None
