@@ -83,6 +83,17 @@ def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
+def cut_middle(text: str, width: int) -> str:
+    """`text` in `width` characters, cut in the middle (`search,train…dropout=0.272`): the end of
+    a name often tells it from its neighbours, so it is kept."""
+    if len(text) <= width:
+        return text
+    if width < 3:
+        return text[:width]
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail:]
+
+
 # (label, display, sort key); the sort key puts missing values last. The name is cut in `refill`.
 COLUMNS: list[tuple[str, Callable[[RunRecord], Any], Callable[[RunRecord], Any]]] = [
     ("name", lambda r: r.name, lambda r: r.name),
