@@ -425,6 +425,8 @@ class FcnApp(App):
         self.charts.set_overlays(overlays)  # drawn when Train is shown (at once when its tab opens)
 
     def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
+        if message.pane.id == "runs":  # runs other processes wrote since: shown without a key
+            self.load_runs()
         if message.pane.id == "train":  # drawn at once: nothing was redrawn while it was hidden
             if not isinstance(self.focused, Tabs):  # arrowing along the tab bar keeps going
                 self.charts.focus()  # its keys (smoothing, log scale) in the footer
