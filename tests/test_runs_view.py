@@ -256,3 +256,15 @@ async def test_a_subset_run_with_other_unusual_settings_shows_both_marks(tmp_pat
         assert "~" in mark and "+" in mark
         detail = str(app.query_one("#runs-detail").render())
         assert "~ subset of 3000 images" in detail and "+ schedule cosine, label_smoothing 0.1" in detail
+
+
+def test_a_name_too_long_keeps_what_tells_it_apart():
+    from fcn_tui.tui.runs_view import fit_names
+
+    search = [f"search,train.epochs=3,data.subset=5000,optim.lr={lr},optim.name={o},model.dropout={d}"
+              for lr, o, d in (("0.00387", "sgd", "0.306"), ("0.35", "adam", "0.429"))]
+    assert fit_names(search, 34) == ["…lr=0.00387,name=sgd,dropout=0.306", "…lr=0.35,name=adam,dropout=0.429"]
+    assert fit_names(search, 20) == ["…0.00387,sgd,0.306", "…0.35,adam,0.429"]  # the searched values
+    assert fit_names(["model.dropout=0.1", "model.dropout=0.2"], 12) == ["dropout=0.1", "dropout=0.2"]
+    assert fit_names(["experiment-alpha-run-1", "experiment-alpha-run-2"], 12) == ["…alpha-run-1", "…alpha-run-2"]
+    assert fit_names(["short", "tiny,train.epochs=1"], 20) == ["short", "tiny,train.epochs=1"]  # fits: as is

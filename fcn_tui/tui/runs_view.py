@@ -3,8 +3,8 @@
 A sortable table (`s` next sort column, `r` reverse, or click a header; accuracies sort best
 first; left/right scroll a whole column at a time to the columns an 80-column terminal cuts off).
 The name column takes what the other main columns leave; a name too long for it is shortened to
-what tells it apart (`fit_names`: `optim.lr=` written `lr=`, a start shared with other runs
-dropped, then cut in the middle with `…`). Settings are written short (`1e-3`).
+what tells it apart (`fit_name`: of a sweep or search name, the settings that vary; of another
+name, the end after a start shared with other runs; cut in the middle with `…` if still too long). Settings are written short (`1e-3`).
 `/` filters the rows by text (every word must appear in the name, status, folder or a setting
 such as `adam`, `lr=1e-3`, `optim.lr=0.001`); escape clears the filter.
 The first column marks runs: `●` picked, `~` trained on a data subset, `+` differs from other
@@ -91,16 +91,31 @@ def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
-def short_keys(name: str) -> str:
-    """A sweep or search name (`optim.lr=0.001,model.dropout=0.2`) with each dotted key written
-    by its last part (`lr=0.001,dropout=0.2`); other names unchanged."""
+def _key(part: str) -> str:
+    return part.split("=", 1)[0] if "=" in part else "=" + part  # a part without `=` keys itself
+
+
+def varying_parts(name: str, names: list[str]) -> list[str]:
+    """The comma-separated parts of a sweep or search name (`search,optim.lr=0.01,model.dropout=0.2`)
+    that differ among the names made of the same keys; all of them when no other name is."""
     parts = name.split(",")
-    return ",".join(p.split("=", 1)[0].rpartition(".")[2] + "=" + p.split("=", 1)[1] if "=" in p else p
-                    for p in parts)
+    keys = [_key(p) for p in parts]
+    family = [n.split(",") for n in names if [_key(p) for p in n.split(",")] == keys]
+    if len(family) < 2:
+        return parts
+    kept = [p for i, p in enumerate(parts) if len({f[i] for f in family}) > 1]
+    return kept or parts
 
 
-def shared_start(name: str, others: list[str]) -> int:
-    """How much of `name`'s start (up to a separator) another name shares; 0 below `SHARED_MIN`."""
+def short_key(part: str) -> str:
+    """`optim.lr=0.01` as `lr=0.01`; a part without `=` unchanged."""
+    key, eq, value = part.partition("=")
+    return f"{key.rpartition('.')[2]}={value}" if eq else part
+
+
+def shared_start(name: str, others: list[str], width: int) -> int:
+    """How much of `name`'s start to drop: up to a separator inside the start another name shares
+    (at least `SHARED_MIN` long), as little as makes the rest fit `width` (`…run-1`, not `…1`)."""
     longest = 0
     for other in others:
         if other == name:
@@ -109,21 +124,35 @@ def shared_start(name: str, others: list[str]) -> int:
         while n < min(len(name), len(other)) and name[n] == other[n]:
             n += 1
         longest = max(longest, n)
-    cut_at = max((name.rfind(sep, 0, longest) for sep in NAME_SEPARATORS), default=-1) + 1
-    return cut_at if cut_at >= SHARED_MIN and cut_at < len(name) else 0
+    cuts = [i + 1 for i, c in enumerate(name[:longest]) if c in NAME_SEPARATORS and SHARED_MIN <= i + 1 < len(name)]
+    if not cuts:
+        return 0
+    return next((cut for cut in cuts if 1 + len(name) - cut <= width), cuts[-1])
+
+
+def fit_name(name: str, names: list[str], width: int) -> str:
+    """`name` in `width` characters, shortened only as far as needed to fit: a sweep or search
+    name to the settings that vary among its kind (`…lr=0.01,dropout=0.2`), their keys by the
+    last part, then their values alone (`…0.01,0.2`); another name without the start it shares
+    with another run's (`…run-2`); what is still too long cut in the middle, keeping its end."""
+    if len(name) <= width:
+        return name
+    if "=" in name:
+        parts = varying_parts(name, names)
+        dropped = "…" if len(parts) < name.count(",") + 1 else ""
+        for shown in (parts, [short_key(p) for p in parts], [p.partition("=")[2] or p for p in parts]):
+            text = dropped + ",".join(shown)
+            if len(text) <= width:
+                return text
+        return cut_middle(text, width)
+    if start := shared_start(name, names, width):
+        name = "…" + name[start:]
+    return cut_middle(name, width)
 
 
 def fit_names(names: list[str], width: int) -> list[str]:
-    """Each name in `width` characters, shortened only when it does not fit: dotted keys by their
-    last part, then the start it shares with another name dropped (`…lr=0.01` beside `…lr=0.02`),
-    then cut in the middle, so the ends that tell runs apart stay on screen."""
-    shortened = [name if len(name) <= width else short_keys(name) for name in names]
-    fitted = []
-    for name in shortened:
-        if len(name) > width and (start := shared_start(name, shortened)):
-            name = "…" + name[start:]
-        fitted.append(cut_middle(name, width))
-    return fitted
+    """Each name fitted to `width` by `fit_name`, so the parts that tell runs apart stay on screen."""
+    return [fit_name(name, names, width) for name in names]
 
 
 def cut_middle(text: str, width: int) -> str:
