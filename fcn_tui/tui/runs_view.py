@@ -265,17 +265,22 @@ class RunsView(Vertical):
     def table(self) -> DataTable:
         return self.query_one("#runs-table", DataTable)
 
-    def set_records(self, records: list[RunRecord]) -> None:
-        """Show `records` (as `find_runs` gives them), keeping the sort, filter, picks and cursor."""
+    def set_records(self, records: list[RunRecord], keep_top: bool = False) -> bool:
+        """Show `records` (as `find_runs` gives them), keeping the sort, filter, picks and the
+        highlighted run; with `keep_top` (the app started a run) the top row keeps the cursor, so
+        a new run there (newest first) is highlighted. True when a run was new."""
         if self._loaded and list(records) == self.records:
-            return  # read again, unchanged: the table, its cursor and scroll stay as they are
+            return False  # read again, unchanged: the table, its cursor and scroll stay as they are
         self._loaded = True
+        known = {str(r.path) for r in self.records}
+        new = any(str(r.path) not in known for r in records)
         self.records = list(records)
         known = {str(r.path): r for r in self.records}
         self.picked = {k: known[k] for k in self.picked if k in known}
         self.hidden = hidden_settings(self.records)
         self._search = {str(r.path): search_text(r) for r in self.records}
-        self.refill(keep_top=False)
+        self.refill(keep_top=keep_top)
+        return new
 
     def matches(self, record: RunRecord) -> bool:
         words = self.filter_text.lower().split()
@@ -327,7 +332,8 @@ class RunsView(Vertical):
 
     def refill(self, keep_top: bool = True) -> None:
         """Fill the table again. The highlighted run stays highlighted, except that with
-        `keep_top` (a new sort or filter) the top row keeps the cursor: the best run after a sort."""
+        `keep_top` (a new sort or filter, a run the app started) the top row keeps the cursor: the
+        best run after a sort, the newest run in the default order."""
         table = self.table
         current = None
         if table.row_count and (table.cursor_row > 0 or not keep_top):
