@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Input
 
+from fcn_tui.config import Config
 from fcn_tui.rundiff import best_epoch, settings_diff, short_number, short_setting
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
 from fcn_tui.tui.scripted import ScriptedBackend
-from fcn_tui.config import Config
 from tests.runs_history import history, write_run
 from tests.test_tui import rendered, settle, until
 

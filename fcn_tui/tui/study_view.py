@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
-from textual.coordinate import Coordinate
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
