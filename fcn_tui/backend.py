@@ -32,7 +32,7 @@ def list_devices() -> list[tuple[str, str]]:
 
     from fcn_tui.engine import cuda_available, mps_available
 
-    devices = [("auto (best available)", "auto"), ("cpu", "cpu")]
+    devices = [("auto (best)", "auto"), ("cpu", "cpu")]
     if cuda_available():
         count = torch.cuda.device_count()
         for i in range(count):

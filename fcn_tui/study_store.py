@@ -597,7 +597,7 @@ class StudyStore:
             if folder and attr(trial, "host") == socket.gethostname() and trial.state.is_finished():
                 local = self._local_record(trial._trial_id, Path(folder))
                 if local is not None:
-                    for key in ("worker", "trial", "epochs"):
+                    for key in ("worker", "trial", "epochs", "run"):
                         local.summary.setdefault(key, record.summary.get(key))
                     record = local
             if not local_only or trial.state != TrialState.WAITING:
@@ -627,6 +627,7 @@ def record_from_trial(trial: FrozenTrial) -> RunRecord:
         "host": attr(trial, "host"),
         "worker": attr(trial, "worker"),
         "trial": trial.number,
+        "run": run,  # the study's run number, as in the run folder's name (`003-...`)
         "epochs_completed": attr(trial, "epoch", metrics.get("epochs_completed", 0)),
         "epochs": attr(trial, "epochs"),
         "continued_after": attr(trial, "continued_after"),  # the epochs its checkpoint had

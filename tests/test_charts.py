@@ -178,14 +178,28 @@ async def test_overlays_are_labelled_by_their_settings_and_coloured_apart(tmp_pa
     app = FcnApp(preset=Preset(config(name="now")), out=out, backend_factory=LrBackend)
     async with app.run_test(size=SIZE) as pilot:
         await overlay_two_runs(pilot)
-        assert [o.label for o in app.loss_chart.overlays] == ["sgd lr=0.1", "adam lr=0.001"]
+        assert [o.label for o in app.loss_chart.overlays] == ["sgd lr=0.1", "adam lr=1e-3"]  # as Runs writes it
         legend = screen_text(app, "#chart-legend")
-        assert "1 sgd lr=0.1" in legend and "2 adam lr=0.001" in legend
+        assert "1 sgd lr=0.1" in legend and "2 adam lr=1e-3" in legend
         plot = "\n".join(plot_rows(app.acc_chart))
         assert plot.count("1") >= 2 and plot.count("2") >= 2  # each run's own marker on its points
         legend_colors = {c.number for c in data_colors(legend_text(app.loss_chart, app.acc_chart), legend=True)}
         assert len(legend_colors) == 6  # train, val, best, batch and the two runs: no two alike
         assert {c.number for c in data_colors(app.acc_chart.render())} <= legend_colors  # as on the chart
+
+
+async def test_overlay_labels_write_searched_numbers_short_so_they_fit(tmp_path):
+    """Search runs have values like 0.459305 and 0.000417: written as the Runs table writes them
+    (3 significant digits), so no label is cut and the legend names both runs whole."""
+    out = tmp_path / "runs"
+    earlier_runs(out, config(name="s1", **{"optim.name": "sgd", "optim.lr": 0.00041714, "model.dropout": 0.459305}),
+                 config(name="s2", **{"optim.name": "adam", "optim.lr": 0.0123456, "model.dropout": 0.357408}))
+    app = FcnApp(preset=Preset(config(name="now")), out=out, backend_factory=LrBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await overlay_two_runs(pilot)
+        legend = screen_text(app, "#chart-legend")
+        assert "1 adam drop=0.357 lr=0.0123" in legend and "2 sgd drop=0.459 lr=4.17e-4" in legend
+        assert "…" not in legend
 
 
 def test_labels_fall_back_to_names_when_the_settings_are_alike(tmp_path):

@@ -8,13 +8,14 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Input
 
+from fcn_tui.config import Config
 from fcn_tui.rundiff import best_epoch, settings_diff, short_number, short_setting
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
 from fcn_tui.tui.scripted import ScriptedBackend
-from tests.runs_history import history
-from tests.test_tui import rendered, settle
+from tests.runs_history import history, write_run
+from tests.test_tui import rendered, settle, until
 
 SIZE = (80, 24)
 
@@ -70,7 +71,7 @@ async def test_small_numbers_names_and_marks_read_well_at_80_columns(app):
         header = screen.splitlines()[0]
         assert header.index("name") < header.index("best val") < header.index("lr") < 78
         long_row = next(line for line in screen.splitlines() if "a-rather" in line)
-        assert "…" in long_row and "momentum" not in long_row  # the long name is cut to fit
+        assert "…" in long_row and "a-rather-long-run-name-with-momentum" not in long_row  # cut to fit
         assert row_text(app, "quick-subset").startswith(" ~")  # trained on a subset
         assert row_text(app, "a-rather-long-run-name-with-momentum").startswith(" +")  # momentum 0.9
         assert row_text(app, "adam-lr1e-3").startswith("  ")  # nothing unusual
@@ -174,3 +175,96 @@ def test_a_swept_seed_adds_the_mean_over_seeds_under_the_runs(tmp_path):
     header = text.splitlines()[0].split()
     assert header[:5] == ["run", "best", "val", "test", "time"] and header[5:] == ["lr", "seed"]
     assert "1e-3" in text and "3e-4" in text and "±" in text  # each run, then mean ± std per lr
+
+
+def highlighted_name(app: FcnApp) -> str:
+    return names(app)[app.runs_view.table.cursor_row]
+
+
+async def test_runs_written_by_another_process_appear_when_the_tab_is_shown_and_on_g(app):
+    out = app.out
+    async with app.run_test(size=SIZE) as pilot:
+        await open_runs(pilot)
+        await pilot.press("down", "down")
+        chosen = highlighted_name(app)
+        base = Config(name="from-elsewhere").with_values({"train.epochs": 3})
+        write_run(out, "20260101-110000-from-elsewhere", base)  # another terminal trains a run
+        await pilot.press("f5", "f4")  # shown again: read again
+        await until(pilot, lambda: len(names(app)) == 7)
+        assert names(app)[0] == "from-elsewhere" and highlighted_name(app) == chosen  # the cursor stayed
+        help_line = rendered(app.query_one("#runs-help"))
+        assert "g reload" in help_line
+        assert "g" in {key for key, b in app.active_bindings.items() if b.binding.show}  # in the footer
+        app.running = True  # also while a run trains in the app
+        write_run(out, "20260101-111000-second", base.with_values({"name": "second"}))
+        await pilot.press("g")
+        await until(pilot, lambda: len(names(app)) == 8)
+        assert names(app)[0] == "second" and highlighted_name(app) == chosen
+        app.running = False
+
+
+async def test_left_and_right_scroll_a_whole_column_to_the_cut_off_ones(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await open_runs(pilot)
+        table = app.runs_view.table
+        assert "hidden" not in rendered(table).splitlines()[0]  # cut off at 80 columns
+        starts = table.column_starts()
+        presses = 0
+        while "hidden" not in rendered(table).splitlines()[0]:
+            await pilot.press("right")
+            await pilot.pause()
+            presses += 1
+            assert presses <= len(starts)  # a column per press, not a character
+            assert table.scroll_x in starts or table.scroll_x == table.max_scroll_x
+        header = rendered(table).splitlines()[0].split()
+        assert header[-3:] == ["drop", "bn", "hidden"]
+        await pilot.press("left")
+        await pilot.pause()
+        assert table.scroll_x in starts and table.scroll_x < table.max_scroll_x
+
+
+async def test_sweep_names_too_long_for_the_column_still_tell_the_runs_apart(tmp_path):
+    out = history(tmp_path / "runs")
+    base = Config().with_values({"train.epochs": 3})
+    for i, dropout in enumerate((0.1, 0.2, 0.3)):
+        name = f"sweep,train.epochs=3,data.subset=5000,model.dropout={dropout}"
+        write_run(out, f"20260102-10000{i}-sweep", base.with_values({"name": name, "model.dropout": dropout}))
+    app = FcnApp(out=out, backend_factory=ScriptedBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_runs(pilot)
+        table = app.runs_view.table
+        cells = {}
+        for i, name in enumerate(names(app)):
+            if name.startswith("sweep"):
+                cells[name] = str(table.get_row_at(i)[1])
+        assert len(set(cells.values())) == 3  # never the same cut name three times
+        for name, cell in cells.items():
+            assert cell.endswith(f"dropout={name.rsplit('=', 1)[1]}") and "…" in cell
+        assert table.columns[table.ordered_columns[1].key].width >= 10  # the name column still shrinks to fit
+
+
+async def test_a_subset_run_with_other_unusual_settings_shows_both_marks(tmp_path):
+    out = history(tmp_path / "runs")
+    odd = Config(name="odd").with_values({"train.epochs": 3, "data.subset": 3000, "optim.schedule": "cosine",
+                                          "train.label_smoothing": 0.1})
+    write_run(out, "20260101-120000-odd", odd)
+    app = FcnApp(out=out, backend_factory=ScriptedBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_runs(pilot)
+        assert names(app)[0] == "odd"
+        mark = rendered(app.runs_view.table).splitlines()[1][:4]
+        assert "~" in mark and "+" in mark
+        detail = str(app.query_one("#runs-detail").render())
+        assert "~ subset of 3000 images" in detail and "+ schedule cosine, label_smoothing 0.1" in detail
+
+
+def test_a_name_too_long_keeps_what_tells_it_apart():
+    from fcn_tui.tui.runs_view import fit_names
+
+    search = [f"search,train.epochs=3,data.subset=5000,optim.lr={lr},optim.name={o},model.dropout={d}"
+              for lr, o, d in (("0.00387", "sgd", "0.306"), ("0.35", "adam", "0.429"))]
+    assert fit_names(search, 34) == ["…lr=0.00387,name=sgd,dropout=0.306", "…lr=0.35,name=adam,dropout=0.429"]
+    assert fit_names(search, 20) == ["…0.00387,sgd,0.306", "…0.35,adam,0.429"]  # the searched values
+    assert fit_names(["model.dropout=0.1", "model.dropout=0.2"], 12) == ["dropout=0.1", "dropout=0.2"]
+    assert fit_names(["experiment-alpha-run-1", "experiment-alpha-run-2"], 12) == ["…alpha-run-1", "…alpha-run-2"]
+    assert fit_names(["short", "tiny,train.epochs=1"], 20) == ["short", "tiny,train.epochs=1"]  # fits: as is

@@ -14,6 +14,7 @@ from fcn_tui import events as ev
 from fcn_tui import runner
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
+from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import read_run
 from fcn_tui.study_store import StudyStore
 from fcn_tui.tui.scripted import ScriptedBackend
@@ -283,3 +284,65 @@ def test_a_study_that_optuna_made_without_fcn_tui_is_refused_in_seconds(tmp_path
     result = cli.invoke(app, ["export", "--storage", url, "--study", "theirs", "--csv", str(tmp_path / "x.csv")])
     assert result.exit_code == 2 and "study 'theirs' was not made by fcn-tui" in result.output
     assert time.monotonic() - started < 30  # not the minute a study being created is given
+
+
+async def test_the_study_tab_reads_well_at_80x24_for_a_search(tmp_path):
+    """A search whose runs have long names: each row starts with the run's number and shows the
+    searched settings written short; the line above the chart names the highlighted run; the
+    title line does not end in a dangling separator; the chart has whole-epoch ticks and its
+    legend above it, not over the data."""
+    from textual.widgets import DataTable
+
+    from fcn_tui.tui.app import FcnApp
+    from fcn_tui.tui.study_view import StudyChart
+    from tests.test_tui import rendered, until
+
+    preset = tmp_path / "search.toml"
+    preset.write_text(SEARCH.replace('name = "tiny"', 'name = "search,train.epochs=3,data.subset=5000,optim"')
+                      .replace('pruner = "median"', 'pruner = "none"').replace("trials = 8", "trials = 3")
+                      .replace("epochs = 4", "epochs = 2") + '"model.dropout" = { low = 0.0, high = 0.6 }\n')
+    out = tmp_path / "out"
+    list(runner.run_study(load_preset(preset), ScriptedBackend(), lambda: False, runner.RunOptions(out=out)))
+    (study,) = out.iterdir()
+    trials = sorted(StudyStore.open(study).trials(), key=lambda t: t.number)
+    app = FcnApp(out=out, backend_factory=ScriptedBackend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        table = app.query_one("#study-table", DataTable)
+        await until(pilot, lambda: table.row_count == 3)
+        await pilot.pause()
+        screen = rendered(table).splitlines()
+        assert screen[0].split() == ["run", "status", "worker", "epoch", "val", "%", "best", "%", "lr", "optim", "drop"]
+        for line, trial in zip(screen[1:4], trials):
+            cells = line.split()
+            assert cells[0] == str(trial.number + 1) and cells[1] == "completed"
+            lr, dropout = trial.params["optim.lr"], trial.params["model.dropout"]
+            assert cells[-3:] == [short_setting(lr), trial.params["optim.name"], short_setting(dropout)]
+            assert len(cells[-1]) <= 5  # 3 significant digits, not 0.459305
+        title = rendered(app.query_one("#study-title")).rstrip()
+        assert "3 runs: 3 completed" in title and not title.endswith("·")
+        await pilot.press("down")
+        chart = app.query_one("#study-chart", StudyChart)
+        second = trials[1].params
+        await until(pilot, lambda: chart.shown is not None and f"drop={short_setting(second['model.dropout'])}"
+                    in rendered(app.query_one("#study-run")))
+        line = rendered(app.query_one("#study-run")).strip()
+        assert line.startswith("#2 ") and "completed" in line and "val acc %" in line
+        plot = rendered(chart)
+        assert "1.25" not in plot and "1.50" not in plot  # whole epochs only
+        assert "val acc" not in plot  # the legend is not drawn over the data
+        # narrower than the columns: right scrolls a whole column at a time, and the view stays
+        # where it was through the refreshes (once a second)
+        await pilot.resize_terminal(50, 24)
+        await pilot.pause()
+        table.focus()
+        assert table.max_scroll_x > 0
+        await pilot.press("right")
+        await pilot.pause()
+        header = rendered(table).splitlines()[0]
+        assert header.split()[0] == "status" and "run" not in header  # one column, not one character
+        await pilot.pause(2.5)
+        assert rendered(table).splitlines()[0].split()[0] == "status"
+        await pilot.press("end", "right", "right", "right", "right", "right", "right")
+        await pilot.pause()
+        assert rendered(table).splitlines()[0].split()[-1] == "drop"  # the last setting is reachable

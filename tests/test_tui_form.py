@@ -131,3 +131,17 @@ async def test_every_kind_of_field_shows_a_focus_ring(tmp_path):
             # a ring, not a shade: the old Select went from grey 234 to 235 (a distance of 3)
             assert distance(face(widget), blurred[key][0]) > 60, key
             assert label.styles.color != blurred[key][1] and label.styles.text_style.bold, key
+
+
+async def test_the_device_shows_its_whole_value_at_80x24_with_the_advanced_section_open(tmp_path):
+    from tests.test_tui import rendered
+
+    app = FcnApp(preset=Preset(Config()), out=tmp_path / "runs", backend_factory=ScriptedBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.query_one("#advanced", Collapsible).collapsed = False  # the form scrolls: a scrollbar takes 2 columns
+        await pilot.pause()
+        await settle(pilot)
+        device = app.query_one("#" + field_id("train.device"), Select)
+        label = next(str(text) for text, value in device._options if value == device.value)
+        assert device.value == "auto" and label in rendered(device.query_one("SelectCurrent #label"))

@@ -116,6 +116,7 @@ class FcnApp(App):
         self._history_lock = threading.Lock()  # `load_runs`: one read of the history at a time
         self._history_busy = False  # a read is under way
         self._history_again = False  # the history changed during that read
+        self._follow_new_run = False  # a run the app started is not listed yet: at the top, it takes the cursor
         self.stop_event = threading.Event()
         self.quit_when_stopped = False
         self.start_when_ready = False  # ctrl+r pressed while the data was still loading
@@ -350,7 +351,8 @@ class FcnApp(App):
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         try:
-            self.runs_view.set_records(message.records)
+            if self.runs_view.set_records(message.records, keep_top=self._follow_new_run):
+                self._follow_new_run = False  # the run the app started is listed
         except NoMatches:  # a worker's message that lands while the app is closing
             pass
 
@@ -370,7 +372,8 @@ class FcnApp(App):
             run.started = time.monotonic()
             self.charts.clear_run(run.epochs)
             self.confusion.clear()
-            self.load_runs()  # the new run shows as `running`
+            self._follow_new_run = True
+            self.load_runs()  # the new run shows as `running` (highlighted, if the cursor is at the top)
         elif isinstance(event, ev.BatchProgress):
             run.epoch, run.step, run.global_step = event.epoch, event.step, event.global_step
             run.samples_per_s, run.loss = event.samples_per_s, event.loss
@@ -425,6 +428,8 @@ class FcnApp(App):
         self.charts.set_overlays(overlays)  # drawn when Train is shown (at once when its tab opens)
 
     def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
+        if message.pane.id == "runs":  # runs other processes wrote since: shown without a key
+            self.load_runs()
         if message.pane.id == "train":  # drawn at once: nothing was redrawn while it was hidden
             if not isinstance(self.focused, Tabs):  # arrowing along the tab bar keeps going
                 self.charts.focus()  # its keys (smoothing, log scale) in the footer

@@ -71,7 +71,7 @@ ADVANCED_RIGHT = (
 )
 ADVANCED = {key: label for key, label, _ in ADVANCED_LEFT + ADVANCED_RIGHT}
 FIELDS = {key: kind for key, _, kind in LEFT + RIGHT + ADVANCED_LEFT + ADVANCED_RIGHT}
-BASE_DEVICES = [("auto (best available)", "auto"), ("cpu", "cpu")]
+BASE_DEVICES = [("auto (best)", "auto"), ("cpu", "cpu")]  # short labels: the select shows them whole at 80x24
 
 
 def field_id(key: str) -> str:

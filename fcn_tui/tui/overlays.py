@@ -1,8 +1,8 @@
 """Earlier runs drawn over the Train view's charts (picked with space in Runs).
 
 `Overlay` holds one run's per-epoch validation curves; `overlay_labels` names each picked run by
-the settings in which the picked runs differ (`adam lr=0.001` beside `sgd lr=0.1`), so two runs
-named alike are still told apart. Each overlay gets a colour of `OVERLAY_COLORS` and its number as
+the settings in which the picked runs differ (`adam lr=1e-3` beside `sgd lr=0.1`, numbers written
+as the Runs table writes them), so two runs named alike are still told apart. Each overlay gets a colour of `OVERLAY_COLORS` and its number as
 the marker on its points, so the curves stay apart on a 16-colour terminal and under NO_COLOR.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import RunRecord
 
 # plotext colour names (the 16 ANSI colours), none of them the current run's cyan, yellow or gray;
@@ -23,7 +24,7 @@ SHORT_KEYS = {
     "train.epochs": "ep", "train.label_smoothing": "ls", "train.val_fraction": "val", "data.augment": "aug",
     "data.subset": "n", "data.normalize": "norm",
 }
-MAX_LABEL = 24  # a label longer than this is cut with `…`: the legend must fit an 80-column line
+MAX_LABEL = 30  # a label longer than this is cut with `…`: two must fit an 80-column legend line
 
 
 class Overlay:
@@ -37,13 +38,8 @@ class Overlay:
 
 
 def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    """As the Runs table writes it: 3 significant digits (`4.17e-4`, `0.459`), `yes`, `400,400`."""
+    return short_setting(value)
 
 
 def _cut(label: str) -> str:
@@ -54,7 +50,7 @@ def differing_keys(records: list[RunRecord]) -> list[str]:
     """The settings (dotted keys, in config order) whose values are not the same in every run."""
     flats = [r.config.flat() if r.config is not None else {} for r in records]
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
-    keys.sort(key=lambda k: k != "optim.name")  # the optimizer first: `adam lr=0.001`
+    keys.sort(key=lambda k: k != "optim.name")  # the optimizer first: `adam lr=1e-3`
     return [k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1]
 
 

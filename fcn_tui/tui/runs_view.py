@@ -1,13 +1,17 @@
 """The Runs tab: every run under the output folder (TUI, headless and sweep runs alike).
 
 A sortable table (`s` next sort column, `r` reverse, or click a header; accuracies sort best
-first; left/right scroll to the columns an 80-column terminal cuts off). The name column takes
-what the other main columns leave (names are cut with `…`); settings are written short (`1e-3`).
+first; left/right scroll a whole column at a time to the columns an 80-column terminal cuts off).
+The name column takes what the other main columns leave; a name too long for it is shortened to
+what tells it apart (`fit_name`: of a sweep or search name, the settings that vary; of another
+name, the end after a start shared with other runs; cut in the middle with `…` if still too long). Settings are written short (`1e-3`).
 `/` filters the rows by text (every word must appear in the name, status, folder or a setting
 such as `adam`, `lr=1e-3`, `optim.lr=0.001`); escape clears the filter.
 The first column marks runs: `●` picked, `~` trained on a data subset, `+` differs from other
-runs in a setting the columns do not show; a legend line says so and the detail line under the
-table names the highlighted run's folder, epochs, best epoch and those settings.
+runs in a setting the columns do not show (a run can have both); a legend line says so and the
+detail line under the table names the highlighted run's folder, epochs, best epoch and those
+settings. The history is read again each time the tab is shown and with `g` (runs written by
+other processes appear); the highlighted run stays highlighted.
 `space` picks runs (their validation curves are overlaid on the charts); `d` shows the two
 picked runs side by side (`rundiff.diff_table`); `m` opens the highlighted run's test matrix in
 the Confusion view (enter there shows a cell's images), `w` its first-layer weights; `c` the
@@ -35,6 +39,7 @@ from textual.widgets import DataTable, Input, Static
 from fcn_tui.config import Config
 from fcn_tui.rundiff import best_epoch, diff_table, short_setting
 from fcn_tui.runs import RunRecord
+from fcn_tui.tui.column_table import ColumnTable
 
 STATUS_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "incomplete": "yellow",
                 "diverged": "red", "failed": "red", "unreadable": "red"}
@@ -42,6 +47,9 @@ INIT_SHORT = {"random_normal": "normal", "xavier_normal": "xav_norm", "xavier_un
               "kaiming_normal": "kai_norm", "kaiming_uniform": "kai_unif"}  # keeps the table narrow
 MAX_OVERLAYS = 8  # one per colour of the charts' overlay palette; more would be unreadable
 MIN_NAME = 10  # a name cut shorter than this no longer tells runs apart
+SHARED_MIN = 8  # a start shared with another run's name is dropped only from this length: shorter ones still read
+NAME_SEPARATORS = ",-_ "  # a shared start is dropped up to one of these, so no word is split
+MARK_WIDTH = 3  # `●`, `~` and `+` side by side
 NAME_READABLE = 20  # a name cut to this still reads; shorter, the last columns scroll instead
 KEEP_VISIBLE = 6  # columns after the name that must fit beside it: status .. lr
 BEST_FIRST = {"best val", "test"}  # columns whose first sort puts the highest value on top
@@ -81,6 +89,81 @@ def _plain(cell: Any) -> Any:
 
 def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def _key(part: str) -> str:
+    return part.split("=", 1)[0] if "=" in part else "=" + part  # a part without `=` keys itself
+
+
+def varying_parts(name: str, names: list[str]) -> list[str]:
+    """The comma-separated parts of a sweep or search name (`search,optim.lr=0.01,model.dropout=0.2`)
+    that differ among the names made of the same keys; all of them when no other name is."""
+    parts = name.split(",")
+    keys = [_key(p) for p in parts]
+    family = [n.split(",") for n in names if [_key(p) for p in n.split(",")] == keys]
+    if len(family) < 2:
+        return parts
+    kept = [p for i, p in enumerate(parts) if len({f[i] for f in family}) > 1]
+    return kept or parts
+
+
+def short_key(part: str) -> str:
+    """`optim.lr=0.01` as `lr=0.01`; a part without `=` unchanged."""
+    key, eq, value = part.partition("=")
+    return f"{key.rpartition('.')[2]}={value}" if eq else part
+
+
+def shared_start(name: str, others: list[str], width: int) -> int:
+    """How much of `name`'s start to drop: up to a separator inside the start another name shares
+    (at least `SHARED_MIN` long), as little as makes the rest fit `width` (`…run-1`, not `…1`)."""
+    longest = 0
+    for other in others:
+        if other == name:
+            continue
+        n = 0
+        while n < min(len(name), len(other)) and name[n] == other[n]:
+            n += 1
+        longest = max(longest, n)
+    cuts = [i + 1 for i, c in enumerate(name[:longest]) if c in NAME_SEPARATORS and SHARED_MIN <= i + 1 < len(name)]
+    if not cuts:
+        return 0
+    return next((cut for cut in cuts if 1 + len(name) - cut <= width), cuts[-1])
+
+
+def fit_name(name: str, names: list[str], width: int) -> str:
+    """`name` in `width` characters, shortened only as far as needed to fit: a sweep or search
+    name to the settings that vary among its kind (`…lr=0.01,dropout=0.2`), their keys by the
+    last part, then their values alone (`…0.01,0.2`); another name without the start it shares
+    with another run's (`…run-2`); what is still too long cut in the middle, keeping its end."""
+    if len(name) <= width:
+        return name
+    if "=" in name:
+        parts = varying_parts(name, names)
+        dropped = "…" if len(parts) < name.count(",") + 1 else ""
+        for shown in (parts, [short_key(p) for p in parts], [p.partition("=")[2] or p for p in parts]):
+            text = dropped + ",".join(shown)
+            if len(text) <= width:
+                return text
+        return cut_middle(text, width)
+    if start := shared_start(name, names, width):
+        name = "…" + name[start:]
+    return cut_middle(name, width)
+
+
+def fit_names(names: list[str], width: int) -> list[str]:
+    """Each name fitted to `width` by `fit_name`, so the parts that tell runs apart stay on screen."""
+    return [fit_name(name, names, width) for name in names]
+
+
+def cut_middle(text: str, width: int) -> str:
+    """`text` in `width` characters, cut in the middle (`search,train…dropout=0.272`): the end of
+    a name often tells it from its neighbours, so it is kept."""
+    if len(text) <= width:
+        return text
+    if width < 3:
+        return text[:width]
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail:]
 
 
 # (label, display, sort key); the sort key puts missing values last. The name is cut in `refill`.
@@ -144,6 +227,7 @@ class RunsView(Vertical):
         Binding("w", "app.run_weights", "Weights"),
         Binding("c", "app.compare", "Compare"),
         Binding("e", "app.export", "Export CSV", show=False),
+        Binding("g", "app.reload_runs", "Reload"),  # runs written by other processes
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -166,28 +250,37 @@ class RunsView(Vertical):
         self.hidden: dict[str, list[tuple[str, Any]]] = {}
         self._search: dict[str, str] = {}
         self._width = 0  # the terminal width the name column was fitted to
+        self._loaded = False  # a history was shown (an unchanged one is not shown again)
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield ColumnTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Input(placeholder="filter: words in a name, setting (lr=1e-3) or status", id="runs-filter",
                     compact=True, select_on_focus=False)
         yield Static("", id="runs-legend")
         yield Static("", id="runs-detail")
-        yield Static("space pick · d diff · / filter · s/r sort · ←/→ columns · c compare · e CSV",
+        yield Static("space pick · d diff · / find · s/r sort · ←→ cols · c table · e CSV · g reload",  # 78: fits 80
                      id="runs-help")
 
     @property
     def table(self) -> DataTable:
         return self.query_one("#runs-table", DataTable)
 
-    def set_records(self, records: list[RunRecord]) -> None:
-        """Show `records` (as `find_runs` gives them), keeping the sort, filter, picks and cursor."""
+    def set_records(self, records: list[RunRecord], keep_top: bool = False) -> bool:
+        """Show `records` (as `find_runs` gives them), keeping the sort, filter, picks and the
+        highlighted run; with `keep_top` (the app started a run) the top row keeps the cursor, so
+        a new run there (newest first) is highlighted. True when a run was new."""
+        if self._loaded and list(records) == self.records:
+            return False  # read again, unchanged: the table, its cursor and scroll stay as they are
+        self._loaded = True
+        known = {str(r.path) for r in self.records}
+        new = any(str(r.path) not in known for r in records)
         self.records = list(records)
         known = {str(r.path): r for r in self.records}
         self.picked = {k: known[k] for k in self.picked if k in known}
         self.hidden = hidden_settings(self.records)
         self._search = {str(r.path): search_text(r) for r in self.records}
-        self.refill()
+        self.refill(keep_top=keep_top)
+        return new
 
     def matches(self, record: RunRecord) -> bool:
         words = self.filter_text.lower().split()
@@ -216,7 +309,7 @@ class RunsView(Vertical):
         text = Text(PICK_MARK if key in self.picked else " ", style="bold magenta")
         if record.config is not None and record.config.data.subset:
             text.append(SUBSET_MARK, style="bold yellow")
-        elif self.hidden.get(key):
+        if self.hidden.get(key):
             text.append(HIDDEN_MARK, style="bold cyan")
         return text
 
@@ -229,37 +322,44 @@ class RunsView(Vertical):
             max([len(label) + 1, *(_plain(row[i]).cell_len for row in rows)])
             for i, (label, _, _) in enumerate(COLUMNS)
         ]
-        # the pane's padding (2), the vertical scrollbar (2), the mark column (2 + 2) and the name's padding (2)
-        free = self.app.size.width - 2 - 2 - 4 - 2
+        # the pane's padding (2), the vertical scrollbar (2), the mark column (3 + 2) and the name's padding (2)
+        free = self.app.size.width - 2 - 2 - (MARK_WIDTH + 2) - 2
         room = free - sum(2 + w for w in widths[1:])
         if room < min(widths[0], NAME_READABLE):
             room = free - sum(2 + w for w in widths[1 : 1 + KEEP_VISIBLE])
         widths[0] = max(MIN_NAME, min(widths[0], room))
         return widths
 
-    def refill(self) -> None:
+    def refill(self, keep_top: bool = True) -> None:
+        """Fill the table again. The highlighted run stays highlighted, except that with
+        `keep_top` (a new sort or filter, a run the app started) the top row keeps the cursor: the
+        best run after a sort, the newest run in the default order."""
         table = self.table
-        current = None  # the highlighted run stays highlighted, except at the top: there a new run
-        if table.row_count and table.cursor_row > 0:  # (newest first) takes the cursor
+        current = None
+        if table.row_count and (table.cursor_row > 0 or not keep_top):
             try:
                 current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
             except Exception:  # noqa: BLE001 - an empty or changing table has no cursor row
                 current = None
+        scroll_x = table.scroll_x  # clearing the table scrolls it back to the left: put back below
         records = self.ordered()
         rows = [tuple(display(r) for _, display, _ in COLUMNS) for r in records]
         widths = self.column_widths(rows)
+        names = fit_names([row[0] for row in rows], widths[0])
         self._width = self.app.size.width
         table.clear(columns=True)  # columns too: a column keeps its widest cell's width otherwise
-        table.add_column("", key="pick", width=2)
+        table.add_column("", key="pick", width=MARK_WIDTH)
         for i, (label, _, _) in enumerate(COLUMNS):
             arrow = ("▼" if self.reverse else "▲") if self.sort_column == i else ""
             table.add_column(Text(label + arrow), key=str(i), width=widths[i])
-        for record, row in zip(records, rows):
-            cells = (_plain(cut(row[0], widths[0])), *(_plain(c) for c in row[1:]))
+        for record, row, name in zip(records, rows, names):
+            cells = (_plain(name), *(_plain(c) for c in row[1:]))
             table.add_row(self.mark(record), *cells, key=str(record.path))
         if current is not None:
             with contextlib.suppress(Exception):  # the row is gone
-                table.move_cursor(row=table.get_row_index(current))
+                table.move_cursor(row=table.get_row_index(current), scroll=False)
+        if scroll_x:
+            self.call_after_refresh(table.scroll_to, x=scroll_x, animate=False)
         self.show_legend(records)
         self.show_detail()
 

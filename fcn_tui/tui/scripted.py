@@ -123,7 +123,7 @@ class ScriptedBackend:
     description = "scripted events (no data loaded)"
 
     def __init__(self, fail_at_epoch: int | None = None) -> None:
-        self.devices = [("auto (best available)", "auto"), ("cpu", "cpu")]
+        self.devices = [("auto (best)", "auto"), ("cpu", "cpu")]
         self.fail_at_epoch = fail_at_epoch
 
     def split(self, config: Any) -> None:
