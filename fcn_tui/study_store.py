@@ -286,7 +286,12 @@ def suggest(trial: optuna.Trial, preset: Preset, config: Config | None) -> Confi
             if not isinstance(dist, CategoricalDistribution) and not dist.low <= label <= dist.high:
                 continue
         if isinstance(dist, CategoricalDistribution):
-            raw = trial.suggest_categorical(key, dist.choices)
+            try:
+                raw = trial.suggest_categorical(key, dist.choices)
+            except ValueError:  # the list grew since earlier trials, which Optuna refuses to record:
+                if config is None:  # the run keeps its planned value, unrecorded; a sampled one cannot
+                    raise
+                continue
         elif isinstance(dist, IntDistribution):
             raw = trial.suggest_int(key, dist.low, dist.high, log=dist.log)
         else:

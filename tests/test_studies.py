@@ -138,6 +138,17 @@ def test_resume_after_a_changed_preset_keeps_the_stopped_run_and_trains_the_new_
     assert [r.status for r in events[-1].records].count("completed") == 2
 
 
+def test_resume_after_a_value_was_added_to_a_sweep_trains_the_new_run(tmp_path):
+    preset = tmp_path / "grid.toml"
+    preset.write_text(TINY_PRESET + "\n[sweep]\n'optim.lr' = [0.01, 0.02]\n")
+    list(runner.run_study(load_preset(preset), ScriptedBackend(), lambda: False, runner.RunOptions(out=tmp_path / "out")))
+    preset.write_text(TINY_PRESET + "\n[sweep]\n'optim.lr' = [0.01, 0.02, 0.05]\n")
+    events = list(runner.run_study(load_preset(preset), ScriptedBackend(), lambda: False,
+                                   runner.RunOptions(out=tmp_path / "out", resume=True)))
+    assert [e.name for e in events if isinstance(e, runner.RunStarting)] == ["optim.lr=0.05"]
+    assert [r.status for r in events[-1].records] == ["completed"] * 3
+
+
 def test_resume_leaves_a_run_that_another_host_is_training_to_it(tmp_path):
     out = tmp_path / "out"
     study = stop_in_run(grid(tmp_path), out, run=1)
