@@ -152,6 +152,8 @@ StorageOption = Annotated[
     str | None,
     typer.Option("--storage", metavar="URL", help="Where the study is kept: postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE (default: a journal file in the study folder)."),
 ]
+
+
 def study_name(value: str | None) -> str | None:
     from fcn_tui.study_store import StudyError, check_study_name
 
@@ -466,8 +468,9 @@ def worker(
     from fcn_tui.signals import StopOnSignals
 
     # a stop (Ctrl-C, or the signal `run --workers` passes on) is handled from the start to the
-    # end: loading the data or exiting after the last run, the worker stops and is never killed
-    with StopOnSignals(ignore_after=True) as stop:
+    # end: loading the data or exiting after the last run, the worker stops and is never killed.
+    # Ignoring the signals on the way out is for the process alone: a caller's own handlers stay.
+    with StopOnSignals(ignore_after=AS_PROCESS["yes"]) as stop:
         _work(storage, study, out, data_dir, device, threads, label, stop)
     if stop.exit_code is not None:
         raise typer.Exit(stop.exit_code)
@@ -654,5 +657,9 @@ def plot(
     print(f"wrote {len(written)} figures to {out}")
 
 
+AS_PROCESS = {"yes": False}  # set by `entry`: this interpreter is the fcn-tui process, not a test calling `app`
+
+
 def entry() -> None:
+    AS_PROCESS["yes"] = True
     app()

@@ -321,7 +321,7 @@ def _assign(data: dict[str, Any], key: str, value: Any, source: str) -> None:
         data.setdefault(section, {})[name] = value
 
 
-def parse_set_value(text: str, where: str = "--set") -> Any:
+def parse_set_value(text: str, where: str = "--set", strict: bool = False) -> Any:
     """A `--set` value as TOML (`[512,256]`, `true`, `0.1`), else as a bare string (`adam`).
 
     One value only: text that goes on past it (`0.1\n[train]\nepochs=1`) is an error, as are
@@ -329,12 +329,21 @@ def parse_set_value(text: str, where: str = "--set") -> Any:
     try:
         parsed = parse_toml(f"v = {text}", where)
     except tomllib.TOMLDecodeError as err:
-        if text.strip()[:1] in ("[", "{", '"', "'"):  # meant as TOML: say what is wrong with it
+        if strict and text.strip()[:1] in ("[", "{", '"', "'"):  # meant as TOML: say what is wrong with it
             raise ConfigError(f"{where}: invalid TOML value {_show(text.strip())}: {err}") from None
         return text.strip()
     if list(parsed) != ["v"]:
         raise ConfigError(f"{where}: expected one value, got more settings after it on other lines")
     return parsed["v"]
+
+
+def _holds_text(key: str) -> bool:
+    """Whether setting `key` is text (a name, a choice), where `[bold]` is a value, not broken TOML."""
+    section, _, name = key.partition(".")
+    if key == "name" or section not in SECTIONS:
+        return True
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    return name not in fields or isinstance(fields[name].default, str)
 
 
 def parse_toml(text: str, where: str) -> dict[str, Any]:
@@ -356,7 +365,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {_show(item)}: expected KEY=VALUE, e.g. optim.lr=0.01")
-        out[key.strip()] = parse_set_value(value, f"--set: {key.strip()}")
+        key = key.strip()
+        out[key] = parse_set_value(value, f"--set: {key}", strict=not _holds_text(key))
     return out
 
 

@@ -85,7 +85,7 @@ SET_CASES = [
     ("model.hidden=[0]", ["--set: model.hidden[0]: width must be between 1"]),
     ("train.batch_size=0", ["--set: train.batch_size: must be >= 1"]),
     ("optim.name=adamm", ["--set: optim.name: unknown choice 'adamm'", "valid: sgd, adam, adamw, rmsprop"]),
-    ("model.hidden=[64,", ["--set: model.hidden: expected a list of integers"]),
+    ("model.hidden=[64,", ["--set: model.hidden: invalid TOML value '[64,': Invalid value"]),  # a list cut short: TOML says where
 ]
 
 

@@ -197,3 +197,15 @@ def test_a_signal_ignored_before_the_run_stays_ignored():
             assert not stop.is_set()
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_worker_called_in_process_leaves_the_callers_signal_handlers_as_they_were(tmp_path):
+    """A worker process ignores stops on its way out; called from Python it must not do that to its caller."""
+    from typer.testing import CliRunner
+
+    from fcn_tui.cli import app
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    result = CliRunner().invoke(app, ["worker", "--storage", str(tmp_path / "no-study")])
+    assert result.exit_code == 2
+    assert {s: signal.getsignal(s) for s in before} == before

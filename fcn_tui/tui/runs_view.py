@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -137,7 +138,7 @@ def fit_name(name: str, names: list[str], width: int) -> str:
     with another run's (`…run-2`); what is still too long cut in the middle, keeping its end."""
     if len(name) <= width:
         return name
-    if "=" in name:
+    if is_settings_name(name):
         parts = varying_parts(name, names)
         dropped = "…" if len(parts) < name.count(",") + 1 else ""
         for shown in (parts, [short_key(p) for p in parts], [p.partition("=")[2] or p for p in parts]):
@@ -148,6 +149,16 @@ def fit_name(name: str, names: list[str], width: int) -> str:
     if start := shared_start(name, names, width):
         name = "…" + name[start:]
     return cut_middle(name, width)
+
+
+SETTING_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=[^=]*")
+
+
+def is_settings_name(name: str) -> bool:
+    """A name made of settings (`optim.lr=0.01,model.dropout=0.2`, maybe after a preset's name),
+    as sweeps, searches and `--set` write them; not any text that holds an `=`."""
+    parts = name.split(",")
+    return any(SETTING_PART.fullmatch(p) for p in parts) and all(SETTING_PART.fullmatch(p) or "=" not in p for p in parts)
 
 
 def fit_names(names: list[str], width: int) -> list[str]:
