@@ -320,12 +320,17 @@ def drive(events, present: StudyPresenter) -> None:
     is thrown back into the runner, which marks that run failed and goes on with the next."""
     from rich.markup import escape
 
+    from fcn_tui.runs import RunWriteError
+    from fcn_tui.study_store import StudyError
+
     error: Exception | None = None
     while True:
         try:
             event = events.throw(error) if error is not None else next(events)
         except StopIteration:
             return
+        except (StudyError, RunWriteError):  # a study that cannot be opened or written: the command says so
+            raise
         except Exception as err:  # noqa: BLE001 - the runner could not recover from it either
             present.reporter.close()
             present.reporter.print(f"[red]error[/]: {escape(f'{type(err).__name__}: {err}')}")

@@ -64,6 +64,7 @@ from fcn_tui.study_store import (
     StudyStore,
     attr,
     config_key,
+    distributions,
     folder_attr,
     make_pruner,
     make_sampler,
@@ -284,9 +285,34 @@ def newest_study_folder_any(out: Path) -> Path | None:
     return max(found, default=None, key=lambda p: p.name)
 
 
+def _check_search_unchanged(before: Preset, now: Preset) -> None:
+    """Optuna samples a searched setting only with the distribution it began with: a list of
+    choices that changed, or a range that became a list, would fail every new trial."""
+    from optuna.distributions import CategoricalDistribution
+
+    earlier = distributions(before)
+    for key, (dist, _) in distributions(now).items():
+        if key not in earlier:
+            continue
+        old = earlier[key][0]
+        if type(old) is not type(dist) or (isinstance(dist, CategoricalDistribution) and old.choices != dist.choices):
+            raise StudyError(f"search.{key}: changed since the study began ({_shown(old)} -> {_shown(dist)}), "
+                             "which Optuna cannot search; start a new study (without --resume, or another --study)")
+
+
+def _shown(dist) -> str:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return "[" + ", ".join(str(c) for c in dist.choices) + "]"
+    return f"{dist.low} to {dist.high}{' (log)' if dist.log else ''}"
+
+
 def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
     """`--resume`: queue again what did not finish, add what the preset has and the study lacks;
     returns the runs that are already finished."""
+    if preset.search is not None:
+        _check_search_unchanged(store.preset, preset)
     store.reclaim_dead()
     manifest = study_manifest(preset)
     if store.study.user_attrs.get("manifest") != manifest:

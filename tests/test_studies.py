@@ -357,3 +357,17 @@ async def test_the_study_tab_reads_well_at_80x24_for_a_search(tmp_path):
         await pilot.press("end", "right", "right", "right", "right", "right", "right")
         await pilot.pause()
         assert rendered(table).splitlines()[0].split()[-1] == "drop"  # the last setting is reachable
+
+
+def test_resume_of_a_search_whose_choices_changed_is_refused_before_anything_runs(tmp_path):
+    preset = tmp_path / "search.toml"
+    preset.write_text(SEARCH.replace("trials = 8", "trials = 2").replace('pruner = "median"', 'pruner = "none"'))
+    list(runner.run_study(load_preset(preset), ScriptedBackend(), lambda: False, runner.RunOptions(out=tmp_path / "out")))
+    (study,) = (tmp_path / "out").iterdir()
+    before = files_of(study)
+    preset.write_text(preset.read_text().replace('["sgd", "adam"]', '["sgd", "adam", "rmsprop"]'))
+    with pytest.raises(runner.StudyError, match=r"search\.optim\.name: changed since the study began "
+                                                 r"\(\[sgd, adam\] -> \[sgd, adam, rmsprop\]\)"):
+        list(runner.run_study(load_preset(preset), ScriptedBackend(), lambda: False,
+                              runner.RunOptions(out=tmp_path / "out", resume=True)))
+    assert files_of(study) == before  # nothing of the study changed
