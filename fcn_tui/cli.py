@@ -490,7 +490,7 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
 
     from fcn_tui import runner
     from fcn_tui.backend import TorchBackend
-    from fcn_tui.console import Reporter
+    from fcn_tui.console import Reporter, plural
     from fcn_tui.data import DataError, load_fashion_mnist
     from fcn_tui.runs import study_folder_name
     from fcn_tui.study_store import StudyError, StudyStore, describe, is_url, journal_path
@@ -520,10 +520,10 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
         raise fail(str(err)) from None
     reporter.close()
     if present.started:
-        reporter.print(f"trained {present.started} run{'s' if present.started != 1 else ''}")
+        reporter.print(f"trained {plural(present.started, 'run')}")
     elif stop.exit_code is None:
         done = len(_safe_records(store))
-        reporter.print(f"nothing left to train: {done} run{'s' if done != 1 else ''} done")
+        reporter.print(f"nothing left to train: {plural(done, 'run')} done")
     if present.failed and stop.exit_code is None:
         raise typer.Exit(EXIT_FAILED_RUN)
 
