@@ -3,7 +3,11 @@
 `TorchBackend.load(data_dir)` imports torch and reads Fashion-MNIST (the slow part; the app
 does it in a worker thread after its first paint); `split(config)` makes (and caches) the
 seeded train/validation split and `trainer(...)` an `fcn_tui.engine.Trainer`, after
-`fcn_tui.memory.check_fits` has made sure the run fits in the device's memory. The study runner
+`fcn_tui.memory.check_fits` has made sure the run fits in the device's memory;
+`pack_trainer(members, split)` trains several runs of equal `pack_key` at once (a pack, whose
+events come as `(member index, event)`, per member the events of a lone run) and `pack_size(config)`
+says how many runs of `config` one pack takes here (`--pack auto`). A backend without
+`pack_trainer` packs through `InterleavedPack`, which takes turns between lone trainers. The study runner
 (`fcn_tui.runner`) accepts any object with the same members (`fcn_tui.tui.scripted` is one),
 which is how tests feed it a deterministic event stream; an optional `test_set()` gives the app's
 views of a run's mistakes the test images. No UI imports.
@@ -11,9 +15,13 @@ views of a run's mistakes the test images. No UI imports.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from fcn_tui import events as ev
 
 
 class Backend(Protocol):
@@ -24,6 +32,57 @@ class Backend(Protocol):
 
     def trainer(self, config: Any, split: Any, should_stop: Callable[[], bool],
                 resume_from: dict | None = None, should_prune: Callable[[], bool] | None = None) -> Any: ...
+
+
+@dataclass
+class Member:
+    """One run of a pack, as the runner hands it to `pack_trainer` (the fields of `fcn_tui.engine.Member`)."""
+
+    config: Any
+    should_stop: Callable[[], bool] = lambda: False  # checked between batches, for this member alone
+    should_prune: Callable[[], bool] | None = None  # checked after this member's EpochEnded was handled
+    resume_from: dict | None = None  # a checkpoint (`Trainer.checkpoint()`) to continue from
+
+
+def new_trainer(backend: Any, config: Any, split: Any, should_stop: Callable[[], bool],
+                state: dict | None = None, should_prune: Callable[[], bool] | None = None) -> Any:
+    """`backend.trainer(...)`, passing a checkpoint or a pruning check only when there is one, so
+    a backend that never resumes or prunes (a scripted one) needs neither argument."""
+    extra = {k: v for k, v in (("resume_from", state), ("should_prune", should_prune)) if v is not None}
+    return backend.trainer(config, split, should_stop, **extra)
+
+
+class InterleavedPack:
+    """A pack trained by taking turns between one lone trainer per member (`backend.trainer`): each
+    member's events up to its next `EpochEnded` (or its end), then the next member's. It packs any
+    backend (the scripted one, tests) with the same events a packed engine yields; it is no faster.
+
+    `own_state(k)`, when given, is a context manager entered around member k's turns (and while
+    its events are handled): e.g. swapping in its own global random number streams."""
+
+    def __init__(self, backend: Any, members: list[Member], split: Any,
+                 own_state: Callable[[int], Any] | None = None) -> None:
+        self.members = [new_trainer(backend, m.config, split, m.should_stop, m.resume_from, m.should_prune)
+                        for m in members]  # raises before any work, as a lone trainer does
+        self.own_state = own_state or (lambda k: contextlib.nullcontext())
+
+    def events(self) -> Iterator[tuple[int, ev.Event]]:
+        streams = {k: trainer.events() for k, trainer in enumerate(self.members)}
+        try:
+            while streams:
+                for k in list(streams):
+                    with self.own_state(k):
+                        for event in streams[k]:
+                            yield k, event
+                            if isinstance(event, (ev.EpochEnded, ev.RunFinished)):
+                                break
+                        else:
+                            event = None
+                    if event is None or isinstance(event, ev.RunFinished):
+                        del streams[k]
+        finally:
+            for stream in streams.values():
+                stream.close()
 
 
 def list_devices() -> list[tuple[str, str]]:
@@ -82,3 +141,55 @@ class TorchBackend:
         trainer = Trainer(config, split, should_stop=should_stop, resume_from=resume_from, should_prune=should_prune)
         check_fits(config, trainer.device, len(split.train_x), len(split.val_x) + len(split.test_x))
         return trainer
+
+    def pack_trainer(self, members: list[Member], split: Any) -> Any:
+        """One pack of runs of equal `pack_key`; raises `MemoryCheckError` when the pack would not
+        fit (the memory check counts every member), `DeviceError`, `CheckpointError`."""
+        from fcn_tui.engine import resolve_device
+        from fcn_tui.memory import check_pack_fits
+
+        check_pack_fits([m.config for m in members], resolve_device(members[0].config.train.device),
+                        len(split.train_x), len(split.val_x) + len(split.test_x))
+        # the engine's PackTrainer replaces this line once it trains packs in one step
+        return InterleavedPack(_LoneTrainers(), members, split, own_state=_own_random_streams(len(members)))
+
+    def pack_size(self, config: Any) -> int:
+        """How many runs like `config` one pack takes here: as many as fit on a GPU, `CPU_PACK` on the CPU."""
+        from fcn_tui.engine import resolve_device
+        from fcn_tui.memory import auto_pack_size
+
+        split = self.split(config)
+        return auto_pack_size(config, resolve_device(config.train.device), len(split.train_x),
+                              len(split.val_x) + len(split.test_x))
+
+
+class _LoneTrainers:
+    """The engine's Trainer without a memory check of its own (the pack's was made)."""
+
+    @staticmethod
+    def trainer(config: Any, split: Any, should_stop: Callable[[], bool], resume_from: dict | None = None,
+                should_prune: Callable[[], bool] | None = None) -> Any:
+        from fcn_tui.engine import Trainer
+
+        return Trainer(config, split, should_stop=should_stop, resume_from=resume_from, should_prune=should_prune)
+
+
+def _own_random_streams(count: int) -> Callable[[int], Any]:
+    """Each member of an interleaved pack keeps torch's global random streams (dropout draws from
+    them) to itself, so its numbers are those it has alone."""
+    import torch
+
+    saved: list[tuple | None] = [None] * count
+
+    @contextlib.contextmanager
+    def own(k: int):
+        if saved[k] is not None:
+            torch.set_rng_state(saved[k][0])
+            if saved[k][1] is not None:
+                torch.cuda.set_rng_state_all(saved[k][1])
+        try:
+            yield
+        finally:
+            saved[k] = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
+
+    return own

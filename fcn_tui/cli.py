@@ -3,8 +3,9 @@
 
     fcn-tui run PRESET.toml [PRESET.toml ...] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
                 [--device D] [--resume] [--workers N] [--devices LIST] [--threads N] [--storage URL]
-                [--study NAME]
+                [--study NAME] [--pack N|auto] [--checkpoint-every SECONDS]
     fcn-tui worker --storage URL|STUDY_FOLDER [--study NAME] [--out DIR] [--device D] [--threads N]
+                   [--pack N|auto] [--checkpoint-every SECONDS]
     fcn-tui ui [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
     fcn-tui serve [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR] [--host H] [--port P]
                   [--allow-remote]
@@ -172,6 +173,26 @@ StoredStudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME"
                                                        help="Study name in the storage (default: its only study).")]
 
 
+MAX_PACK = 1024  # a larger pack is a typo: no device trains that many runs at once
+
+
+def parse_pack(value: str) -> int | None:
+    """`--pack N` (1 trains one run at a time, as without packing) or `auto` (None)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        pack = int(value)
+    except ValueError:
+        pack = 0
+    if not 1 <= pack <= MAX_PACK:
+        raise fail(f"--pack: expected auto or a number of runs from 1 to {MAX_PACK}, got {value!r}")
+    return pack
+
+
+PackOption = Annotated[str, typer.Option("--pack", metavar="N|auto", help="Runs of a study trained at once as one pack (same shapes and data); auto: as many as fit on a GPU, a few on the CPU; 1: one at a time.")]
+CheckpointOption = Annotated[float | None, typer.Option("--checkpoint-every", min=0, metavar="SECONDS", help="Write a run's checkpoint at most this often (default 30; 0: after every epoch); a stop always writes it.")]
+
+
 def parse_devices(text: str | None) -> list[str]:
     from fcn_tui.config import Config, ConfigError
 
@@ -217,6 +238,8 @@ class StudyPresenter:
         self.study_records: set[int] = set()  # of `records`, those in a study's folder (named once)
         self._seen: dict[tuple, tuple] = {}
         self._finished_before: set[str] = set()
+        self.training: set[str] = set()  # folders of the runs training now (several in a pack)
+        self.tags: dict[str, str] = {}  # per run folder: what heads its lines ("" for a run alone)
 
     def show(self, event) -> None:
         from rich.markup import escape
@@ -239,6 +262,7 @@ class StudyPresenter:
             self._finished_before = {str(record.path) for record in event.skipped}  # told once, above
         elif isinstance(event, runner.RunStarting):
             self.started += 1
+            self.training.add(str(event.run_dir))
             r.total_runs = event.total
             r.start_run(event.position, event.name)
             if event.note:
@@ -249,14 +273,19 @@ class StudyPresenter:
             if not self.in_study and (record := read_run(event.run_dir)) is not None:
                 self.records.append(record)
         elif isinstance(event, runner.Trained):
-            r.handle(event.event)
             from fcn_tui import events as ev
 
+            folder = str(event.run_dir)
+            if folder not in self.tags:  # a run that trains beside others says whose each line is
+                self.tags[folder] = f"run {event.position}" if len(self.training) > 1 else ""
+            r.handle(event.event, tag=self.tags[folder])
             if isinstance(event.event, ev.RunFinished):
+                self.training.discard(folder)
                 self.failed |= event.event.status == ev.FAILED
                 if not self.in_study and (record := read_run(event.run_dir)) is not None:
                     self.records.append(record)
         elif isinstance(event, runner.RunCrashed):
+            self.training.discard(str(event.run_dir))
             r.close()
             r.print(f"[red]error[/]: {escape(event.message)}")
             self.failed = True
@@ -356,8 +385,11 @@ def run(
     threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads per worker (default: the cores divided among the workers).")] = None,
     storage: StorageOption = None,
     study: StudyOption = None,
+    pack: PackOption = "auto",
+    checkpoint_every: CheckpointOption = None,
 ) -> None:
     """Train the runs of one or more presets headlessly, writing each to OUT."""
+    pack_size = parse_pack(pack)
     loaded = load_presets(presets, set_, device)
     worker_devices = parse_devices(devices)
     check_out(out)  # created only once everything below has been checked
@@ -413,7 +445,8 @@ def run(
     ensure_writable(out)
     backend = TorchBackend(data, [])
     options = runner.RunOptions(out=out, resume=resume, storage=storage, study_name=study,
-                                device=worker_devices[0] if count == 1 and worker_devices else None)
+                                device=worker_devices[0] if count == 1 and worker_devices else None,
+                                pack=pack_size, checkpoint_every_s=checkpoint_every)
     plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, runner.cpu_count() // count),
                              data_dir=data_dir)
     if threads and count == 1:
@@ -468,21 +501,24 @@ def worker(
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Train on this device instead of the runs' own.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads (default: torch's choice).")] = None,
     label: Annotated[str, typer.Option("--label", metavar="TEXT", help="This worker's name in the study (default HOST:PID).")] = "",
+    pack: PackOption = "auto",
+    checkpoint_every: CheckpointOption = None,
 ) -> None:
     """Join a study and train its queued runs until none is left (run folders go to OUT/<study>)."""
     from fcn_tui.signals import StopOnSignals
 
+    packing = (parse_pack(pack), checkpoint_every)
     # a stop (Ctrl-C, or the signal `run --workers` passes on) is handled from the start to the
     # end: loading the data or exiting after the last run, the worker stops and is never killed.
     # Ignoring the signals on the way out is for the process alone: a caller's own handlers stay.
     with StopOnSignals(ignore_after=AS_PROCESS["yes"]) as stop:
-        _work(storage, study, out, data_dir, device, threads, label, stop)
+        _work(storage, study, out, data_dir, device, threads, label, stop, packing)
     if stop.exit_code is not None:
         raise typer.Exit(stop.exit_code)
 
 
 def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, device: str | None,
-          threads: int | None, label: str, stop) -> None:
+          threads: int | None, label: str, stop, packing: tuple[int | None, float | None] = (None, None)) -> None:
     """The worker command's body, under its signal handlers."""
     if device:
         parse_devices(device)
@@ -512,7 +548,7 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     where = f"{describe(storage)}; runs go to {folder}" if is_url(storage) else str(folder)  # a study folder: said once
     reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {where}"))
     options = runner.RunOptions(out=out, storage=storage if is_url(storage) else None, study_name=store.name,
-                                device=device, worker=label)
+                                device=device, worker=label, pack=packing[0], checkpoint_every_s=packing[1])
     present = StudyPresenter(reporter)
     try:
         drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)

@@ -93,16 +93,21 @@ class Reporter:
     def skip_run(self, index: int, name: str, path: Path) -> None:
         self.print(escape(f"run {index} of {self.total_runs}: {name}: already completed in {path}, skipped"))
 
-    def handle(self, event: ev.Event) -> None:
+    def handle(self, event: ev.Event, tag: str = "") -> None:
+        """Show one engine event; `tag` (e.g. `run 3`) heads each line while several runs train at
+        once (a pack), which share no progress bar."""
+        if tag:
+            self._stop_progress()
+        lead = f"  {escape(tag)}: " if tag else "  "
         if isinstance(event, ev.RunStarted):
             self.epochs = event.config.train.epochs
             self.print(
-                f"  device {event.device_name}; {event.n_train:,} train / {event.n_val:,} val / "
+                f"{lead}device {event.device_name}; {event.n_train:,} train / {event.n_val:,} val / "
                 f"{event.n_test:,} test images; {event.steps_per_epoch} batches per epoch"
             )
             if event.previous_epochs:
-                self.print(f"  continuing from its checkpoint after epoch {len(event.previous_epochs)}")
-            if self.interactive and not self._broken:
+                self.print(f"{lead}continuing from its checkpoint after epoch {len(event.previous_epochs)}")
+            if self.interactive and not self._broken and not tag:
                 self.progress = Progress(
                     TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
@@ -122,11 +127,11 @@ class Reporter:
                     loss=f"{event.loss:.4f}", speed=f"{event.samples_per_s:,.0f} samples/s",
                 )
         elif isinstance(event, ev.EpochEnded):
-            self.print("  " + epoch_line(event))
+            self.print(lead + epoch_line(event))
         elif isinstance(event, ev.RunFinished):
             self._stop_progress()
             self.finished_wall.append(event.wall_s)
-            line = f"  {event.status}: "
+            line = f"  {tag + ': ' if tag else ''}{event.status}: "
             accuracies = [f"{label} acc {percent(value)}%" for label, value in
                           (("val", event.val_acc), ("test", event.test_acc)) if value is not None]
             if accuracies:  # a run stopped before its first epoch has no number to show

@@ -41,6 +41,7 @@ from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
+from fcn_tui.packs import PackRun, train_packs
 from fcn_tui.runs import (
     FILE_MODE,
     O_NOFOLLOW,
@@ -49,9 +50,7 @@ from fcn_tui.runs import (
     RunWriteError,
     atomic_write_text,
     load_checkpoint,
-    mark_failed,
     read_run,
-    record_run,
     slug,
     study_folder_name,
     timestamp,
@@ -89,6 +88,9 @@ class RunOptions:
     study_name: str | None = None  # default: the preset's name
     device: str | None = None  # this worker's device, replacing train.device (one worker per GPU)
     worker: str = ""  # a label for this worker in the storage and the app (default host:pid)
+    pack: int | None = None  # runs trained at once (a pack of compatible queued runs); None: `auto`,
+    # the backend's `pack_size` (as many as fit on a GPU, a measured few on the CPU)
+    checkpoint_every_s: float | None = None  # None: `fcn_tui.runs.CHECKPOINT_EVERY_S`
 
     @property
     def worker_label(self) -> str:
@@ -398,12 +400,13 @@ def finish_study(store: StudyStore, folder: Path | None) -> StudyFinished:
 
 def work(store: StudyStore, folder: Path, backend: Any, should_stop: Callable[[], bool],
          options: RunOptions) -> Iterator[RunnerEvent]:
-    """Claim and train runs of the study until none is queued or running anywhere."""
+    """Claim and train runs of the study until none is queued or running anywhere: up to a pack of
+    compatible queued runs at a time (`options.pack`), trained at once."""
     waiting_for = None
     while not should_stop():
         store.reclaim_dead()
-        trial = store.claim()
-        if trial is None:
+        claimed = store.claim_many(lambda t: _queued_key(t, options), lambda t: _pack_limit(backend, store, t, options))
+        if not claimed:
             busy = store.busy_elsewhere()
             if not busy:
                 return
@@ -415,7 +418,78 @@ def work(store: StudyStore, folder: Path, backend: Any, should_stop: Callable[[]
                 time.sleep(0.1)
             continue
         waiting_for = None
-        yield from train_trial(store, trial, folder, backend, should_stop, options)
+        yield from train_claimed(store, claimed, folder, backend, should_stop, options)
+
+
+def pack_key(config: Config) -> tuple:
+    """PROVISIONAL: to be replaced by `fcn_tui.engine.pack_key`, the packed engine's own rule.
+    Runs with equal keys may share a pack: the same shapes, device, data split and numerics."""
+    m, t, d = config.model, config.train, config.data
+    return (tuple(m.hidden), t.batch_size, t.device, t.val_fraction, t.seed, d.subset, d.normalize,
+            m.batchnorm, m.activation, t.amp)
+
+
+def _on_device(config: Config, options: RunOptions) -> Config:
+    return config.with_values({"train.device": options.device}, "--device") if options.device else config
+
+
+def _queued_config(frozen) -> Config | None:
+    with contextlib.suppress(ConfigError, TypeError):
+        if isinstance(data := attr(frozen, "config"), dict):
+            return config_from_dict(data, f"trial {frozen.number}")
+    return None
+
+
+def _queued_key(frozen, options: RunOptions) -> tuple:
+    """Which queued runs a claim may pack together: by pack key; search trials not sampled yet
+    together (they are grouped again once sampled); a run whose config cannot be read alone."""
+    config = _queued_config(frozen)
+    if config is None:
+        return ("not sampled",) if attr(frozen, "config") is None else ("unreadable", frozen.number)
+    try:
+        return pack_key(_on_device(config, options))
+    except ConfigError:
+        return ("unreadable", frozen.number)
+
+
+def _pack_limit(backend: Any, store: StudyStore, frozen, options: RunOptions) -> int:
+    """How many runs a pack that begins with `frozen` takes: `--pack N`, or the backend's `auto`."""
+    if options.pack:
+        return options.pack
+    sizer = getattr(backend, "pack_size", None)
+    if sizer is None:
+        return 1
+    try:
+        return sizer(_on_device(_queued_config(frozen) or store.preset.config, options))
+    except Exception:  # noqa: BLE001 - a device that cannot be used: the run says so when it starts
+        return 1
+
+
+def train_claimed(store: StudyStore, claimed: list, folder: Path, backend: Any, should_stop: Callable[[], bool],
+                  options: RunOptions) -> Iterator[RunnerEvent]:
+    """Train claimed runs, those of one pack key as one pack; a run left untrained by a stop is
+    told to the storage as stopped (`--resume` continues it)."""
+    runs: list[TrialRun] = []
+    try:
+        total = _safely(lambda: len(store.latest_runs()), 0)
+        for frozen in claimed:
+            made = _claimed_run(store, frozen, folder, options, total)
+            if isinstance(made, RunCrashed):
+                yield made
+            else:
+                runs.append(made)
+        groups: dict[tuple, list[TrialRun]] = {}
+        for run in runs:
+            groups.setdefault(pack_key(run.config), []).append(run)
+        for group in groups.values():
+            if should_stop():
+                break
+            yield from train_packs(group, backend, should_stop, options.checkpoint_every_s)
+    finally:
+        for run in runs:
+            if not run.concluded:
+                run.status, run.error = ev.STOPPED, "interrupted before the run started"
+                run.conclude()
 
 
 def _safely(action: Callable[[], Any], default: Any = None) -> Any:
@@ -426,8 +500,9 @@ def _safely(action: Callable[[], Any], default: Any = None) -> Any:
         return default
 
 
-def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_stop: Callable[[], bool],
-                options: RunOptions) -> Iterator[RunnerEvent]:
+def _claimed_run(store: StudyStore, frozen, folder: Path, options: RunOptions, total: int) -> TrialRun | RunCrashed:
+    """A claimed trial made a run: who trains it, its configuration (sampled now for a search
+    trial, the trials claimed with it already counted by the sampler), where it continues from."""
     import optuna
 
     study = store.study
@@ -439,81 +514,67 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
     for key, value in (("pid", os.getpid()), ("worker", options.worker_label), ("host", socket.gethostname())):
         _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
     run = attr(frozen, "run", frozen.number + 1)
-    total = max(len(store.latest_runs()), run)
-    given = None
-    with contextlib.suppress(ConfigError, TypeError):
-        if isinstance(data := attr(frozen, "config"), dict):
-            given = config_from_dict(data, f"trial {frozen.number}")
     try:
-        config = suggest(trial, store.preset, given)
-        if options.device:
-            config = config.with_values({"train.device": options.device}, "--device")
+        config = _on_device(suggest(trial, store.preset, _queued_config(frozen)), options)
     except (ConfigError, ValueError) as err:
         _conclude(store, trial, ev.FAILED, {"error": str(err)})
-        yield RunCrashed(attr(frozen, "name") or f"run {run}", str(err))
-        return
+        return RunCrashed(attr(frozen, "name") or f"run {run}", str(err))
     for key, value in (("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
                        ("epoch", 0), ("epochs", config.train.epochs)):
         _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
-    stop_heartbeat = store.heartbeat(frozen._trial_id)
-    pruning = store.preset.search is not None and store.preset.search.pruner != "none"
-    pruned = [False]
-    prune = (lambda: pruned[0]) if pruning else None
-    try:
-        continue_dir, state, note = _continuation(frozen, config, folder)
-        try:
-            split = backend.split(config)
-            try:
-                trainer = _new_trainer(backend, config, split, should_stop, state, prune)
-            except Exception as err:
-                if state is None or type(err).__name__ != "CheckpointError":
-                    raise
-                note = f"cannot continue {continue_dir.name} ({err}): a new folder"
-                continue_dir = state = None
-                trainer = _new_trainer(backend, config, split, should_stop, None, prune)
-        except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder
-            _conclude(store, trial, ev.FAILED, {"error": str(err)})
-            yield RunCrashed(config.name, str(err), bad_input=True)
+    continue_dir, state, note = _continuation(frozen, config, folder)
+    return TrialRun(store, trial, frozen._trial_id, config, run, max(total, run), folder, state, continue_dir, note)
+
+
+class TrialRun(PackRun):
+    """A study's run in a pack: its folder in the study's, each epoch reported to its Optuna trial
+    (and the pruner asked), its end told to the trial; its heartbeat recorded while it is claimed."""
+
+    def __init__(self, store: StudyStore, trial, trial_id: int, config: Config, run: int, total: int, folder: Path,
+                 state: dict | None, continue_dir: Path | None, note: str) -> None:
+        super().__init__(config, run, total, state, continue_dir, note)
+        self.store, self.trial, self.folder = store, trial, folder
+        self.pruning = store.preset.search is not None and store.preset.search.pruner != "none"
+        self.pruned = self.concluded = False
+        self.stop_heartbeat = store.heartbeat(trial_id)
+
+    def new_dir(self) -> Path:
+        return unique_dir(self.folder, f"{self.position:03d}-{slug(self.config.name)}")
+
+    def drop_checkpoint(self, reason: str) -> None:
+        name = self.continue_dir.name if self.continue_dir else "the earlier attempt"
+        super().drop_checkpoint(reason)
+        self.note = f"cannot continue {name} ({reason}): a new folder"
+
+    def should_prune(self) -> Callable[[], bool] | None:
+        return (lambda: self.pruned) if self.pruning else None
+
+    def opened(self) -> None:
+        _safely(lambda: self.trial.set_user_attr("run_dir", str(self.run_dir.absolute())))
+
+    def on_event(self, event: ev.Event) -> None:
+        trial = self.trial
+        if isinstance(event, ev.RunStarted) and event.previous_epochs:  # told on the console too
+            for key in ("continued_after", "epoch"):
+                _safely(lambda k=key: trial.set_user_attr(k, len(event.previous_epochs)))
+        elif isinstance(event, ev.EpochEnded):
+            # the epoch first: a reader never sees an epoch's value under the epoch before it
+            _safely(lambda: trial.set_user_attr("epoch", event.epoch))
+            _safely(lambda: trial.report(event.val_acc, event.epoch))
+            if self.pruning and event.epoch < event.epochs:
+                self.pruned = bool(_safely(trial.should_prune, False))
+
+    def conclude(self, metrics: dict[str, Any] | None = None) -> None:
+        if self.concluded:
             return
+        self.concluded = True
+        record = read_run(self.run_dir) if self.run_dir is not None else None
+        metrics = {k: record.get(k) for k in SUMMARY_KEYS} if record is not None else {}
+        metrics["error"] = self.error
         try:
-            run_dir = continue_dir or unique_dir(folder, f"{run:03d}-{slug(config.name)}")
-        except RunWriteError as err:
-            _conclude(store, trial, ev.FAILED, {"error": str(err)})
-            yield RunCrashed(config.name, str(err))
-            return
-        _safely(lambda: trial.set_user_attr("run_dir", str(run_dir.absolute())))
-        yield RunStarting(run, total, config.name, run_dir, note)
-        status, error = ev.STOPPED, "interrupted before the run finished"
-        try:
-            for event in record_run(trainer, run_dir):
-                if isinstance(event, ev.RunStarted) and event.previous_epochs:  # told on the console too
-                    for key in ("continued_after", "epoch"):
-                        _safely(lambda k=key, e=event: trial.set_user_attr(k, len(e.previous_epochs)))
-                elif isinstance(event, ev.EpochEnded):
-                    # the epoch first: a reader never sees an epoch's value under the epoch before it
-                    _safely(lambda e=event: trial.set_user_attr("epoch", e.epoch))
-                    _safely(lambda e=event: trial.report(e.val_acc, e.epoch))
-                    if pruning and event.epoch < event.epochs:
-                        pruned[0] = bool(_safely(trial.should_prune, False))
-                elif isinstance(event, ev.RunFinished):
-                    status, error = event.status, event.error
-                yield Trained(event, run, total, run_dir)
-        except Exception as err:  # noqa: BLE001 - a write error or a bug: this run fails, the study goes on
-            status, error = ev.FAILED, f"{type(err).__name__}: {err}"
-            if isinstance(err, RunWriteError):
-                yield RunCrashed(config.name, str(err), run_dir)
-            else:
-                mark_failed(run_dir, error)
-                yield RunCrashed(config.name, f"{config.name} failed: {error}", run_dir)
+            _conclude(self.store, self.trial, self.status, metrics)
         finally:
-            record = read_run(run_dir)
-            metrics = {k: record.get(k) for k in SUMMARY_KEYS} if record is not None else {}
-            metrics["error"] = error
-            _conclude(store, trial, status, metrics)
-    finally:
-        stop_heartbeat()
-        if _safely(lambda: store.storage.get_trial(frozen._trial_id).state.name) == "RUNNING":
-            _conclude(store, trial, ev.STOPPED, {"error": "interrupted before the run started"})
+            self.stop_heartbeat()
 
 
 SUMMARY_KEYS = ("epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc",
@@ -566,7 +627,8 @@ def _continuation(frozen, config: Config, folder: Path) -> tuple[Path | None, di
 
 def run_single(preset: Preset, position: int, total: int, backend: Any, should_stop: Callable[[], bool],
                options: RunOptions) -> Iterator[RunnerEvent]:
-    """A preset of one run: trained into `OUT/<time>-<name>/`, or skipped / continued by `resume`."""
+    """A preset of one run: trained (a pack of one) into `OUT/<time>-<name>/`, or skipped /
+    continued by `resume`."""
     from fcn_tui.queue import plan
 
     planned = plan([preset], Path(options.out), resume=options.resume)[0].runs[0]
@@ -577,38 +639,25 @@ def run_single(preset: Preset, position: int, total: int, backend: Any, should_s
     if planned.skip:
         yield RunSkipped(position, total, config.name, planned.run_dir)
         return
-    try:
-        split = backend.split(config)
-        try:
-            state, cannot = _checkpoint_of(planned)
-            trainer = _new_trainer(backend, config, split, should_stop, state)
-        except Exception as err:
-            if type(err).__name__ != "CheckpointError":
-                raise
-            planned.continue_dir, cannot = None, str(err)
-            trainer = _new_trainer(backend, config, split, should_stop)
-    except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder written
-        yield RunCrashed(config.name, str(err), bad_input=True)
-        return
-    run_dir = planned.make_dir()
+    state, cannot = _checkpoint_of(planned)
     note = f"cannot continue the earlier attempt ({cannot}): a new folder" if cannot else ""
-    yield RunStarting(position, total, config.name, run_dir, note)
-    try:
-        for event in record_run(trainer, run_dir):
-            yield Trained(event, position, total, run_dir)
-    except RunWriteError as err:
-        yield RunCrashed(config.name, str(err), run_dir)
-    except Exception as err:  # noqa: BLE001 - one broken run must not end the others
-        message = f"{type(err).__name__}: {err}"
-        mark_failed(run_dir, message)
-        yield RunCrashed(config.name, f"{config.name} failed: {message}", run_dir)
+    yield from train_packs([SingleRun(planned, position, total, state, note)], backend, should_stop,
+                           options.checkpoint_every_s)
 
 
-def _new_trainer(backend, config, split, should_stop, state=None, should_prune=None):
-    """`backend.trainer(...)`, passing a checkpoint or a pruning check only when there is one, so
-    a backend that never resumes or prunes (a scripted one) needs neither argument."""
-    extra = {k: v for k, v in (("resume_from", state), ("should_prune", should_prune)) if v is not None}
-    return backend.trainer(config, split, should_stop, **extra)
+class SingleRun(PackRun):
+    """A run of its own (no study): its folder planned by `fcn_tui.queue`."""
+
+    def __init__(self, planned, position: int, total: int, state: dict | None, note: str) -> None:
+        super().__init__(planned.config, position, total, state, None, note)
+        self.planned = planned
+
+    def new_dir(self) -> Path:
+        return self.planned.make_dir()  # the earlier attempt's folder, when it continues
+
+    def drop_checkpoint(self, reason: str) -> None:
+        super().drop_checkpoint(reason)
+        self.planned.continue_dir = None
 
 
 def _checkpoint_of(planned) -> tuple[dict | None, str]:
@@ -645,6 +694,9 @@ def worker_command(store: StudyStore, options: RunOptions, plan: WorkerPlan, ind
         command += ["--device", plan.devices[index % len(plan.devices)]]
     if plan.data_dir is not None:
         command += ["--data-dir", str(plan.data_dir)]
+    command += ["--pack", str(options.pack or "auto")]
+    if options.checkpoint_every_s is not None:
+        command += ["--checkpoint-every", str(options.checkpoint_every_s)]
     return command
 
 

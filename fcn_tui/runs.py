@@ -10,9 +10,11 @@ A run folder holds
 - `predictions.npz` every test image's true and predicted class and class probabilities
                   (`fcn_tui.predictions`), for the views of the network's mistakes;
 - `model.pt`      the trained state_dict;
-- `checkpoint.pt` the full training state after the last completed epoch (the engine's
-                  `Trainer.checkpoint()`), rewritten atomically per epoch while the run can still
-                  be continued; removed when the run completes or diverges.
+- `checkpoint.pt` the full training state after a completed epoch (the engine's
+                  `Trainer.checkpoint()`), rewritten atomically at most every `CHECKPOINT_EVERY_S`
+                  seconds while the run can still be continued, and always when it ends stopped
+                  or failed (then at its last completed epoch, kept in memory since); removed when
+                  the run completes, diverges or is pruned.
 Every file is readable at any moment, even after SIGKILL. A folder whose summary still says
 `running` but whose process is gone reads back as `incomplete`.
 
@@ -41,6 +43,7 @@ import os
 import re
 import socket
 import tempfile
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -204,6 +207,9 @@ def _reproducibility() -> dict[str, Any]:
 
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_EVERY_S = 30.0  # a checkpoint is a write of the whole training state (MBs, fsynced): when
+# epochs take milliseconds (packed runs on a GPU) one per epoch bounds the speed; a killed worker
+# loses at most this much of a run's training, and a stop always writes its last epoch's
 STUDY_MANIFEST = "sweep.toml"  # a study folder's preset, written when the study is created
 
 
@@ -257,9 +263,13 @@ class RunRecorder:
     until `RunStarted` says which epochs the checkpoint holds, and `metrics.csv` is then rewritten
     with exactly those epochs."""
 
-    def __init__(self, run_dir: Path, config: Config, continuing: bool = False) -> None:
+    def __init__(self, run_dir: Path, config: Config, continuing: bool = False,
+                 checkpoint_every_s: float | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
+        self.checkpoint_every_s = CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s
+        self._checkpoint_due = time.monotonic() + self.checkpoint_every_s
+        self._unsaved: dict | None = None  # the last epoch's checkpoint while it is not on disk
         self.summary: dict[str, Any] = {
             "name": config.name,
             "status": ev.RUNNING,
@@ -332,10 +342,14 @@ class RunRecorder:
             self._append_line(metrics_line(event))
             self._add_epoch(event)
             if checkpoint is not None and event.epoch < event.epochs:
-                with contextlib.suppress(RunWriteError):  # optional: an older checkpoint still resumes exactly
-                    self._save_checkpoint(checkpoint())
+                self._unsaved = checkpoint()
+                if time.monotonic() >= self._checkpoint_due:
+                    self.save_checkpoint()
             self._write_summary()
         elif isinstance(event, ev.RunFinished):
+            if event.status in (ev.STOPPED, ev.FAILED):  # to be continued from its last epoch
+                self.save_checkpoint()
+            self._unsaved = None
             if event.status in (ev.COMPLETED, ev.DIVERGED, ev.PRUNED):
                 with contextlib.suppress(OSError):  # nothing left to continue: the file was ours
                     (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
@@ -363,8 +377,15 @@ class RunRecorder:
             )
             self._write_summary()
 
-    def _save_checkpoint(self, state: dict) -> None:
-        save_torch(self.run_dir / CHECKPOINT, state)
+    def save_checkpoint(self) -> None:
+        """Write the last epoch's checkpoint if it is not on disk yet; best effort: an older one
+        still resumes exactly (from its own epoch)."""
+        if self._unsaved is None:
+            return
+        with contextlib.suppress(RunWriteError):
+            save_torch(self.run_dir / CHECKPOINT, self._unsaved)
+        self._unsaved = None
+        self._checkpoint_due = time.monotonic() + self.checkpoint_every_s
 
     def _save_model(self, model) -> None:
         save_torch(self.run_dir / "model.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
@@ -375,6 +396,8 @@ class RunRecorder:
         If the summary cannot be rewritten (a full disk), a compact one (without the config,
         which config.toml holds) overwrites the old one in place, which needs no new space.
         """
+        if status != ev.COMPLETED:
+            self.save_checkpoint()
         self.summary.update(status=status, error=error, finished_at=datetime.now().isoformat(timespec="seconds"))
         try:
             self._write_summary()
@@ -405,13 +428,14 @@ def mark_failed(run_dir: Path, error: str) -> None:
         overwrite_in_place(path, json.dumps({k: v for k, v in summary.items() if k != "config"}) + "\n")
 
 
-def record_run(trainer, run_dir: Path) -> Iterator[ev.Event]:
+def record_run(trainer, run_dir: Path, checkpoint_every_s: float | None = None) -> Iterator[ev.Event]:
     """Run `trainer`, writing its folder, and yield its events on.
 
     If the consumer stops iterating (or an exception such as KeyboardInterrupt arrives), the
     run is saved as `stopped`; a write error marks it `failed` and raises `RunWriteError`.
     """
-    recorder = RunRecorder(run_dir, trainer.config, continuing=getattr(trainer, "resume_from", None) is not None)
+    recorder = RunRecorder(run_dir, trainer.config, continuing=getattr(trainer, "resume_from", None) is not None,
+                           checkpoint_every_s=checkpoint_every_s)
     checkpoint = getattr(trainer, "checkpoint", None)  # scripted trainers in tests have none
     finished = False
     try:

@@ -15,7 +15,7 @@ Storage (`open_storage`): a folder or a file path is Optuna's file journal (`stu
 the study folder: no server, safe for several processes on one machine); `postgresql://...`
 (through psycopg) and `sqlite:///...` are `RDBStorage` with a heartbeat.
 
-Claiming (`StudyStore.claim`): every run is enqueued once as a WAITING trial when the study is
+Claiming (`StudyStore.claim`, `claim_many` for a pack of compatible runs): every run is enqueued once as a WAITING trial when the study is
 created, and a worker claims one by moving it to RUNNING with `set_trial_state_values`, which the
 storage grants to exactly one caller (the journal decides by the order of its log, PostgreSQL by
 a row lock). No trial is ever created by `ask()`, so however many workers join, and whenever,
@@ -309,7 +309,8 @@ def make_sampler(preset: Preset, trial_number: int) -> optuna.samplers.BaseSampl
     history gives the same suggestion, and workers sampling at the same moment differ."""
     seed = (preset.config.train.seed * 1_000_003 + trial_number) % 2**32
     if preset.search is not None and preset.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # constant_liar: trials sampled while others run (a pack's, other workers') spread out
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -512,7 +513,15 @@ class StudyStore:
                                            states=tuple(states) if states is not None else None)
 
     def claim(self) -> FrozenTrial | None:
-        """Move the first WAITING trial to RUNNING, if another worker does not get there first.
+        """Move the first WAITING trial to RUNNING, if another worker does not get there first."""
+        claimed = self.claim_many()
+        return claimed[0] if claimed else None
+
+    def claim_many(self, key: Callable[[FrozenTrial], Any] = lambda trial: None,
+                   size: Callable[[FrozenTrial], int] = lambda trial: 1) -> list[FrozenTrial]:
+        """Claim a pack: the first WAITING trial another worker does not get first, then up to
+        `size(first)` in all of the WAITING trials after it whose `key` equals its key. Each trial
+        is moved to RUNNING on its own, which the storage grants to one worker only.
 
         Two `--resume` at the same moment both queue what they found unfinished: the same run
         (and the same earlier attempt) queued twice. Only the first of them is trained; the
@@ -521,16 +530,25 @@ class StudyStore:
         for trial in self.trials():
             if attr(trial, "status") != DROPPED:
                 first.setdefault((attr(trial, "run"), attr(trial, "continues")), trial.number)
+        claimed: list[FrozenTrial] = []
+        wanted, limit = None, 1
         for trial in self.trials((TrialState.WAITING,)):
             if first.get((attr(trial, "run"), attr(trial, "continues")), trial.number) != trial.number:
                 self.drop(trial)
                 continue
+            if claimed and key(trial) != wanted:
+                continue
             try:
-                if self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                    return self.storage.get_trial(trial._trial_id)
+                if not self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                    continue
             except UpdateFinishedTrialError:
                 continue
-        return None
+            if not claimed:
+                wanted, limit = key(trial), max(1, size(trial))
+            claimed.append(self.storage.get_trial(trial._trial_id))
+            if len(claimed) >= limit:
+                break
+        return claimed
 
     def drop(self, trial: FrozenTrial) -> None:
         """Take a queued run out of the study (its preset changed); it is no run of the study any more."""

@@ -52,7 +52,8 @@ def test_resume_skips_completed_runs_continues_stopped_ones_and_takes_over_dead_
     out = tmp_path / "out"
     stop = threading.Event()
     backend = TorchBackend.load(synthetic_data_dir)
-    for event in study_runner.run_study(load_preset(sweep), backend, stop.is_set, study_runner.RunOptions(out=out)):
+    options = study_runner.RunOptions(out=out, pack=1)  # one run at a time: run 3 is still queued at the stop
+    for event in study_runner.run_study(load_preset(sweep), backend, stop.is_set, options):
         if isinstance(event, study_runner.Trained) and isinstance(event.event, ev.EpochEnded) and event.position == 2:
             stop.set()  # Ctrl-C during run 2: it stops after its first epoch, run 3 stays queued
     (study,) = out.iterdir()

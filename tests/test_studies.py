@@ -50,7 +50,7 @@ def test_a_search_with_a_median_pruner_prunes_runs_and_tests_only_finished_ones(
     monkeypatch.setattr(engine, "evaluate", evaluate)
     (tmp_path / "search.toml").write_text(SEARCH)
     result = cli.invoke(app, ["run", str(tmp_path / "search.toml"), "--data-dir", str(synthetic_data_dir),
-                              "--out", str(tmp_path / "out")])
+                              "--out", str(tmp_path / "out"), "--pack", "1"])  # the pruner's 5 trials come first
     assert result.exit_code == 0, result.output
     (study,) = (tmp_path / "out").iterdir()
     store = StudyStore.open(study)

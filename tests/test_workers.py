@@ -103,7 +103,7 @@ def test_a_killed_worker_s_run_continues_from_its_checkpoint_with_the_same_metri
                                         .format(epochs=12))
     out_dir = tmp_path / "out"
     parent = fcn_tui("run", str(tmp_path / "grid.toml"), "--workers", "2", "--out", str(out_dir),
-                     "--data-dir", str(synthetic_data_dir))
+                     "--data-dir", str(synthetic_data_dir), "--checkpoint-every", "0")  # on disk at each epoch
     deadline = time.monotonic() + WAIT_S
     victim = None
     while victim is None and time.monotonic() < deadline and parent.poll() is None:
