@@ -140,11 +140,11 @@ def test_an_unexpected_error_outside_the_engine_fails_that_run_only(synthetic_da
     real_handle = Reporter.handle
     seen = []
 
-    def broken_once(self, event):
+    def broken_once(self, event, **kwargs):
         seen.append(event)
         if len(seen) == 1:
             raise ValueError("cannot format this number")
-        return real_handle(self, event)
+        return real_handle(self, event, **kwargs)
 
     monkeypatch.setattr(Reporter, "handle", broken_once)
     preset = sweep_preset(tmp_path, "'optim.lr' = [0.01, 0.02]\n")
