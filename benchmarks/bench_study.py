@@ -1,0 +1,137 @@
+"""The seed study's wall time with and without packing, in one run of this script.
+
+    python benchmarks/bench_study.py [--epochs N] [--data-dir DIR] [--device D] [--workers N]
+                                     [--amp] [--pack auto] [--set KEY=VALUE ...] [--json]
+
+The seed study is `presets/optimizers.toml dropout.toml init.toml batchnorm.toml` (19 runs, 15
+epochs each). It is trained twice with `fcn-tui run`, each into a fresh folder: once with
+`--pack 1` (one run at a time, as without packing) and once with `--pack auto` (or the `--pack`
+given); `--workers`, `--device`, `--amp` (`train.amp = true`: bf16 where the device has it) and
+`--set` apply to both. The script prints each one's wall time (the whole command: start, data,
+every run, results), the ratio, and the largest difference in validation (and test) accuracy
+between the two studies' tables, run by run. Compare ratios measured in one run of this script,
+never absolute times across machines. `--json` prints everything as JSON instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_STUDY = ("optimizers", "dropout", "init", "batchnorm")  # the presets of the README's seed study
+
+
+def study_tables(out: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """Every run of every study folder under `out`: (study, run name) -> its results.csv row."""
+    rows = {}
+    for results in sorted(out.glob("*/results.csv")):
+        with open(results, newline="") as f:
+            for row in csv.DictReader(f):
+                rows[(results.parent.name.split("-", 2)[-1], row["name"])] = row
+    return rows
+
+
+def train(args: argparse.Namespace, pack: str, out: Path) -> float:
+    """`fcn-tui run` of the seed study with `--pack pack` into `out`; its wall time in seconds."""
+    command = [sys.executable, "-m", "fcn_tui", "run", *[str(ROOT / "presets" / f"{p}.toml") for p in args.presets],
+               "--pack", pack, "--out", str(out)]
+    if args.epochs:
+        command += ["--set", f"train.epochs={args.epochs}"]
+    if args.amp:
+        command += ["--set", "train.amp=true"]
+    for setting in args.set or []:
+        command += ["--set", setting]
+    if args.device:
+        command += ["--device", args.device]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    if args.data_dir:
+        command += ["--data-dir", str(args.data_dir)]
+    print(f"bench_study: --pack {pack} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return wall
+
+
+def largest_difference(a: dict, b: dict, column: str) -> float | None:
+    """The largest |a - b| of `column` over the runs both tables have a number for."""
+    gaps = []
+    for key in a.keys() & b.keys():
+        try:
+            gaps.append(abs(float(a[key][column]) - float(b[key][column])))
+        except (TypeError, ValueError):  # a run without that number (pruned, diverged)
+            continue
+    return max(gaps) if gaps else None
+
+
+def measure(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="fcn-tui-bench-study-") as tmp:
+        walls, tables = {}, {}
+        for pack in ("1", args.pack):
+            out = Path(tmp) / f"pack-{pack}"
+            walls[pack] = train(args, pack, out)
+            tables[pack] = study_tables(out)
+    one, packed = tables["1"], tables[args.pack]
+    return {
+        "settings": {"presets": list(args.presets), "epochs": args.epochs, "device": args.device or "preset's",
+                     "workers": args.workers or 1, "amp": args.amp, "pack": args.pack, "set": args.set or [],
+                     "data_dir": str(args.data_dir) if args.data_dir else None},
+        "machine": {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                    "cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "runs": len(one),
+        "same_runs": one.keys() == packed.keys(),
+        "wall_s": {"pack_1": round(walls["1"], 2), f"pack_{args.pack}": round(walls[args.pack], 2)},
+        "speedup": round(walls["1"] / walls[args.pack], 2) if walls[args.pack] > 0 else None,
+        "max_val_acc_diff": largest_difference(one, packed, "val_acc"),
+        "max_test_acc_diff": largest_difference(one, packed, "test_acc"),
+        "statuses_agree": all(one[k]["status"] == packed[k]["status"] for k in one.keys() & packed.keys()),
+    }
+
+
+def table(results: dict) -> str:
+    s = results["settings"]
+    head = (f"seed study ({', '.join(s['presets'])}): {results['runs']} runs, epochs {s['epochs'] or 'as preset'}, "
+            f"device {s['device']}, {s['workers']} worker(s), amp {s['amp']}, {results['machine']['cores']} cores")
+    lines = [head]
+    for label, wall in results["wall_s"].items():
+        lines.append(f"  {label.replace('_', ' '):<12} {wall:>9.1f} s")
+    lines.append(f"  speed-up      {results['speedup']:>8.2f}x  (--pack 1 time / --pack {s['pack']} time)")
+    for key, label in (("max_val_acc_diff", "val"), ("max_test_acc_diff", "test")):
+        gap = results[key]
+        lines.append(f"  largest {label} acc difference: {'n/a' if gap is None else f'{100 * gap:.2f} points'}")
+    if not results["same_runs"] or not results["statuses_agree"]:
+        lines.append("  WARNING: the two studies' runs or statuses differ")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=list(SEED_STUDY), help="preset names in presets/ (default: the seed study)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the presets' 15)")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("FCN_TUI_DATA"))
+    parser.add_argument("--device", default=None, help="train on this device (default: the presets' auto)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes per study (default 1)")
+    parser.add_argument("--amp", action="store_true", help="train.amp = true in both studies")
+    parser.add_argument("--pack", default="auto", help="the packed study's --pack (default auto)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting for both studies")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    results = measure(args)
+    print(json.dumps(results, indent=2) if args.json else table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""The study benchmark: on tiny synthetic data it trains a study packed and one run at a time, and
+reports both wall times, their ratio and how far the two tables are apart."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_study.py"
+
+
+def test_smoke_run_times_a_study_packed_and_alone(synthetic_data_dir):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--presets", "dropout", "batchnorm", "--epochs", "1", "--device", "cpu", "--set", "model.hidden=[16]",
+         "--data-dir", str(synthetic_data_dir), "--json"],
+        check=False, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout)
+    assert results["runs"] == 4 and results["same_runs"] and results["statuses_agree"]
+    walls = results["wall_s"]
+    assert set(walls) == {"pack_1", "pack_auto"} and all(w > 0 for w in walls.values())
+    assert results["speedup"] == round(walls["pack_1"] / walls["pack_auto"], 2)
+    assert results["settings"]["presets"] == ["dropout", "batchnorm"]
+    assert 0 <= results["max_val_acc_diff"] <= 0.05  # within rounding: the same runs, packed
+
+    spec = importlib.util.spec_from_file_location("bench_study", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    text = bench.table(results)
+    assert "4 runs" in text and "pack auto" in text and "largest val acc difference" in text
