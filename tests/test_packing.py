@@ -199,3 +199,28 @@ def test_a_bad_pack_is_one_line_exit_2(tiny_preset, tmp_path, value):
     assert result.exit_code == 2
     assert "--pack: expected auto or a number of runs" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_started_from_the_app_packs_and_its_training_tab_shows_one_run_at_a_time(
+        synthetic_data_dir, tmp_path, monkeypatch):
+    from fcn_tui.tui.messages import TrainEvent
+    from fcn_tui.tui.training import run_queue
+
+    sizes = []
+    real = runner.train_packs
+
+    def spy(runs, *args, **kwargs):
+        sizes.append(len(runs))
+        yield from real(runs, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_packs", spy)
+    posted = []
+    preset = load_preset(grid(tmp_path, "'optim.lr' = [0.01, 0.02, 0.03]\n", epochs=2))
+    run_queue([preset], tmp_path / "runs", TorchBackend.load(synthetic_data_dir), threading.Event(), posted.append)
+    assert sizes == [3]  # the app's sweep is one pack, as `fcn-tui run`'s
+    shown = [(m.position, type(m.event).__name__) for m in posted if isinstance(m, TrainEvent)]
+    positions = [p for p, _ in shown]
+    assert positions == sorted(positions) and set(positions) == {1, 2, 3}  # each run whole, then the next
+    for position in (1, 2, 3):
+        kinds = [kind for p, kind in shown if p == position]
+        assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished" and kinds.count("EpochEnded") == 2
