@@ -38,7 +38,7 @@ def _default_signal_handlers() -> None:
 class Run:
     """`fcn-tui run PRESET --data-dir DATA --out OUT` in a child process."""
 
-    def __init__(self, tmp_path: Path, data_dir: Path, preset_text: str) -> None:
+    def __init__(self, tmp_path: Path, data_dir: Path, preset_text: str, *extra: str) -> None:
         self.out = tmp_path / "out"
         preset = tmp_path / "long.toml"
         preset.write_text(preset_text)
@@ -47,7 +47,8 @@ class Run:
         env.pop("FCN_TUI_DATA", None)
         with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fcn_tui", "run", str(preset), "--data-dir", str(data_dir), "--out", str(self.out)],
+                [sys.executable, "-m", "fcn_tui", "run", str(preset), "--data-dir", str(data_dir), "--out", str(self.out),
+                 *extra],
                 stdout=stdout, stderr=stderr, env=env,
                 preexec_fn=_default_signal_handlers,  # noqa: PLW1509 - only resets signal dispositions
             )
@@ -98,7 +99,7 @@ def assert_readable(run_dir: Path) -> None:
 
 
 def test_ctrl_c_stops_the_sweep_saving_the_run_and_results_csv_exit_130(synthetic_data_dir, tmp_path):
-    run = Run(tmp_path, synthetic_data_dir, LONG + "\n[sweep]\n'optim.lr' = [0.01, 0.02]\n")
+    run = Run(tmp_path, synthetic_data_dir, LONG + "\n[sweep]\n'optim.lr' = [0.01, 0.02]\n", "--pack", "1")
     run_dir = run.wait_for_first_epoch()
     run.proc.send_signal(signal.SIGINT)
     assert run.finish() == 130, run.output
@@ -113,6 +114,22 @@ def test_ctrl_c_stops_the_sweep_saving_the_run_and_results_csv_exit_130(syntheti
     assert sorted(p.name for p in study.iterdir() if p.is_dir()) == [run_dir.name]  # run 2 never started
     with open(study / "results.csv", newline="") as f:
         assert [(r["run_id"], r["status"]) for r in csv.DictReader(f)] == [(run_dir.name, "stopped")]
+
+
+def test_sigterm_stops_every_run_of_a_pack_each_saved_to_continue(synthetic_data_dir, tmp_path):
+    run = Run(tmp_path, synthetic_data_dir, LONG + "\n[sweep]\n'optim.lr' = [0.01, 0.02]\n", "--pack", "2")
+    run_dir = run.wait_for_first_epoch()
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish() == 143, run.output
+    assert "Traceback" not in run.output
+    folders = sorted(p for p in run_dir.parent.iterdir() if p.is_dir())
+    assert len(folders) == 2  # both runs trained at once
+    for folder in folders:
+        record = read_run(folder)
+        assert record.status == "stopped" and record.get("epochs_completed") == len(record.metrics)
+        # its last epoch's checkpoint, though checkpoints are otherwise written only every 30 s
+        assert (folder / "checkpoint.pt").is_file() == (record.get("epochs_completed") >= 1)
+    assert_readable(run_dir)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
