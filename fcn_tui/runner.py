@@ -5,7 +5,7 @@ count runs and report numbers the same way.
     for event in run_presets(presets, backend, should_stop, RunOptions(out=Path("runs"))):
         ...  # StudyOpened, RunStarting, Trained(engine event), RunSkipped, RunCrashed, Waiting, StudyFinished
 
-- A preset without `[sweep]` or `[search]` is one run, written to `OUT/<time>-<name>/`
+- A preset without `[sweep]` or `[search]` is one run (a pack of one), written to `OUT/<time>-<name>/`
   (`--resume` continues or skips it by its configuration, `fcn_tui.queue`).
 - A preset with either is a study (`fcn_tui.study_store`): its runs are trials of an Optuna
   study, queued once when the study is created. With the default storage the study is the folder
@@ -13,8 +13,10 @@ count runs and report numbers the same way.
   `storage=URL` (PostgreSQL, SQLite) the runs this machine trains go to `OUT/<study name>/`.
 - `work` is one worker: it takes over the runs of dead workers, claims queued runs and trains
   them until none is queued or running anywhere (it waits while other workers train, so it can
-  take over theirs if they die). A claimed run continues from its checkpoint when its folder is
-  on this host, else starts from epoch 1 in a new folder.
+  take over theirs if they die). It claims a pack at a time: up to `RunOptions.pack` queued runs
+  of one `pack_key` (search trials sampled together), trained at once (`fcn_tui.packs`), each
+  still a run with its own folder and trial. A claimed run continues from its checkpoint when its
+  folder is on this host, else starts from epoch 1 in a new folder.
 - `--resume` (`resume=True`) is driven by the storage: completed, diverged and pruned runs are
   skipped, runs still trained by a live worker are left to it, stopped, failed and incomplete
   ones are queued again (to continue from their checkpoint), and runs of a changed preset that
