@@ -72,6 +72,9 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAILED_RUN, EXIT_BAD_INPUT = 0, 1, 2
+# A job array's workers start with, or just after, the `run` that creates their study, which
+# checks its presets and reads its data first: seconds, a minute on a slow shared disk.
+WORKER_WAIT_S = 120
 
 SetOption = Annotated[
     list[str] | None,
@@ -222,6 +225,7 @@ class StudyPresenter:
         from rich.markup import escape
 
         from fcn_tui import runner
+        from fcn_tui.console import plural
         from fcn_tui.runs import read_run
 
         r = self.reporter
@@ -265,6 +269,12 @@ class StudyPresenter:
                 self.records.append(record)
         elif isinstance(event, runner.Waiting):
             r.print(escape(f"  no run left to claim; waiting for {event.running} run(s) of other workers"))
+        elif isinstance(event, runner.WorkersStarted):
+            r.print(escape(f"{event.count} workers, {event.threads} thread(s) each"
+                           + (f", on {', '.join(event.devices)}" if event.devices else "")))
+        elif isinstance(event, runner.RunTakenOver):
+            r.close()
+            r.print(f"[yellow]warning[/]: {escape(f'{event.name}: another worker took this run over while this one was paused or cut off from the storage; stopped training it here ({event.run_dir.name})')}")
         elif isinstance(event, runner.WorkerExited):
             r.print(f"[yellow]warning[/]: {escape(f'worker {event.label} {event.reason}; its run is taken over by another worker or by --resume')}")
         elif isinstance(event, runner.WorkersProgress):
@@ -289,7 +299,12 @@ class StudyPresenter:
             self.in_study = False
             self.records += list(event.records)
             self.study_records |= {id(record) for record in event.records}
-            self.failed |= any(x.status in ("failed", "incomplete", "queued") for x in event.records)
+            left = [x for x in event.records if x.status in ("failed", "incomplete", "queued", "stopped")]
+            if left:
+                names = ", ".join(f"{x.name} ({x.status})" for x in left[:10]) + (", ..." if len(left) > 10 else "")
+                r.print(escape(f"left: {plural(len(left), 'run')} of {event.name} did not finish: {names}; "
+                               "--resume continues them"))
+            self.failed |= bool(left)
 
 
 def progress_line(record, first: bool = False) -> str | None:
@@ -371,7 +386,7 @@ def run(
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
     from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
-    from fcn_tui.study_store import StudyError, check_storage, check_study_name
+    from fcn_tui.study_store import StorageLost, StudyError, check_storage, check_study_name
 
     configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
     try:  # every device and every run's memory up front, before the data is read or a folder made
@@ -394,6 +409,8 @@ def run(
         except StudyError as err:
             raise fail(str(err)) from None
     count = workers or max(1, len(worker_devices))
+    if any(p.is_study for p in loaded):  # a worker with no run to train would only wait
+        count = min(count, max(p.search.trials if p.search else len(p.runs()) for p in loaded if p.is_study))
     if count > 1 and not worker_devices and any(c.train.device in ("auto", "cuda") for c in configs):
         import torch
 
@@ -431,8 +448,6 @@ def run(
                 if stop.is_set():
                     break
                 if preset.is_study and count > 1:
-                    reporter.print(escape(f"{count} workers, {plan.threads} thread(s) each"
-                                          + (f", on {', '.join(worker_devices)}" if worker_devices else "")))
                     events = runner.run_workers(preset, options, plan, stop.is_set, lambda: stop.signum)
                 elif preset.is_study:
                     events = runner.run_study(preset, backend, stop.is_set, options)
@@ -440,6 +455,9 @@ def run(
                     position += 1
                     events = runner.run_single(preset, position, singles, backend, stop.is_set, options)
                 drive(events, present)
+        except StorageLost as err:  # the run being trained is saved as stopped in its folder
+            reporter.close()
+            raise fail(f"{err}: stopped; --resume continues the study", EXIT_FAILED_RUN) from None
         except StudyError as err:
             reporter.close()
             raise fail(str(err)) from None
@@ -468,21 +486,28 @@ def worker(
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Train on this device instead of the runs' own.")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads (default: torch's choice).")] = None,
     label: Annotated[str, typer.Option("--label", metavar="TEXT", help="This worker's name in the study (default HOST:PID).")] = "",
+    wait: Annotated[float, typer.Option("--wait", min=0, max=86400, metavar="SECONDS", help="Wait this long for the study to appear (a worker started with the `run` that creates it).")] = WORKER_WAIT_S,
 ) -> None:
     """Join a study and train its queued runs until none is left (run folders go to OUT/<study>)."""
-    from fcn_tui.signals import StopOnSignals
+    from fcn_tui.signals import StopOnSignals, stop_with_parent
 
     # a stop (Ctrl-C, or the signal `run --workers` passes on) is handled from the start to the
     # end: loading the data or exiting after the last run, the worker stops and is never killed.
     # Ignoring the signals on the way out is for the process alone: a caller's own handlers stay.
     with StopOnSignals(ignore_after=AS_PROCESS["yes"]) as stop:
-        _work(storage, study, out, data_dir, device, threads, label, stop)
+        stop_with_parent()  # a worker of `run --workers` stops, saving its run, when that process is gone
+        _work(storage, study, out, data_dir, device, threads, printable(label), stop, wait)
     if stop.exit_code is not None:
         raise typer.Exit(stop.exit_code)
 
 
+def printable(text: str) -> str:
+    """User text for a terminal line: a control character (ESC of a title escape) shown as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, device: str | None,
-          threads: int | None, label: str, stop) -> None:
+          threads: int | None, label: str, stop, wait: float = 0) -> None:
     """The worker command's body, under its signal handlers."""
     if device:
         parse_devices(device)
@@ -492,12 +517,20 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter, plural
     from fcn_tui.data import DataError, load_fashion_mnist
+    from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.runs import study_folder_name
-    from fcn_tui.study_store import StudyError, StudyStore, describe, is_url, journal_path
+    from fcn_tui.study_store import StorageLost, StudyError, describe, is_url, journal_path
 
     try:
-        store = StudyStore.open(storage, study)
-    except StudyError as err:
+        if device:  # before anything is claimed: a device that is not here would fail every run
+            resolve_device(device)
+        store = _open_when_there(storage, study, wait, stop)
+        if store is None:  # stopped while waiting
+            return
+        if not device:
+            for name in sorted({c.train.device for c in [*store.preset.runs(), *searched_values(store.preset)]}):
+                resolve_device(name)
+    except (StudyError, DeviceError) as err:
         raise fail(str(err)) from None
     folder = out / study_folder_name(store.name) if is_url(storage) else journal_path(storage).parent
     if threads:
@@ -516,6 +549,9 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     present = StudyPresenter(reporter)
     try:
         drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)
+    except StorageLost as err:  # its run is saved as stopped in its folder; the storage has it running
+        reporter.close()
+        raise fail(f"{err}: stopped; its runs continue with --resume or another worker", EXIT_FAILED_RUN) from None
     except StudyError as err:
         raise fail(str(err)) from None
     reporter.close()
@@ -526,6 +562,29 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
         reporter.print(f"nothing left to train: {plural(done, 'run')} done")
     if present.failed and stop.exit_code is None:
         raise typer.Exit(EXIT_FAILED_RUN)
+
+
+def _open_when_there(storage: str, study: str | None, wait: float, stop):
+    """The study, once it exists: a worker started together with the `run` that creates it
+    asks before it is there. Waits at most `wait` seconds, saying so once; None if stopped."""
+    import time
+
+    from fcn_tui.study_store import StudyNotFound, StudyStore
+
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            return StudyStore.open(storage, study)
+        except StudyNotFound as err:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StudyNotFound(f"{err} (waited {wait:g} s)" if wait else str(err)) from None
+            if not told:
+                print(f"worker: {err}; waiting up to {wait:g} s for it to be created", flush=True)
+                told = True
+            if stop.event.wait(min(1.0, left)):
+                return None
 
 
 def _safe_records(store) -> list:

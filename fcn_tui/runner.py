@@ -58,9 +58,11 @@ from fcn_tui.runs import (
     unique_dir,
     write_error,
 )
+from fcn_tui.signals import PARENT_ENV
 from fcn_tui.study_store import (
     JOURNAL,
     StudyError,
+    StudyNotFound,
     StudyStore,
     attr,
     config_key,
@@ -68,6 +70,7 @@ from fcn_tui.study_store import (
     folder_attr,
     make_pruner,
     make_sampler,
+    process_paused,
     record_from_trial,
     run_status,
     study_manifest,
@@ -162,6 +165,24 @@ class WorkersProgress:
 
 
 @dataclass(frozen=True)
+class WorkersStarted:
+    """`count` worker processes started for a study (no more than it has runs to train)."""
+
+    count: int
+    threads: int
+    devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunTakenOver:
+    """This worker's claim on a run lapsed (it was paused, or cut off from the storage) and another
+    worker took the run over: this one stopped training it."""
+
+    name: str
+    run_dir: Path
+
+
+@dataclass(frozen=True)
 class WorkerExited:
     """A worker process that ended abnormally; its run, if any, is taken over by the others."""
 
@@ -171,6 +192,8 @@ class WorkerExited:
 
     @property
     def reason(self) -> str:
+        if self.returncode - 128 in STOP_SIGNALS:  # it saved its run as stopped
+            return f"was stopped by {signal.Signals(self.returncode - 128).name}"
         if self.returncode < 0:
             with contextlib.suppress(ValueError):
                 return f"killed by {signal.Signals(-self.returncode).name}"
@@ -189,7 +212,7 @@ class StudyFinished:
 
 
 RunnerEvent = (StudyOpened | RunStarting | RunSkipped | Trained | RunCrashed | Waiting | WorkersProgress
-               | WorkerExited | StudyFinished)
+               | WorkersStarted | RunTakenOver | WorkerExited | StudyFinished)
 
 
 # --- entry points --------------------------------------------------------------------------------
@@ -233,7 +256,7 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
         if options.resume:
             try:
                 store = StudyStore.open(spec, name)
-            except StudyError:
+            except StudyNotFound:
                 store, created = StudyStore.create_or_join(spec, name, preset)
             else:
                 skipped = bring_up_to_date(store, preset)
@@ -434,6 +457,7 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
     study.sampler = make_sampler(store.preset, frozen.number)
     study.pruner = make_pruner(store.preset)
     trial = optuna.Trial(study, frozen._trial_id)
+    should_stop, fenced = _fenced(store, frozen._trial_id, should_stop)
     # Who trains it, before anything slow: the pid first and the host last, because other
     # workers judge a claim with a host by its pid (see `claimant_alive`).
     for key, value in (("pid", os.getpid()), ("worker", options.worker_label), ("host", socket.gethostname())):
@@ -455,6 +479,9 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
     for key, value in (("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
                        ("epoch", 0), ("epochs", config.train.epochs)):
         _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
+    if (done := _finished_here(frozen, config, folder)) is not None:
+        yield from _record_finished(store, trial, done, run, total)
+        return
     stop_heartbeat = store.heartbeat(frozen._trial_id)
     pruning = store.preset.search is not None and store.preset.search.pruner != "none"
     pruned = [False]
@@ -484,11 +511,16 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
         _safely(lambda: trial.set_user_attr("run_dir", str(run_dir.absolute())))
         yield RunStarting(run, total, config.name, run_dir, note)
         status, error = ev.STOPPED, "interrupted before the run finished"
+        taken_over = False
         try:
             for event in record_run(trainer, run_dir):
                 if isinstance(event, ev.RunStarted) and event.previous_epochs:  # told on the console too
                     for key in ("continued_after", "epoch"):
                         _safely(lambda k=key, e=event: trial.set_user_attr(k, len(e.previous_epochs)))
+                elif isinstance(event, ev.EpochEnded) and not fenced(True):  # another worker has the run now
+                    if not taken_over:
+                        taken_over = True
+                        yield RunTakenOver(config.name, run_dir)
                 elif isinstance(event, ev.EpochEnded):
                     # the epoch first: a reader never sees an epoch's value under the epoch before it
                     _safely(lambda e=event: trial.set_user_attr("epoch", e.epoch))
@@ -514,6 +546,52 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
         stop_heartbeat()
         if _safely(lambda: store.storage.get_trial(frozen._trial_id).state.name) == "RUNNING":
             _conclude(store, trial, ev.STOPPED, {"error": "interrupted before the run started"})
+
+
+FENCE_S = 2.0  # how often a training run asks whether its claim still stands (one small read)
+
+
+def _fenced(store: StudyStore, trial_id: int, should_stop: Callable[[], bool]):
+    """`should_stop` that is also true once the storage is lost (`StorageLost`: the run is saved
+    as stopped) or the claim was taken over by another worker (asked every `FENCE_S` between
+    batches, so a worker resumed after a pause stops within a batch); and the check itself,
+    which answers True while the claim stands."""
+    held = [True, time.monotonic()]
+
+    def holds(now: bool = False) -> bool:
+        if held[0] and (now or time.monotonic() - held[1] >= FENCE_S):
+            held[:] = [store.still_holds(trial_id), time.monotonic()]
+        return held[0]
+
+    def stop() -> bool:
+        return should_stop() or store.lost is not None or not holds()
+
+    return stop, holds
+
+
+def _finished_here(frozen, config: Config, folder: Path) -> RunRecord | None:
+    """The run's folder here when it already finished (completed, diverged, pruned) though the
+    storage never heard it (the storage was away when it ended): recorded, never trained again."""
+    earlier = folder_attr(frozen, "continue_dir")
+    if not earlier or attr(frozen, "continue_host") != socket.gethostname():
+        return None
+    path = Path(earlier)
+    if os.path.abspath(path.parent) != os.path.abspath(folder):
+        path = folder / path.name
+    record = None if path.is_symlink() or not path.is_dir() else read_run(path)
+    if record is None or record.config is None or config_key(record.config) != config_key(config):
+        return None
+    return record if record.status in FINISHED else None
+
+
+def _record_finished(store: StudyStore, trial, record: RunRecord, run: int, total: int) -> Iterator[RunnerEvent]:
+    _safely(lambda: trial.set_user_attr("run_dir", str(record.path.absolute())))
+    for row in record.metrics:
+        if isinstance(epoch := row.get("epoch"), (int, float)) and isinstance(row.get("val_acc"), float):
+            _safely(lambda e=int(epoch), v=row["val_acc"]: trial.report(v, e))
+    _safely(lambda: trial.set_user_attr("epoch", record.get("epochs_completed")))
+    _conclude(store, trial, record.status, {k: record.get(k) for k in SUMMARY_KEYS} | {"error": record.get("error")})
+    yield RunSkipped(run, total, record.name, record.path)
 
 
 SUMMARY_KEYS = ("epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc",
@@ -655,8 +733,12 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
     store, folder, opened = open_study(preset, options)
     yield opened
     folder.mkdir(parents=True, exist_ok=True)
+    from optuna.trial import TrialState
+
+    count = max(1, min(plan.count, len(store.trials((TrialState.WAITING,)))))  # an idle worker only waits
+    yield WorkersStarted(count, plan.threads, tuple(plan.devices[:count]))
     logs, procs = [], []
-    for index in range(plan.count):  # every log before any worker starts
+    for index in range(count):  # every log before any worker starts
         path = folder / f"worker-{index + 1}.log"
         try:  # appended to on --resume: never through a link planted there
             logs.append(os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW, FILE_MODE), "ab"))
@@ -664,31 +746,41 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
             for log in logs:
                 log.close()
             raise write_error(path, err) from None
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}  # each worker stops when this process is gone
     for index, log in enumerate(logs):
-        procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log,
+        procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log, env=env,
                                       stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
-    forwarded = False
+    forwarded = 0.0  # when a stop was passed on
     reported: set[int] = set()
 
     def killed(p: subprocess.Popen) -> bool:
         """Ended by a signal that was no stop of ours: a kill or a crash, not a Ctrl-C passed on."""
         return p.returncode is not None and p.returncode < 0 and not (forwarded and -p.returncode in STOP_SIGNALS)
 
+    def stopped_alone(p: subprocess.Popen) -> bool:
+        """Stopped by a signal of its own (someone's SIGTERM), not one passed on: its run saved as stopped."""
+        return not forwarded and p.returncode is not None and p.returncode - 128 in STOP_SIGNALS
+
     try:
         while True:
             alive = [p for p in procs if p.poll() is None]
             for index, p in enumerate(procs):
-                if killed(p) and index not in reported:
+                if (killed(p) or stopped_alone(p)) and index not in reported:
                     reported.add(index)
                     yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
+                    if stopped_alone(p) and alive:
+                        _requeue_stopped(store, f"w{index + 1}")  # for a live worker to continue
             yield WorkersProgress(store.name, tuple(_safely(lambda: store.records(), ()) or ()), len(alive))
             if not alive:
                 break
             if should_stop() and not forwarded:
-                forwarded = True
+                forwarded = time.monotonic()
                 for p in alive:
                     with contextlib.suppress(ProcessLookupError):
                         p.send_signal(stop_signal() or signal.SIGINT)
+            if forwarded and (time.monotonic() - forwarded > WORKER_STOP_S
+                              or all(process_paused(p.pid) for p in alive)):
+                break  # a paused or hung worker cannot answer: killed below, its run left to --resume
             time.sleep(POLL_S)
     finally:
         deadline = time.monotonic() + WORKER_STOP_S
@@ -699,16 +791,26 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
                     p.send_signal(signal.SIGINT)
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if not process_paused(p.pid):
+                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
             if p.poll() is None:
                 p.kill()
+                p.wait()
         for log in logs:
             log.close()
     normal = (0, 1, *(128 + s for s in STOP_SIGNALS))  # done, a run failed, stopped
     for index, p in enumerate(procs):
-        if index not in reported and p.returncode not in normal and (p.returncode >= 0 or killed(p)):
+        if index not in reported and (p.returncode not in normal or stopped_alone(p)) and (p.returncode >= 0 or killed(p)):
             yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
     yield finish_study(store, folder)
+
+
+def _requeue_stopped(store: StudyStore, label: str) -> None:
+    """Queue again the runs a worker saved as stopped when it was stopped on its own (not by a
+    stop of the whole study), so that the live workers continue them."""
+    for trial in _safely(store.latest_runs, ()) or ():
+        if attr(trial, "worker") == label and run_status(trial) == ev.STOPPED:
+            _safely(lambda t=trial: store.requeue(t))
 
 
 def _last_line(path: Path) -> str:
