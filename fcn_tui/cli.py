@@ -673,13 +673,12 @@ def export(
     study: StoredStudyOption = None,
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
-    from fcn_tui.export import NoRunsError, export_csv
-    from fcn_tui.runs import STUDY_MANIFEST
-    from fcn_tui.study_store import JOURNAL
+    from fcn_tui.export import KeptFileError, NoRunsError, check_export_target, export_csv
 
-    kept = (JOURNAL, STUDY_MANIFEST, "summary.json", "config.toml", "metrics.csv", "checkpoint.pt", "model.pt")
-    if csv_file.name in kept and csv_file.exists():  # a slip of tab completion must not replace a study or a run
-        raise fail(f"{csv_file}: a file fcn-tui keeps a study or a run in; give another --csv")
+    try:
+        check_export_target(csv_file)
+    except KeptFileError as err:
+        raise fail(f"{err}; give another --csv") from None
     records = None
     if storage:
         from fcn_tui.study_store import StudyError, StudyStore

@@ -42,21 +42,19 @@ from typing import Any
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
 from fcn_tui.runs import (
-    FILE_MODE,
-    O_NOFOLLOW,
     STUDY_MANIFEST,
     RunRecord,
     RunWriteError,
     atomic_write_text,
     load_checkpoint,
     mark_failed,
+    open_append,
     read_run,
     record_run,
     slug,
     study_folder_name,
     timestamp,
     unique_dir,
-    write_error,
 )
 from fcn_tui.signals import PARENT_ENV
 from fcn_tui.study_store import (
@@ -740,12 +738,12 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
     logs, procs = [], []
     for index in range(count):  # every log before any worker starts
         path = folder / f"worker-{index + 1}.log"
-        try:  # appended to on --resume: never through a link planted there
-            logs.append(os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW, FILE_MODE), "ab"))
-        except OSError as err:
+        try:  # appended to on --resume: never through a link (symbolic or hard) planted there
+            logs.append(os.fdopen(open_append(path), "ab"))
+        except RunWriteError:
             for log in logs:
                 log.close()
-            raise write_error(path, err) from None
+            raise
     env = {**os.environ, PARENT_ENV: str(os.getpid())}  # each worker stops when this process is gone
     for index, log in enumerate(logs):
         procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log, env=env,

@@ -51,7 +51,7 @@ from fcn_tui.tui.messages import (
 )
 from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
 from fcn_tui.tui.overlays import overlay_labels
-from fcn_tui.tui.picker import FilePicker
+from fcn_tui.tui.picker import FilePicker, exists
 from fcn_tui.tui.readout import SystemReadout
 from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import PREPARING, RunState, status_text
@@ -665,20 +665,34 @@ class FcnApp(App):
         self.pick_file("Save the form as a preset (TOML file):", "save", f"{slug(config.name)}.toml", save)
 
     def action_export(self) -> None:
+        """Every run to a CSV file: never over a study's or a run's own files (as `fcn-tui export`),
+        and another existing file only once the user said yes."""
+        from fcn_tui.export import KeptFileError, NoRunsError, check_export_target, export_csv
+
+        def write(target: Path, path: str) -> None:
+            try:
+                count = export_csv(self.out, target)
+            except (NoRunsError, KeptFileError, OSError) as err:
+                self.notify(str(err), title="cannot export", severity="error")
+                return
+            self.notify(f"wrote {count} rows to {path}")
+
         def export(path: str | None) -> None:
             if not path:
                 return
-            from fcn_tui.export import NoRunsError, export_csv
-
             target = self.user_path(path)
             if target is None:
                 return
             try:
-                count = export_csv(self.out, target)
-            except (NoRunsError, OSError) as err:
-                self.notify(str(err), title="cannot export", severity="error")
+                check_export_target(target)
+            except KeptFileError as err:
+                self.notify(f"{err}; choose another file", title="cannot export", severity="error")
                 return
-            self.notify(f"wrote {count} rows to {path}")
+            if exists(target):
+                self.push_screen(ConfirmDialog(f"{path} exists. Replace it?"),
+                                 lambda yes: write(target, path) if yes else None)
+                return
+            write(target, path)
 
         self.push_screen(PathDialog("Export every run to CSV:", str(self.out / "runs.csv")), export)
 
