@@ -65,6 +65,7 @@ import torch
 from torch import nn
 
 from fcn_tui.config import Config, config_to_toml
+from fcn_tui.cpu import cpu_model
 from fcn_tui.data import FILES, find_files, load_fashion_mnist, make_split, read_bytes, resolve_data_dir
 from fcn_tui.engine import Trainer, resolve_device
 from fcn_tui.events import RunFinished
@@ -106,14 +107,7 @@ def subset_for(steps: int | None, batch: int, val_fraction: float, available: in
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "python": platform.python_version(),

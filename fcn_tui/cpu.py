@@ -20,7 +20,9 @@ fair share or better (`benchmarks/bench_train.py --busy` measures both):
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,28 @@ from pathlib import Path
 WAIT_POLICY = "PASSIVE"  # sleeping waiters: a busy neighbour costs a fair share, not 95 % of the speed
 BUSY_SAMPLE_S = 0.2  # how long start-up watches the CPU: long enough to see a steady hog, short to wait
 STAT = Path("/proc/stat")  # Linux's CPU time counters; elsewhere the 1-minute load average is used
+CPUINFO = Path("/proc/cpuinfo")  # Linux's CPU description; elsewhere `platform.processor()`
+MODEL_KEYS = ("model name", "Model", "Hardware")  # x86, then ARM boards' spellings
 
 
 def prepare_openmp() -> None:
     """Passive OpenMP waiting for this process and its children, unless the user chose a policy.
     Has an effect only before torch (and so the OpenMP runtime) is first loaded."""
     os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The processor's name (e.g. `Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz`), recorded with every
+    run so that two machines can be told apart; the architecture when nothing better is known."""
+    try:
+        for line in CPUINFO.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in MODEL_KEYS and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def usable_cores() -> int:

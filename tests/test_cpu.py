@@ -94,3 +94,17 @@ def test_an_idle_cpu_keeps_torchs_thread_count_without_a_word(two_threads, tiny_
     output, summary = run(tiny_preset, synthetic_data_dir, tmp_path / "runs")
     assert "CPU busy" not in output
     assert summary["threads"] == 2
+
+
+def test_cpu_model_names_the_processor(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\n")
+    monkeypatch.setattr(cpu, "CPUINFO", info)
+    cpu.cpu_model.cache_clear()
+    try:
+        assert cpu.cpu_model() == "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz"
+        monkeypatch.setattr(cpu, "CPUINFO", tmp_path / "absent")
+        cpu.cpu_model.cache_clear()
+        assert cpu.cpu_model()  # the architecture, never empty
+    finally:
+        cpu.cpu_model.cache_clear()
