@@ -368,7 +368,7 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the study (or run) where it was left: skip finished runs, continue stopped or interrupted ones from their last completed epoch.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=256, metavar="N", help="Worker processes for a study (default 1, or one per --devices entry); the CPU's cores are shared among them.")] = None,
     devices: Annotated[str | None, typer.Option("--devices", metavar="LIST", help="Devices of the workers, e.g. cuda:0,cuda:1 (default: every GPU when there are several).")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads per worker (default: the cores divided among the workers).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads per worker (default: the free cores divided among the workers).")] = None,
     storage: StorageOption = None,
     study: StudyOption = None,
 ) -> None:
@@ -381,6 +381,7 @@ def run(
     from fcn_tui import runner
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter
+    from fcn_tui.cpu import apply_threads, busy_cores, choose_threads, usable_cores
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
     from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
@@ -431,12 +432,14 @@ def run(
     backend = TorchBackend(data, [])
     options = runner.RunOptions(out=out, resume=resume, storage=storage, study_name=study,
                                 device=worker_devices[0] if count == 1 and worker_devices else None)
-    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, runner.cpu_count() // count),
+    if count == 1:
+        choice = apply_threads(threads)
+    else:  # each worker process gets its share of the free cores
+        choice = choose_threads(usable_cores(), 0.0 if threads else busy_cores(), usable_cores())
+    if choice.note():
+        reporter.print(escape(choice.note()))
+    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, choice.threads // count),
                              data_dir=data_dir)
-    if threads and count == 1:
-        import torch
-
-        torch.set_num_threads(threads)
     present = StudyPresenter(reporter)
     singles = sum(1 for p in loaded if not p.is_study)
     if count > 1 and singles:
@@ -484,7 +487,7 @@ def worker(
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Train on this device instead of the runs' own.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads (default: torch's choice).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads (default: the free cores).")] = None,
     label: Annotated[str, typer.Option("--label", metavar="TEXT", help="This worker's name in the study (default HOST:PID).")] = "",
     wait: Annotated[float, typer.Option("--wait", min=0, max=86400, metavar="SECONDS", help="Wait this long for the study to appear (a worker started with the `run` that creates it).")] = WORKER_WAIT_S,
 ) -> None:
@@ -516,6 +519,7 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     from fcn_tui import runner
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter, plural
+    from fcn_tui.cpu import apply_threads
     from fcn_tui.data import DataError, load_fashion_mnist
     from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.runs import study_folder_name
@@ -533,15 +537,14 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     except (StudyError, DeviceError) as err:
         raise fail(str(err)) from None
     folder = out / study_folder_name(store.name) if is_url(storage) else journal_path(storage).parent
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     reporter = Reporter()
     try:
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
+    choice = apply_threads(threads)
+    if choice.note():
+        reporter.print(escape(choice.note()))
     where = f"{describe(storage)}; runs go to {folder}" if is_url(storage) else str(folder)  # a study folder: said once
     reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {where}"))
     options = runner.RunOptions(out=out, storage=storage if is_url(storage) else None, study_name=store.name,

@@ -275,11 +275,14 @@ def _torch_version() -> str:
 
 
 def _reproducibility() -> dict[str, Any]:
-    """What decides the last decimals of a CPU run besides the seed: torch's thread count and the
-    instruction set its kernels use (`AVX2`, `AVX512`, ...)."""
+    """What decides the last decimals of a CPU run besides the seed: torch's thread count, the
+    instruction set its kernels use (`AVX2`, `AVX512`, ...) and the processor (`cpu_model`), which tells
+    two machines with the same kernel family apart."""
     import torch
 
-    return {"threads": torch.get_num_threads(), "cpu_kernels": torch.backends.cpu.get_cpu_capability()}
+    from fcn_tui.cpu import cpu_model
+
+    return {"threads": torch.get_num_threads(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model()}
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -561,7 +564,7 @@ MAX_SMALL_FILE = 1 << 20  # summary.json and config.toml are a few KB; more is n
 MAX_METRICS_FILE = 64 << 20  # ~800,000 epochs of metrics
 FINITE_KEYS = ("epochs_completed", "val_acc", "best_val_acc", "test_acc", "wall_s", "samples_per_s")
 LOSS_KEYS = ("train_loss", "val_loss", "test_loss")  # NaN or inf is a diverged run's honest loss
-TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version", "cpu_kernels")
+TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version", "cpu_kernels", "cpu_model")
 
 
 class UnreadableFile(ValueError):

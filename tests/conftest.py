@@ -88,6 +88,13 @@ def _no_real_data_by_default(monkeypatch, request):
         monkeypatch.setattr("fcn_tui.data.unreachable", lambda *args, **kwargs: None)
 
 
+@pytest.fixture(autouse=True)
+def _idle_cpu(monkeypatch):
+    """The machine's load never changes a test's thread count or output (`fcn_tui.cpu`); the
+    tests of that choice set the load they want."""
+    monkeypatch.setattr("fcn_tui.cpu.busy_cores", lambda *args, **kwargs: 0.0)
+
+
 # --- a throw-away PostgreSQL server for the study tests ----------------------------------------
 
 

@@ -111,6 +111,7 @@ class FcnApp(App):
         self.data_dir = data_dir
         self.backend_factory = backend_factory or self._load_torch_backend
         self.backend: Any = None
+        self.cpu_note: str | None = None  # the thread count chosen on a busy CPU (`fcn_tui.cpu`)
         self.data_error: str | None = None
         self.running = False
         self._history_lock = threading.Lock()  # `load_runs`: one read of the history at a time
@@ -155,9 +156,12 @@ class FcnApp(App):
         return self.return_code or (1 if self.crashed else 0)
 
     def _load_torch_backend(self) -> Any:
+        from fcn_tui.cpu import apply_threads
         from fcn_tui.tui.backend import TorchBackend
 
-        return TorchBackend.load(self.data_dir)
+        backend = TorchBackend.load(self.data_dir)
+        self.cpu_note = apply_threads(None).note()  # the free cores at start-up; shown once the data is ready
+        return backend
 
     # --- layout -------------------------------------------------------------------------
 
@@ -331,6 +335,8 @@ class FcnApp(App):
             replaced = self.form.set_devices(self.backend.devices)
             if replaced:
                 self.notify(f"device {replaced!r} is not available here; using auto", severity="warning")
+            if self.cpu_note:
+                self.notify(self.cpu_note, severity="warning")
             self.update_buttons()
         except NoMatches:  # a worker's message that lands while the app is closing
             return
