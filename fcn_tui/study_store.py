@@ -708,16 +708,19 @@ class StudyStore:
     @property
     def lost(self) -> str | None:
         """Why the storage was given up (`StorageLost`), or None."""
-        return getattr(getattr(self.storage, "_backend", self.storage), "lost", None)
+        backend = getattr(self.storage, "_backend", None)
+        return backend.lost if isinstance(backend, PatientRDBStorage) else None
 
     def still_holds(self, trial_id: int) -> bool:
         """Whether this process's claim on a trial stands: it is RUNNING and names this process.
         False once another worker took the run over (the claim lapsed while this one was paused or
         cut off). True when the storage cannot be asked now: only a clear answer stops a run."""
-        backend = getattr(self.storage, "_backend", self.storage)
+        backend = getattr(self.storage, "_backend", None)
         try:
-            trial = backend.get_trial(trial_id) if not isinstance(backend, PatientRDBStorage) else \
-                optuna.storages.RDBStorage.get_trial(backend, trial_id)
+            if isinstance(backend, PatientRDBStorage):  # asked once, past Optuna's cache
+                trial = optuna.storages.RDBStorage.get_trial(backend, trial_id)
+            else:
+                trial = self.storage.get_trial(trial_id)
         except Exception:  # noqa: BLE001 - an outage: the outage handling decides, not this check
             return True
         if trial.state != TrialState.RUNNING:

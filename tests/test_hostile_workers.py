@@ -204,9 +204,11 @@ def test_a_claim_held_by_a_paused_process_is_taken_over_in_a_new_folder(tmp_path
 # --- item 4: fencing ------------------------------------------------------------------------------
 
 
-def test_a_worker_whose_claim_was_taken_over_stops_at_its_next_epoch(tmp_path, postgres_url):
+@pytest.mark.parametrize("kind", ["journal", "postgresql"])
+def test_a_worker_whose_claim_was_taken_over_stops_at_its_next_epoch(tmp_path, request, kind):
     preset = preset_from_text(two_runs(tmp_path, 6, lrs="0.01").read_text(), "two.toml")
-    options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="fenced")
+    url = request.getfixturevalue("postgres_url") if kind == "postgresql" else None
+    options = runner.RunOptions(out=tmp_path / "out", storage=url, study_name=f"fenced-{tmp_path.name}")
     store, folder, _ = runner.open_study(preset, options)
     events = []
     for event in runner.work(store, folder, ScriptedBackend(), lambda: False, options):
@@ -221,7 +223,7 @@ def test_a_worker_whose_claim_was_taken_over_stops_at_its_next_epoch(tmp_path, p
     assert len(taken) == 1
     epochs = [e.event.epoch for e in events if isinstance(e, runner.Trained) and type(e.event).__name__ == "EpochEnded"]
     assert max(epochs) <= 4, epochs  # stopped, not trained to the end (6 epochs)
-    first = StudyStore.open(postgres_url, "fenced").trials()[0]
+    first = (StudyStore.open(url, options.study_name) if url else journal_study(tmp_path / "out")).trials()[0]
     assert first.state.name == "FAIL"
     assert sorted(first.intermediate_values) == [1, 2]  # nothing reported after the takeover
     assert json.loads((taken[0].run_dir / "summary.json").read_text())["status"] == "stopped"
