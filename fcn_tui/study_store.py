@@ -158,6 +158,9 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         if str(spec).startswith("sqlite:///") and str(spec)[len("sqlite:///"):].split("?")[0] in ("", ":memory:"):
             # SQLite's in-memory database: the study would vanish with the process, unseen by any worker
             raise StudyError(f"{spec}: name a database file, e.g. sqlite:///study.db")
+        if not create and str(spec).startswith("sqlite:///") and not _sqlite_file(str(spec)).exists():
+            # opening would create an empty database where the user only meant to read one
+            raise StudyNotFound(f"{describe(spec)}: no study here (no file {_sqlite_file(str(spec))})")
         if _at_in_password(spec):
             # the server would be looked up by the password's end, which its error message then shows
             raise StudyError(f"{describe(spec)}: its user name or password holds an '@'; write it as %40")
@@ -256,7 +259,8 @@ class PatientRDBStorage(optuna.storages.RDBStorage):
                "get_trial", "get_all_trials", "get_trial_user_attrs", "get_trial_system_attrs", "get_trial_param",
                "get_trial_id_from_study_id_trial_number", "get_best_trial", "set_trial_param",
                "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-               "set_trial_system_attr", "record_heartbeat", "_get_stale_trial_ids", "get_n_trials")
+               "set_trial_system_attr", "record_heartbeat", "_get_stale_trial_ids", "get_n_trials",
+               "_get_trials", "_get_best_trial_id", "_set_trial_param")  # the last three: Optuna's cache calls them
 
     def __init__(self, shown: str, *args: Any, **kwargs: Any) -> None:
         self.shown = shown
@@ -289,7 +293,7 @@ def _patient(name: str) -> Callable[..., Any]:
     return method
 
 
-for _name in (*PatientRDBStorage.RETRIED, "create_new_study", "create_new_trial", "delete_study"):
+for _name in (*PatientRDBStorage.RETRIED, "create_new_study", "create_new_trial", "_create_new_trial", "delete_study"):
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(PatientRDBStorage, _name, _patient(_name))
 
@@ -704,16 +708,19 @@ class StudyStore:
     @property
     def lost(self) -> str | None:
         """Why the storage was given up (`StorageLost`), or None."""
-        return getattr(getattr(self.storage, "_backend", self.storage), "lost", None)
+        backend = getattr(self.storage, "_backend", None)
+        return backend.lost if isinstance(backend, PatientRDBStorage) else None
 
     def still_holds(self, trial_id: int) -> bool:
         """Whether this process's claim on a trial stands: it is RUNNING and names this process.
         False once another worker took the run over (the claim lapsed while this one was paused or
         cut off). True when the storage cannot be asked now: only a clear answer stops a run."""
-        backend = getattr(self.storage, "_backend", self.storage)
+        backend = getattr(self.storage, "_backend", None)
         try:
-            trial = backend.get_trial(trial_id) if not isinstance(backend, PatientRDBStorage) else \
-                optuna.storages.RDBStorage.get_trial(backend, trial_id)
+            if isinstance(backend, PatientRDBStorage):  # asked once, past Optuna's cache
+                trial = optuna.storages.RDBStorage.get_trial(backend, trial_id)
+            else:
+                trial = self.storage.get_trial(trial_id)
         except Exception:  # noqa: BLE001 - an outage: the outage handling decides, not this check
             return True
         if trial.state != TrialState.RUNNING:
