@@ -268,14 +268,17 @@ def newest_study_folder(out: Path, name: str) -> Path | None:
     candidates = []
     for manifest in out.glob(f"*/{STUDY_MANIFEST}"):
         folder = manifest.parent
-        if folder.is_symlink() or manifest.is_symlink() or not (folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink():
+        if folder.is_symlink() or manifest.is_symlink() or not ((folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink()):
             continue
         try:
             if tomllib.loads(manifest.read_text(encoding="utf-8")).get("name") == name:
                 candidates.append(folder)
         except (OSError, ValueError, RecursionError):  # not a manifest we wrote: not this study
             continue
-    return max(candidates, default=None, key=lambda p: p.name)
+    newest = max(candidates, default=None, key=lambda p: p.name)
+    if newest is not None and (newest / JOURNAL).is_symlink():  # said, not passed over for a new study
+        raise StudyError(f"{newest / JOURNAL}: is a link; a study's journal is never followed through one")
+    return newest
 
 
 def newest_study_folder_any(out: Path) -> Path | None:
