@@ -16,9 +16,12 @@ A run folder holds
 Every file is readable at any moment, even after SIGKILL. A folder whose summary still says
 `running` but whose process is gone reads back as `incomplete`.
 
-Writes never follow a link planted in a run folder: whole files go to a fresh temporary file
-(exclusive create, unique name) renamed into place, and metrics.csv is appended with
-O_NOFOLLOW. A write error (`RunWriteError`, "disk full" when it is) marks the run `failed` with
+Writes never follow a link planted in a run folder: the folder is opened once (`FolderHandle`,
+O_NOFOLLOW) and every file is written relative to that handle, so a folder swapped for a link
+mid-run is not followed; whole files go to a fresh temporary file (exclusive create, unique
+name) renamed into place, and metrics.csv is appended with O_NOFOLLOW, refusing a file with
+another hard link (`open_append`). A process training a run holds its claim, a `flock` on
+`.run.lock` in the folder (`claim_run_folder`), so two `--resume` never train it twice. A write error (`RunWriteError`, "disk full" when it is) marks the run `failed` with
 that reason, on a full disk by overwriting summary.json in place if nothing else fits.
 
 Reading never raises for what is in a folder: a damaged one reads back as status `unreadable`
