@@ -43,14 +43,17 @@ from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
 from fcn_tui.runs import (
     STUDY_MANIFEST,
+    RunBusy,
     RunRecord,
     RunWriteError,
     atomic_write_text,
+    claim_run_folder,
     load_checkpoint,
     mark_failed,
     open_append,
     read_run,
     record_run,
+    release_run_folder,
     slug,
     study_folder_name,
     timestamp,
@@ -288,14 +291,17 @@ def newest_study_folder(out: Path, name: str) -> Path | None:
     candidates = []
     for manifest in out.glob(f"*/{STUDY_MANIFEST}"):
         folder = manifest.parent
-        if folder.is_symlink() or manifest.is_symlink() or not (folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink():
+        if folder.is_symlink() or manifest.is_symlink() or not ((folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink()):
             continue
         try:
             if tomllib.loads(manifest.read_text(encoding="utf-8")).get("name") == name:
                 candidates.append(folder)
         except (OSError, ValueError, RecursionError):  # not a manifest we wrote: not this study
             continue
-    return max(candidates, default=None, key=lambda p: p.name)
+    newest = max(candidates, default=None, key=lambda p: p.name)
+    if newest is not None and (newest / JOURNAL).is_symlink():  # said, not passed over for a new study
+        raise StudyError(f"{newest / JOURNAL}: is a link; a study's journal is never followed through one")
+    return newest
 
 
 def newest_study_folder_any(out: Path) -> Path | None:
@@ -653,6 +659,43 @@ def run_single(preset: Preset, position: int, total: int, backend: Any, should_s
     if planned.skip:
         yield RunSkipped(position, total, config.name, planned.run_dir)
         return
+    claim, instead = _claim_earlier_attempt(planned, position, total)
+    if instead is not None:
+        yield instead
+        return
+    try:
+        yield from _train_single(planned, position, total, backend, should_stop)
+    finally:
+        release_run_folder(claim)
+
+
+def _claim_earlier_attempt(planned, position: int, total: int) -> tuple[int | None, RunnerEvent | None]:
+    """Claim the folder a resumed single run continues, so that two `--resume` at once never train
+    it twice: (the claim, None) to go on, or (None, what to say instead) when another live process
+    trains it or it completed meanwhile."""
+    folder, name = planned.continue_dir, planned.config.name
+    if folder is None:
+        return None, None
+    try:
+        claim = claim_run_folder(folder)
+    except RunBusy as err:
+        return None, RunCrashed(name, f"{name}: not started twice: {err}")
+    except RunWriteError as err:
+        return None, RunCrashed(name, str(err))
+    record = read_run(folder)  # as it is now that this process holds it
+    if record is not None and record.status == ev.COMPLETED:
+        release_run_folder(claim)
+        return None, RunSkipped(position, total, name, folder)
+    if record is not None and record.status == ev.RUNNING:  # a process that took no claim trains it
+        release_run_folder(claim)
+        holder = f"pid {record.get('pid')} on {record.get('host')}"
+        return None, RunCrashed(name, f"{name}: not started twice: {folder} is being trained by {holder}")
+    return claim, None
+
+
+def _train_single(planned, position: int, total: int, backend: Any, should_stop: Callable[[], bool]) -> Iterator[RunnerEvent]:
+    """Train a planned single run: continued from its checkpoint when it can be, else in a new folder."""
+    config = planned.config
     try:
         split = backend.split(config)
         try:

@@ -16,9 +16,12 @@ A run folder holds
 Every file is readable at any moment, even after SIGKILL. A folder whose summary still says
 `running` but whose process is gone reads back as `incomplete`.
 
-Writes never follow a link planted in a run folder: whole files go to a fresh temporary file
-(exclusive create, unique name) renamed into place, and metrics.csv is appended with
-O_NOFOLLOW. A write error (`RunWriteError`, "disk full" when it is) marks the run `failed` with
+Writes never follow a link planted in a run folder: the folder is opened once (`FolderHandle`,
+O_NOFOLLOW) and every file is written relative to that handle, so a folder swapped for a link
+mid-run is not followed; whole files go to a fresh temporary file (exclusive create, unique
+name) renamed into place, and metrics.csv is appended with O_NOFOLLOW, refusing a file with
+another hard link (`open_append`). A process training a run holds its claim, a `flock` on
+`.run.lock` in the folder (`claim_run_folder`), so two `--resume` never train it twice. A write error (`RunWriteError`, "disk full" when it is) marks the run `failed` with
 that reason, on a full disk by overwriting summary.json in place if nothing else fits.
 
 Reading never raises for what is in a folder: a damaged one reads back as status `unreadable`
@@ -55,6 +58,10 @@ from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; elsewhere appends follow links as before
+try:
+    import fcntl  # POSIX: run folders are claimed with flock
+except ImportError:  # pragma: no cover - Windows: single runs are not claimed
+    fcntl = None
 O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # POSIX: opening a folder's handle fails on a file
 
 
@@ -309,7 +316,8 @@ def load_torch_file(path: Path) -> tuple[Any, str]:
 
 def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
     """A run folder's checkpoint, loaded without running any code from the file
-    (`weights_only=True`), or None and the reason it cannot be used."""
+    (`weights_only=True`), or None and the reason it cannot be used (also tensors or numbers that
+    do not fit its configuration: `checkpoint_check`)."""
     path = Path(run_dir) / CHECKPOINT
     if path.is_symlink() or not path.is_file():
         return None, "no checkpoint"
@@ -318,7 +326,63 @@ def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
         return None, f"{path.name}: unreadable ({error})"
     if not isinstance(state, dict):
         return None, f"{path.name}: not a checkpoint"
+    from fcn_tui.checkpoint_check import checkpoint_problem  # torch, as loading did
+
+    problem = checkpoint_problem(state)
+    if problem:
+        return None, f"{path.name}: {problem}"
     return state, ""
+
+
+RUN_LOCK = ".run.lock"  # a run folder's claim: locked while a process trains the run, kept after
+
+
+class RunBusy(Exception):
+    """Another live process trains this run; the message names it (pid and host)."""
+
+
+def claim_run_folder(run_dir: Path) -> int:
+    """Claim `run_dir` for this process: an exclusive `flock` on its lock file (created if missing,
+    never through a link), held while the returned descriptor is open. The system releases it when
+    its holder ends, even by SIGKILL, so the claim of a dead process is simply taken over; the file
+    names the holder (pid and host). RunBusy when another process holds it."""
+    path = Path(run_dir) / RUN_LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW, FILE_MODE)
+    except OSError as err:
+        raise write_error(path, err, "cannot claim the run") from None
+    try:
+        if os.fstat(fd).st_nlink > 1:
+            raise RunWriteError(f"{path}: cannot claim the run (a hard link is in the way; not written through)")
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{run_dir} is being trained by {_lock_holder(fd)}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    except BaseException as err:
+        os.close(fd)
+        if isinstance(err, OSError) and not isinstance(err, RunWriteError):
+            raise write_error(path, err, "cannot claim the run") from None
+        raise
+    return fd
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds a lock file, as it says (`pid 123 on host`), shown safely."""
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return "".join(c for c in text if c.isprintable())[:120] or "another process"
+
+
+def release_run_folder(claim: int | None) -> None:
+    """Let go of a claim from `claim_run_folder` (the lock file stays: removing it would let two
+    processes hold locks on two different files of one name)."""
+    if claim is not None:
+        _close_quietly(claim)
 
 
 def save_torch(path: Path, obj: Any, folder: FolderHandle | None = None) -> None:

@@ -33,6 +33,7 @@ Imports no torch and nothing of the UI.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import re
@@ -190,7 +191,7 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
     if path.is_symlink():
         raise StudyError(f"{path}: is a link; open the study folder it points to")
     try:
-        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        with contextlib.suppress(FileNotFoundError), os.fdopen(_open_journal(str(path), os.O_RDONLY), "rb") as f:
             start = f.read(len(RECORD_START))
             if start and start != RECORD_START:  # someone's file, never to be appended to
                 hint = "; for SQLite give sqlite:///FILE" if start.startswith(b"SQLite") else ""
@@ -299,13 +300,26 @@ for _name in (*PatientRDBStorage.RETRIED, "create_new_study", "create_new_trial"
 
 
 class Journal(JournalFileBackend):
-    """Optuna's journal file, except that a record is never appended to a cut-off one.
+    """Optuna's journal file, except that a record is never appended to a cut-off one, and that a
+    link planted at the journal (symbolic, or a hard link to a file elsewhere) is never followed.
 
     A write cut short (a full disk, a power loss) leaves a last line without its newline. Optuna's
     reader ignores such a line, but its writer appends the next record right after it, and that
     line, no longer the last, makes every later read fail: the whole study would be unreadable.
     So the cut-off tail, which no reader ever applied, is removed first, under the journal's lock
-    (no other writer is midway)."""
+    (no other writer is midway).
+
+    The journal is created and appended to through `O_NOFOLLOW` opens that also refuse a file of
+    several hard links, and checked for a link right before each read (Optuna's reader opens the
+    path itself): a link swapped in mid-study is a `StudyError`, never a write outside the folder."""
+
+    def __init__(self, file_path: str) -> None:
+        os.close(_open_journal(file_path, os.O_WRONLY | os.O_CREAT))  # Optuna's own create would follow a link
+        super().__init__(file_path)
+
+    def read_logs(self, log_number_from: int):
+        os.close(_open_journal(self._file_path, os.O_RDONLY))  # a link swapped in is refused, not read
+        return super().read_logs(log_number_from)
 
     def read_logs(self, log_number_from: int) -> Any:
         """Optuna's reader, whose errors (a JSONDecodeError, a FileNotFoundError) say what
@@ -331,7 +345,7 @@ class Journal(JournalFileBackend):
         import json
 
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        with get_lock_file(self._lock), open(self._file_path, "rb+") as f:
+        with get_lock_file(self._lock), os.fdopen(_open_journal(self._file_path, os.O_RDWR), "rb+") as f:
             keep = end = f.seek(0, os.SEEK_END)
             while keep > 0:  # back to just after the last newline
                 start = max(0, keep - 65536)
@@ -350,6 +364,21 @@ class Journal(JournalFileBackend):
             f.write(text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
+
+
+def _open_journal(path: str, flags: int) -> int:
+    """A descriptor of the journal, never through a link: StudyError for a symbolic link or a file
+    with more than one hard link (a name of a file elsewhere)."""
+    try:
+        fd = os.open(path, flags | runs.O_NOFOLLOW, runs.FILE_MODE)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise StudyError(f"{path}: is a link; a study's journal is never followed through one") from None
+        raise
+    if os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise StudyError(f"{path}: has another hard link; a study's journal is never written through one")
+    return fd
 
 
 # --- params: the swept and searched settings as Optuna distributions --------------------------

@@ -101,3 +101,62 @@ def test_open_append_appends_to_a_file_of_one_link(tmp_path):
     with os.fdopen(open_append(path), "a") as f:
         f.write("two\n")
     assert path.read_text() == "one\ntwo\n"
+
+
+# --- 19.8: a link planted at a study's journal ----------------------------------------------
+
+
+def sweep_preset(tmp_path: Path) -> Path:
+    preset = tmp_path / "grid.toml"
+    preset.write_text(TINY_PRESET.replace("epochs = 2", "epochs = 3") + '\n[sweep]\n"optim.lr" = [0.01, 0.02]\n')
+    return preset
+
+
+def test_a_link_planted_at_the_journal_mid_study_is_never_written_through(tmp_path, synthetic_data_dir):
+    from fcn_tui import runner as study_runner
+    from fcn_tui.backend import TorchBackend
+    from fcn_tui.study_store import JOURNAL, StudyError
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    events = study_runner.run_study(load_preset(sweep_preset(tmp_path)), TorchBackend.load(synthetic_data_dir),
+                                    threading.Event().is_set, study_runner.RunOptions(out=out))
+    with pytest.raises(StudyError, match="study.journal: is a link; a study's journal is never followed"):
+        for event in events:
+            if isinstance(event, study_runner.Trained) and isinstance(event.event, ev.EpochEnded):
+                journal = event.run_dir.parent / JOURNAL
+                if not journal.is_symlink():  # the attacker's swap, after the first epoch
+                    journal.rename(journal.with_name("moved.journal"))
+                    journal.symlink_to(victim)
+    assert victim.read_text() == "precious\n"  # before: the study's records were appended to it
+
+
+def test_resume_of_a_study_whose_journal_is_a_link_is_refused_in_one_line(tmp_path, synthetic_data_dir):
+    from fcn_tui.study_store import JOURNAL
+
+    preset, out = sweep_preset(tmp_path), tmp_path / "out"
+    assert cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "train.epochs=1").exit_code == 0
+    (study,) = out.iterdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (study / JOURNAL).rename(tmp_path / "moved.journal")
+    (study / JOURNAL).symlink_to(victim)
+    result = cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "train.epochs=1", "--resume")
+    assert result.exit_code == 2
+    assert f"{study / JOURNAL}: is a link; a study's journal is never followed through one" in " ".join(result.output.split())
+    assert list(out.iterdir()) == [study]  # before: a new study, every run trained again
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_journal_with_another_hard_link_is_never_appended_to(tmp_path, synthetic_data_dir):
+    from fcn_tui.study_store import JOURNAL
+
+    preset, out = sweep_preset(tmp_path), tmp_path / "out"
+    assert cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "train.epochs=1").exit_code == 0
+    (study,) = out.iterdir()
+    os.link(study / JOURNAL, tmp_path / "elsewhere.journal")
+    kept = (tmp_path / "elsewhere.journal").read_bytes()
+    result = cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "train.epochs=1", "--resume")
+    assert result.exit_code == 2 and "has another hard link" in " ".join(result.output.split())
+    assert (tmp_path / "elsewhere.journal").read_bytes() == kept
