@@ -33,7 +33,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, Preset, format_value, load_preset
+from fcn_tui.config import Config, ConfigError, Preset, all_keys, format_value, load_preset
 from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
@@ -69,6 +69,16 @@ KEYS_HELP = (
     "ctrl+x stop · ctrl+o open preset · ctrl+s save preset · ctrl+p all commands · ctrl+q quit · "
     "on Train: m smoothing, l log loss"
 )
+
+
+def named_after_changes(base: Config, config: Config) -> Config:
+    """The form's config named as `fcn-tui run --set` names a run (`Config.with_overrides`): the
+    preset's name and each setting the form changed, `baseline,optim.name=adam`; a name typed
+    into the form stays as typed."""
+    if config.name != base.name:
+        return config
+    changed = {key: config.get(key) for key in all_keys() if key != "name" and config.get(key) != base.get(key)}
+    return base.with_overrides(changed, "form") if changed else config
 
 
 class FcnApp(App):
@@ -543,6 +553,7 @@ class FcnApp(App):
             return
         self.start_when_ready = False
         try:
+            config = named_after_changes(self.form.base, config)
             preset = Preset(config=config, sweep=self.sweep, source=self.preset.source, search=self.search)
             preset.runs()  # the swept values must suit the form's settings
         except ConfigError as err:
