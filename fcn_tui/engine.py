@@ -237,8 +237,8 @@ def use_amp(config: Config, device: torch.device) -> tuple[bool, str]:
         return config.train.amp, ""
     if device.type == "cpu" and cpu_has_bf16():
         return True, ""
-    where = "this CPU has no bf16 instructions (AVX512-BF16 or AMX)" if device.type == "cpu" else f"not on {device.type}"
-    return False, f"train.amp: bf16 autocast {where}; training in fp32"
+    why = "this CPU has no bf16 instructions (AVX512-BF16 or AMX)" if device.type == "cpu" else f"no bf16 autocast on {device.type}"
+    return False, f"train.amp: {why}; training in fp32"
 
 
 def error_text(err: BaseException) -> str:
