@@ -325,6 +325,8 @@ class PackTrainer:
                     raise (CheckpointError(f"run {i + 1} ({member.config.name}): {err}") if len(members) > 1 else err)
         self.members = [MemberView(i, m) for i, m in enumerate(members)]
         cfg = members[0].config
+        self.key = pack_key(cfg)
+        self._joining: list[MemberView] = []  # added while the pack trains: they start with the next epoch
         self.amp, self.note = use_amp(cfg, self.device)
         self.n_train = len(split.train_x)
         self.batch_size = min(cfg.train.batch_size, self.n_train)
@@ -343,6 +345,38 @@ class PackTrainer:
         yield from self._guarded(self._setup())
         while self.active:
             yield from self._guarded(self._train_one_epoch())
+
+    def can_add(self, config: Config) -> bool:
+        """Whether `config` may join this pack now: its shapes match and the pack still trains."""
+        return bool(self.active) and self.stack is not None and pack_key(config) == self.key
+
+    def add(self, member: Member) -> int:
+        """A run joins the training pack (e.g. in the slot of one that ended) and starts with the next
+        epoch; returns its index in `events()`. Raises CheckpointError for an unusable `resume_from`."""
+        if not self.can_add(member.config):
+            raise ValueError("this run cannot join the pack (another pack_key, or the pack has ended)")
+        if member.resume_from is not None:
+            check_checkpoint(member.resume_from, member.config, self.device.type)
+        run = MemberView(len(self.members), member)
+        self.members.append(run)
+        self._joining.append(run)
+        return run.index
+
+    def _admit(self) -> Iterator[tuple[int, ev.Event]]:
+        """Members added since the last epoch: their RunStarted, model, slot in the stack and optimizer."""
+        joining, self._joining = self._joining, []
+        for run in joining:
+            yield run.index, self._run_started(run)
+            try:
+                model = self._build_model(run)
+                self.stack.add(model, run.config.model.dropout, run.dropout_gen)
+                self.active.append(run)
+                self._build_optimizer(run)
+            except Exception as err:  # noqa: BLE001 - this member fails, the others go on
+                error = error_text(err)
+            else:
+                continue
+            yield from self._finish(run, ev.FAILED, error, mid_epoch=False)
 
     def _run_started(self, run: MemberView) -> ev.RunStarted:
         s = self.split
@@ -425,6 +459,7 @@ class PackTrainer:
 
     def _train_one_epoch(self) -> Iterator[tuple[int, ev.Event]]:
         """One pass over the training split for every member, then validation and the epoch's ends."""
+        yield from self._admit()
         self._epoch_start = time.perf_counter()
         self._seen = window_seen = 0
         streams = self._streams()

@@ -89,6 +89,17 @@ class Stack:
                 for j, name in enumerate(("running_mean", "running_var", "num_batches_tracked")):
                     layer._buffers[name] = self.buffers[3 * i + j][k]
 
+    def add(self, model: nn.Sequential, dropout: float, generator: torch.Generator) -> None:
+        """A new member joins in the last slot; the others' weights are copied over unchanged."""
+        self.params = [torch.cat([p.detach(), t.detach().to(p)[None]]).requires_grad_()
+                       for p, t in zip(self.params, self._params_of(model))]
+        self.buffers = [torch.cat([b, t.to(b)[None]]) for b, t in zip(self.buffers, self._buffers_of(model))]
+        self.grads = [torch.zeros_like(p) for p in self.params]  # overwritten by every step
+        self.models.append(model)
+        self.dropouts.append(dropout)
+        self.generators.append(generator)
+        self._bind()
+
     def release(self, slot: int) -> None:
         """Give the member at `slot` its own copies of its weights (it leaves; its model stays valid)."""
         model = self.models[slot]

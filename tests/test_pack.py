@@ -203,3 +203,19 @@ def test_members_of_different_shapes_do_not_pack(split):
     assert pack_key(a) != pack_key(b)
     with pytest.raises(ValueError, match="pack_key"):
         PackTrainer([Member(a), Member(b)], split)
+
+
+def test_a_run_added_in_a_freed_slot_trains_as_it_would_alone(split):
+    first, second, third = configs([VARIED[0], {**VARIED[1], "train.epochs": 3}, {**VARIED[3], "train.epochs": 2}])
+    pack = PackTrainer([Member(first), Member(second)], split, progress_every=1, dtype=F64)
+    events: dict[int, list] = {}
+    for index, event in pack.events():
+        events.setdefault(index, []).append(event)
+        if isinstance(event, ev.RunFinished) and index == 0:
+            assert pack.can_add(third) and not pack.can_add(third.with_values({"model.hidden": [8]}))
+            assert pack.add(Member(third)) == 2
+    for index, config in ((1, second), (2, third)):
+        trainer, lone = alone(config, split)
+        assert max_difference(pack.members[index].model, trainer.model) < 1e-9
+        assert_same_numbers(events[index], lone)
+    assert not pack.can_add(third)  # the pack has ended
