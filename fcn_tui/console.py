@@ -102,6 +102,8 @@ class Reporter:
             )
             if event.previous_epochs:
                 self.print(f"  continuing from its checkpoint after epoch {len(event.previous_epochs)}")
+            if event.note:
+                self.print(f"  {escape(event.note)}")
             if self.interactive and not self._broken:
                 self.progress = Progress(
                     TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
