@@ -317,14 +317,11 @@ class Journal(JournalFileBackend):
         os.close(_open_journal(file_path, os.O_WRONLY | os.O_CREAT))  # Optuna's own create would follow a link
         super().__init__(file_path)
 
-    def read_logs(self, log_number_from: int):
-        os.close(_open_journal(self._file_path, os.O_RDONLY))  # a link swapped in is refused, not read
-        return super().read_logs(log_number_from)
-
     def read_logs(self, log_number_from: int) -> Any:
         """Optuna's reader, whose errors (a JSONDecodeError, a FileNotFoundError) say what
         happened to the journal."""
         try:
+            os.close(_open_journal(self._file_path, os.O_RDONLY))  # a link swapped in is refused, not read
             yield from super().read_logs(log_number_from)
         except FileNotFoundError:
             raise StudyError(self._gone()) from None
