@@ -1,7 +1,7 @@
 """How fast fcn-tui trains, starts and loads, against the hardware and the usual tutorial loop.
 
     python benchmarks/bench_train.py [--data-dir DIR] [--reps 3] [--epochs 1 | --steps N]
-                                     [--device auto] [--amp] [--compile] [--json] [--no-tui] [--tiny]
+                                     [--device auto] [--amp] [--compile] [--json] [--no-tui] [--tiny] [--busy]
 
 Every figure is measured in this one run of the script, on the baseline MLP (784-400-400-10
 ReLU, SGD lr 0.05), with the median of `--reps` repetitions; each repetition goes round every
@@ -27,9 +27,17 @@ figure in turn, so a burst of load elsewhere on the machine hits them alike:
 
 `--tiny` is a smoke mode for tests: one repetition of 5 steps, on any data folder (the
 synthetic test fixture works). The table goes to stdout, progress to stderr; `--json` prints
-everything as JSON instead of the table. On a CPU shared with other busy processes, OpenMP's
-busy-waiting makes every figure erratic; `OMP_WAIT_POLICY=PASSIVE` steadies them (the table
-says when it is set), but measure on an otherwise idle machine for the numbers you publish.
+everything as JSON instead of the table. fcn-tui sets `OMP_WAIT_POLICY=PASSIVE` unless it is
+set (`fcn_tui.cpu`; the table says the policy in force), but measure on an otherwise idle
+machine for the numbers you publish.
+
+`--busy` measures instead how training shares a busy CPU: headless engine runs of `--steps`
+(default 100) batches of 256, each in a fresh process, without and then with a CPU hog beside
+them (a Python busy loop, one core), for fcn-tui's default (passive OpenMP waiting, threads
+from the free cores, `fcn_tui.cpu`) and for the old behaviour (OpenMP loaded with its own
+spinning wait policy, torch's thread count); it reports each one's busy / idle ratio
+(target: the default keeps at least 40 % of its idle speed). The repetitions alternate idle and
+busy so that load from elsewhere hits both alike.
 """
 
 from __future__ import annotations
@@ -50,10 +58,14 @@ import threading
 import time
 from pathlib import Path
 
+# isort: off
+import fcn_tui  # noqa: F401 - first: sets OpenMP's wait policy before torch loads it
 import torch
+# isort: on
 from torch import nn
 
 from fcn_tui.config import Config, config_to_toml
+from fcn_tui.cpu import cpu_model
 from fcn_tui.data import FILES, find_files, load_fashion_mnist, make_split, read_bytes, resolve_data_dir
 from fcn_tui.engine import Trainer, resolve_device
 from fcn_tui.events import RunFinished
@@ -95,14 +107,7 @@ def subset_for(steps: int | None, batch: int, val_fraction: float, available: in
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "python": platform.python_version(),
@@ -345,6 +350,96 @@ def data_load_s(data_dir: Path) -> float:
     return time.perf_counter() - start
 
 
+# ------------------------------------------------------------------------------- a busy CPU
+
+BUSY_STEPS = 100  # batches per busy-mode run: seconds idle, well under a minute in the old collapse
+BUSY_TARGET = 0.4  # the default keeps at least this share of its idle speed beside one hog (fair: ~0.5)
+BUSY_MODES = ("default", "old")
+HOG = "while True: pass"  # one core kept busy, the way any CPU-bound neighbour does
+
+BUSY_CHILD = """
+import json, sys
+mode, data_dir, steps, bench_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if mode == "old":
+    import torch  # OpenMP loads before fcn_tui could set its wait policy: the behaviour before fcn_tui.cpu
+import fcn_tui  # noqa: F401 - default: sets the passive wait policy before torch loads
+from fcn_tui.cpu import apply_threads
+sys.path.insert(0, bench_dir)
+import bench_train
+from fcn_tui.data import load_fashion_mnist, make_split
+
+choice = apply_threads(None) if mode == "default" else None
+import torch
+data = load_fashion_mnist(data_dir, download_missing=False)
+config = bench_train.baseline_config(256, 1, bench_train.subset_for(steps, 256, 0.1, len(data.train_images)), "cpu", False, False)
+split = make_split(data, config.train.val_fraction, config.train.seed, config.data.subset)
+speed = bench_train.engine_samples_per_s(config, split)
+print(json.dumps({"samples_per_s": speed, "threads": torch.get_num_threads(), "note": choice and choice.note()}))
+"""
+
+
+def busy_child(mode: str, data_dir: Path, steps: int) -> dict:
+    """One engine run in a fresh interpreter (the wait policy is read when OpenMP loads)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", BUSY_CHILD, mode, str(data_dir), str(steps), str(Path(__file__).parent)],
+                          check=False, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        raise RuntimeError(f"the {mode} run failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_busy(args: argparse.Namespace) -> dict:
+    """Busy / idle samples/s of the default and of the old behaviour, measured in this one run."""
+    data_dir = resolve_data_dir(args.data_dir)
+    steps = args.steps or BUSY_STEPS
+    results: dict = {"machine": machine(), "settings": {"steps": steps, "batch": 256, "reps": args.reps,
+                                                        "load_at_start": os.getloadavg()[0]}}
+    samples: dict[str, list[float]] = {f"{m}_{load}": [] for m in BUSY_MODES for load in ("idle", "busy")}
+    threads: dict[str, list[int]] = {key: [] for key in samples}
+    notes: list[str] = []
+    for rep in range(1, args.reps + 1):
+        for load in ("idle", "busy"):
+            hog = subprocess.Popen([sys.executable, "-c", HOG]) if load == "busy" else None
+            try:
+                if hog:
+                    time.sleep(0.5)  # the hog at full speed before the run looks at the load
+                for mode in BUSY_MODES:
+                    log(f"[{rep}/{args.reps}] {mode}, {load}: {steps} steps")
+                    child = busy_child(mode, data_dir, steps)
+                    samples[f"{mode}_{load}"].append(child["samples_per_s"])
+                    threads[f"{mode}_{load}"].append(child["threads"])
+                    if child["note"] and child["note"] not in notes:
+                        notes.append(child["note"])
+            finally:
+                if hog:
+                    hog.kill()
+                    hog.wait()
+    figures = {key: statistics.median(values) for key, values in samples.items()}
+    ratios = {m: figures[f"{m}_busy"] / figures[f"{m}_idle"] for m in BUSY_MODES}
+    results.update(samples=samples, threads=threads, figures=figures, ratios=ratios, notes=notes,
+                   target={"value": ratios["default"], "target": f">= {BUSY_TARGET:g}", "met": ratios["default"] >= BUSY_TARGET})
+    return results
+
+
+def busy_table(results: dict) -> str:
+    m, s, f, r = results["machine"], results["settings"], results["figures"], results["ratios"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average {s['load_at_start']:.2f} at start",
+        f"engine, batch {s['batch']}, {s['steps']} steps per run, median of {s['reps']} repetition(s); busy = one CPU hog beside",
+        "",
+        f"{'samples/s':<26}{'idle':>10}{'busy':>10}{'busy/idle':>11}  threads idle/busy",
+    ]
+    for mode in BUSY_MODES:
+        label = "default (fcn_tui.cpu)" if mode == "default" else "old (spinning OpenMP)"
+        t = results["threads"]
+        lines.append(f"{label:<26}{f[f'{mode}_idle']:>10,.0f}{f[f'{mode}_busy']:>10,.0f}{r[mode]:>10.2f}x"
+                     f"  {','.join(map(str, t[f'{mode}_idle']))} / {','.join(map(str, t[f'{mode}_busy']))}")
+    target = results["target"]
+    lines.append(f"default busy/idle {target['value']:.2f} (target {target['target']}): {'met' if target['met'] else 'NOT met'}")
+    lines += [f"console: {note}" for note in results["notes"]]
+    return "\n".join(lines)
+
+
 # -------------------------------------------------------------------------------------- main
 
 def run(args: argparse.Namespace) -> dict:
@@ -524,6 +619,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="train.compile = true for the engine (CUDA only)")
     parser.add_argument("--no-tui", action="store_true", help="skip the app's figures (first paint, training in the app)")
     parser.add_argument("--tiny", action="store_true", help="smoke mode: 1 repetition of 5 steps (seconds, any data folder)")
+    parser.add_argument("--busy", action="store_true", help="measure idle vs busy (one CPU hog) speed of the default and the old behaviour")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     args = parser.parse_args(argv)
     args.min_gemm_s = 0.3
@@ -536,6 +632,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.busy:
+        results = run_busy(args)
+        print(json.dumps(results, indent=2) if args.json else busy_table(results))
+        return 0
     results = run(args)
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0

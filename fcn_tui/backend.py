@@ -15,7 +15,6 @@ views of a run's mistakes the test images. No UI imports.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,29 +54,23 @@ def new_trainer(backend: Any, config: Any, split: Any, should_stop: Callable[[],
 class InterleavedPack:
     """A pack trained by taking turns between one lone trainer per member (`backend.trainer`): each
     member's events up to its next `EpochEnded` (or its end), then the next member's. It packs any
-    backend (the scripted one, tests) with the same events a packed engine yields; it is no faster.
+    backend (the scripted one, tests) with the same events a packed engine yields; it is no faster."""
 
-    `own_state(k)`, when given, is a context manager entered around member k's turns (and while
-    its events are handled): e.g. swapping in its own global random number streams."""
-
-    def __init__(self, backend: Any, members: list[Member], split: Any,
-                 own_state: Callable[[int], Any] | None = None) -> None:
+    def __init__(self, backend: Any, members: list[Member], split: Any) -> None:
         self.members = [new_trainer(backend, m.config, split, m.should_stop, m.resume_from, m.should_prune)
                         for m in members]  # raises before any work, as a lone trainer does
-        self.own_state = own_state or (lambda k: contextlib.nullcontext())
 
     def events(self) -> Iterator[tuple[int, ev.Event]]:
         streams = {k: trainer.events() for k, trainer in enumerate(self.members)}
         try:
             while streams:
                 for k in list(streams):
-                    with self.own_state(k):
-                        for event in streams[k]:
-                            yield k, event
-                            if isinstance(event, (ev.EpochEnded, ev.RunFinished)):
-                                break
-                        else:
-                            event = None
+                    for event in streams[k]:
+                        yield k, event
+                        if isinstance(event, (ev.EpochEnded, ev.RunFinished)):
+                            break
+                    else:
+                        event = None
                     if event is None or isinstance(event, ev.RunFinished):
                         del streams[k]
         finally:
@@ -150,8 +143,10 @@ class TorchBackend:
 
         check_pack_fits([m.config for m in members], resolve_device(members[0].config.train.device),
                         len(split.train_x), len(split.val_x) + len(split.test_x))
-        # the engine's PackTrainer replaces this line once it trains packs in one step
-        return InterleavedPack(_LoneTrainers(), members, split, own_state=_own_random_streams(len(members)))
+        from fcn_tui.engine import Member as EngineMember
+        from fcn_tui.engine import PackTrainer
+
+        return PackTrainer([EngineMember(m.config, m.should_stop, m.should_prune, m.resume_from) for m in members], split)
 
     def pack_size(self, config: Any) -> int:
         """How many runs like `config` one pack takes here: as many as fit on a GPU, `CPU_PACK` on the CPU."""
@@ -161,35 +156,3 @@ class TorchBackend:
         split = self.split(config)
         return auto_pack_size(config, resolve_device(config.train.device), len(split.train_x),
                               len(split.val_x) + len(split.test_x))
-
-
-class _LoneTrainers:
-    """The engine's Trainer without a memory check of its own (the pack's was made)."""
-
-    @staticmethod
-    def trainer(config: Any, split: Any, should_stop: Callable[[], bool], resume_from: dict | None = None,
-                should_prune: Callable[[], bool] | None = None) -> Any:
-        from fcn_tui.engine import Trainer
-
-        return Trainer(config, split, should_stop=should_stop, resume_from=resume_from, should_prune=should_prune)
-
-
-def _own_random_streams(count: int) -> Callable[[int], Any]:
-    """Each member of an interleaved pack keeps torch's global random streams (dropout draws from
-    them) to itself, so its numbers are those it has alone."""
-    import torch
-
-    saved: list[tuple | None] = [None] * count
-
-    @contextlib.contextmanager
-    def own(k: int):
-        if saved[k] is not None:
-            torch.set_rng_state(saved[k][0])
-            if saved[k][1] is not None:
-                torch.cuda.set_rng_state_all(saved[k][1])
-        try:
-            yield
-        finally:
-            saved[k] = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
-
-    return own

@@ -73,6 +73,9 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAILED_RUN, EXIT_BAD_INPUT = 0, 1, 2
+# A job array's workers start with, or just after, the `run` that creates their study, which
+# checks its presets and reads its data first: seconds, a minute on a slow shared disk.
+WORKER_WAIT_S = 120
 
 SetOption = Annotated[
     list[str] | None,
@@ -245,6 +248,7 @@ class StudyPresenter:
         from rich.markup import escape
 
         from fcn_tui import runner
+        from fcn_tui.console import plural
         from fcn_tui.runs import read_run
 
         r = self.reporter
@@ -294,6 +298,12 @@ class StudyPresenter:
                 self.records.append(record)
         elif isinstance(event, runner.Waiting):
             r.print(escape(f"  no run left to claim; waiting for {event.running} run(s) of other workers"))
+        elif isinstance(event, runner.WorkersStarted):
+            r.print(escape(f"{event.count} workers, {event.threads} thread(s) each"
+                           + (f", on {', '.join(event.devices)}" if event.devices else "")))
+        elif isinstance(event, runner.RunTakenOver):
+            r.close()
+            r.print(f"[yellow]warning[/]: {escape(f'{event.name}: another worker took this run over while this one was paused or cut off from the storage; stopped training it here ({event.run_dir.name})')}")
         elif isinstance(event, runner.WorkerExited):
             r.print(f"[yellow]warning[/]: {escape(f'worker {event.label} {event.reason}; its run is taken over by another worker or by --resume')}")
         elif isinstance(event, runner.WorkersProgress):
@@ -318,7 +328,12 @@ class StudyPresenter:
             self.in_study = False
             self.records += list(event.records)
             self.study_records |= {id(record) for record in event.records}
-            self.failed |= any(x.status in ("failed", "incomplete", "queued") for x in event.records)
+            left = [x for x in event.records if x.status in ("failed", "incomplete", "queued", "stopped")]
+            if left:
+                names = ", ".join(f"{x.name} ({x.status})" for x in left[:10]) + (", ..." if len(left) > 10 else "")
+                r.print(escape(f"left: {plural(len(left), 'run')} of {event.name} did not finish: {names}; "
+                               "--resume continues them"))
+            self.failed |= bool(left)
 
 
 def progress_line(record, first: bool = False) -> str | None:
@@ -382,7 +397,7 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the study (or run) where it was left: skip finished runs, continue stopped or interrupted ones from their last completed epoch.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=256, metavar="N", help="Worker processes for a study (default 1, or one per --devices entry); the CPU's cores are shared among them.")] = None,
     devices: Annotated[str | None, typer.Option("--devices", metavar="LIST", help="Devices of the workers, e.g. cuda:0,cuda:1 (default: every GPU when there are several).")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads per worker (default: the cores divided among the workers).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads per worker (default: the free cores divided among the workers).")] = None,
     storage: StorageOption = None,
     study: StudyOption = None,
     pack: PackOption = "auto",
@@ -398,12 +413,13 @@ def run(
     from fcn_tui import runner
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter
+    from fcn_tui.cpu import apply_threads, busy_cores, choose_threads, usable_cores
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
     from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
     from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
-    from fcn_tui.study_store import StudyError, check_storage, check_study_name
+    from fcn_tui.study_store import StorageLost, StudyError, check_storage, check_study_name
 
     configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
     try:  # every device and every run's memory up front, before the data is read or a folder made
@@ -426,6 +442,8 @@ def run(
         except StudyError as err:
             raise fail(str(err)) from None
     count = workers or max(1, len(worker_devices))
+    if any(p.is_study for p in loaded):  # a worker with no run to train would only wait
+        count = min(count, max(p.search.trials if p.search else len(p.runs()) for p in loaded if p.is_study))
     if count > 1 and not worker_devices and any(c.train.device in ("auto", "cuda") for c in configs):
         import torch
 
@@ -447,12 +465,14 @@ def run(
     options = runner.RunOptions(out=out, resume=resume, storage=storage, study_name=study,
                                 device=worker_devices[0] if count == 1 and worker_devices else None,
                                 pack=pack_size, checkpoint_every_s=checkpoint_every)
-    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, runner.cpu_count() // count),
+    if count == 1:
+        choice = apply_threads(threads)
+    else:  # each worker process gets its share of the free cores
+        choice = choose_threads(usable_cores(), 0.0 if threads else busy_cores(), usable_cores())
+    if choice.note():
+        reporter.print(escape(choice.note()))
+    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, choice.threads // count),
                              data_dir=data_dir)
-    if threads and count == 1:
-        import torch
-
-        torch.set_num_threads(threads)
     present = StudyPresenter(reporter)
     singles = sum(1 for p in loaded if not p.is_study)
     if count > 1 and singles:
@@ -464,8 +484,6 @@ def run(
                 if stop.is_set():
                     break
                 if preset.is_study and count > 1:
-                    reporter.print(escape(f"{count} workers, {plan.threads} thread(s) each"
-                                          + (f", on {', '.join(worker_devices)}" if worker_devices else "")))
                     events = runner.run_workers(preset, options, plan, stop.is_set, lambda: stop.signum)
                 elif preset.is_study:
                     events = runner.run_study(preset, backend, stop.is_set, options)
@@ -473,6 +491,9 @@ def run(
                     position += 1
                     events = runner.run_single(preset, position, singles, backend, stop.is_set, options)
                 drive(events, present)
+        except StorageLost as err:  # the run being trained is saved as stopped in its folder
+            reporter.close()
+            raise fail(f"{err}: stopped; --resume continues the study", EXIT_FAILED_RUN) from None
         except StudyError as err:
             reporter.close()
             raise fail(str(err)) from None
@@ -499,26 +520,34 @@ def worker(
     out: OutOption = Path("runs"),
     data_dir: DataDirOption = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="Train on this device instead of the runs' own.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads (default: torch's choice).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, metavar="N", help="torch threads (default: the free cores).")] = None,
     label: Annotated[str, typer.Option("--label", metavar="TEXT", help="This worker's name in the study (default HOST:PID).")] = "",
+    wait: Annotated[float, typer.Option("--wait", min=0, max=86400, metavar="SECONDS", help="Wait this long for the study to appear (a worker started with the `run` that creates it).")] = WORKER_WAIT_S,
     pack: PackOption = "auto",
     checkpoint_every: CheckpointOption = None,
 ) -> None:
     """Join a study and train its queued runs until none is left (run folders go to OUT/<study>)."""
-    from fcn_tui.signals import StopOnSignals
+    from fcn_tui.signals import StopOnSignals, stop_with_parent
 
     packing = (parse_pack(pack), checkpoint_every)
     # a stop (Ctrl-C, or the signal `run --workers` passes on) is handled from the start to the
     # end: loading the data or exiting after the last run, the worker stops and is never killed.
     # Ignoring the signals on the way out is for the process alone: a caller's own handlers stay.
     with StopOnSignals(ignore_after=AS_PROCESS["yes"]) as stop:
-        _work(storage, study, out, data_dir, device, threads, label, stop, packing)
+        stop_with_parent()  # a worker of `run --workers` stops, saving its run, when that process is gone
+        _work(storage, study, out, data_dir, device, threads, printable(label), stop, wait, packing)
     if stop.exit_code is not None:
         raise typer.Exit(stop.exit_code)
 
 
+def printable(text: str) -> str:
+    """User text for a terminal line: a control character (ESC of a title escape) shown as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, device: str | None,
-          threads: int | None, label: str, stop, packing: tuple[int | None, float | None] = (None, None)) -> None:
+          threads: int | None, label: str, stop, wait: float = 0,
+          packing: tuple[int | None, float | None] = (None, None)) -> None:
     """The worker command's body, under its signal handlers."""
     if device:
         parse_devices(device)
@@ -527,24 +556,32 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     from fcn_tui import runner
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter, plural
+    from fcn_tui.cpu import apply_threads
     from fcn_tui.data import DataError, load_fashion_mnist
+    from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.runs import study_folder_name
-    from fcn_tui.study_store import StudyError, StudyStore, describe, is_url, journal_path
+    from fcn_tui.study_store import StorageLost, StudyError, describe, is_url, journal_path
 
     try:
-        store = StudyStore.open(storage, study)
-    except StudyError as err:
+        if device:  # before anything is claimed: a device that is not here would fail every run
+            resolve_device(device)
+        store = _open_when_there(storage, study, wait, stop)
+        if store is None:  # stopped while waiting
+            return
+        if not device:
+            for name in sorted({c.train.device for c in [*store.preset.runs(), *searched_values(store.preset)]}):
+                resolve_device(name)
+    except (StudyError, DeviceError) as err:
         raise fail(str(err)) from None
     folder = out / study_folder_name(store.name) if is_url(storage) else journal_path(storage).parent
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     reporter = Reporter()
     try:
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
+    choice = apply_threads(threads)
+    if choice.note():
+        reporter.print(escape(choice.note()))
     where = f"{describe(storage)}; runs go to {folder}" if is_url(storage) else str(folder)  # a study folder: said once
     reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {where}"))
     options = runner.RunOptions(out=out, storage=storage if is_url(storage) else None, study_name=store.name,
@@ -552,6 +589,9 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     present = StudyPresenter(reporter)
     try:
         drive(runner.work(store, folder, TorchBackend(data, []), stop.is_set, options), present)
+    except StorageLost as err:  # its run is saved as stopped in its folder; the storage has it running
+        reporter.close()
+        raise fail(f"{err}: stopped; its runs continue with --resume or another worker", EXIT_FAILED_RUN) from None
     except StudyError as err:
         raise fail(str(err)) from None
     reporter.close()
@@ -562,6 +602,29 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
         reporter.print(f"nothing left to train: {plural(done, 'run')} done")
     if present.failed and stop.exit_code is None:
         raise typer.Exit(EXIT_FAILED_RUN)
+
+
+def _open_when_there(storage: str, study: str | None, wait: float, stop):
+    """The study, once it exists: a worker started together with the `run` that creates it
+    asks before it is there. Waits at most `wait` seconds, saying so once; None if stopped."""
+    import time
+
+    from fcn_tui.study_store import StudyNotFound, StudyStore
+
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            return StudyStore.open(storage, study)
+        except StudyNotFound as err:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StudyNotFound(f"{err} (waited {wait:g} s)" if wait else str(err)) from None
+            if not told:
+                print(f"worker: {err}; waiting up to {wait:g} s for it to be created", flush=True)
+                told = True
+            if stop.event.wait(min(1.0, left)):
+                return None
 
 
 def _safe_records(store) -> list:
@@ -650,13 +713,12 @@ def export(
     study: StoredStudyOption = None,
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
-    from fcn_tui.export import NoRunsError, export_csv
-    from fcn_tui.runs import STUDY_MANIFEST
-    from fcn_tui.study_store import JOURNAL
+    from fcn_tui.export import KeptFileError, NoRunsError, check_export_target, export_csv
 
-    kept = (JOURNAL, STUDY_MANIFEST, "summary.json", "config.toml", "metrics.csv", "checkpoint.pt", "model.pt")
-    if csv_file.name in kept and csv_file.exists():  # a slip of tab completion must not replace a study or a run
-        raise fail(f"{csv_file}: a file fcn-tui keeps a study or a run in; give another --csv")
+    try:
+        check_export_target(csv_file)
+    except KeptFileError as err:
+        raise fail(f"{err}; give another --csv") from None
     records = None
     if storage:
         from fcn_tui.study_store import StudyError, StudyStore

@@ -94,7 +94,7 @@ class TrainConfig:
     val_fraction: float = _spec(0.1, "share of the training images held out", gt=0.0, lt=1.0)  # 6,000 of 60,000
     device: str = _spec("auto", "auto, cpu, cuda, cuda:N or mps")
     label_smoothing: float = _spec(0.0, "label smoothing of the cross-entropy", min=0.0, lt=1.0)
-    amp: bool = _spec(False, "bf16 autocast on CUDA (ignored on the CPU)")
+    amp: bool = _spec(False, "bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX (elsewhere fp32)")
     compile: bool = _spec(False, "torch.compile the model (CUDA only)")
 
 

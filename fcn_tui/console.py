@@ -107,6 +107,8 @@ class Reporter:
             )
             if event.previous_epochs:
                 self.print(f"{lead}continuing from its checkpoint after epoch {len(event.previous_epochs)}")
+            if event.note:
+                self.print(f"{lead}{escape(event.note)}")
             if self.interactive and not self._broken and not tag:
                 self.progress = Progress(
                     TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

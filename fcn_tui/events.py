@@ -33,6 +33,7 @@ class RunStarted:
     n_test: int
     steps_per_epoch: int
     previous_epochs: tuple = ()  # EpochEnded of the epochs before a resumed run's checkpoint
+    note: str = ""  # what the front ends should tell the user, e.g. that train.amp cannot apply here
 
 
 @dataclass(frozen=True)

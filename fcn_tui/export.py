@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fcn_tui.runs import METRICS_COLUMNS, RunWriteError, atomic_write_text, find_runs
+from fcn_tui.runs import CHECKPOINT, METRICS_COLUMNS, STUDY_MANIFEST, RunWriteError, atomic_write_text, find_runs
 from fcn_tui.study import CONFIG_COLUMNS, RESULT_COLUMNS, result_row, results_rows, rows_to_csv
 
 PER_EPOCH_COLUMNS = ("run_id", "name", "status", *CONFIG_COLUMNS, *METRICS_COLUMNS)
@@ -21,6 +21,28 @@ PER_EPOCH_COLUMNS = ("run_id", "name", "status", *CONFIG_COLUMNS, *METRICS_COLUM
 
 class NoRunsError(ValueError):
     """The folder holds no run; the message is one line for the user."""
+
+
+class KeptFileError(ValueError):
+    """The CSV would replace a file that a study or a run is kept in; one line for the user."""
+
+
+RUN_FILES = ("summary.json", "config.toml", "metrics.csv", CHECKPOINT, "model.pt", "predictions.npz", "confusion.csv")
+
+
+def check_export_target(csv_path: Path) -> None:
+    """KeptFileError if `csv_path` is an existing study journal, study manifest or run file: a slip
+    of tab completion (in the CLI or the app) must not replace a study or a run with a table."""
+    csv_path = Path(csv_path)
+    try:
+        if not csv_path.exists():
+            return
+    except (OSError, ValueError):  # a name too long to exist: writing it fails and says so
+        return
+    from fcn_tui.study_store import JOURNAL  # optuna: only when the file is there to compare
+
+    if csv_path.name in (JOURNAL, STUDY_MANIFEST, *RUN_FILES):
+        raise KeptFileError(f"{csv_path}: a file fcn-tui keeps a study or a run in")
 
 
 def per_epoch_rows(records) -> list[dict]:
@@ -35,7 +57,9 @@ def per_epoch_rows(records) -> list[dict]:
 def export_csv(folder: Path, csv_path: Path, per_epoch: bool = False,
                warn: Callable[[str], None] | None = None, records: list | None = None) -> int:
     """Write the CSV and return the number of data rows; `warn` gets one line per damaged run.
-    `records` (a study's runs read from its storage) stand in for the folder's."""
+    `records` (a study's runs read from its storage) stand in for the folder's. KeptFileError if
+    `csv_path` is a file a study or a run is kept in (`check_export_target`)."""
+    check_export_target(csv_path)
     records = find_runs(folder) if records is None else records
     if not records:
         raise NoRunsError(f"{folder}: no runs found (expected run folders with config.toml or summary.json)")

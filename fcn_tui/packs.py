@@ -48,6 +48,7 @@ class PackRun:
         self.status, self.error = ev.STOPPED, "interrupted before the run finished"
         self.halted = False  # left the pack before the engine ended it
         self.finished = False
+        self.stop_check: Callable[[], bool] | None = None  # its own stop check, else the pack's
 
     @property
     def name(self) -> str:
@@ -69,10 +70,12 @@ class PackRun:
     def opened(self) -> None:
         """Its folder exists (a study's run names it to its trial)."""
 
-    def on_event(self, event: ev.Event) -> None:
-        """An engine event, after the folder has it (a study's run reports it to its trial)."""
+    def on_event(self, event: ev.Event) -> list:
+        """An engine event, after the folder has it (a study's run reports it to its trial); what
+        to tell the front ends about it besides the event itself."""
+        return []
 
-    def conclude(self, metrics: dict[str, Any] | None = None) -> None:
+    def conclude(self) -> None:
         """The run ended with `status` and `error` (a study's run tells its trial)."""
 
     def crashed(self, message: str, bad_input: bool = False):
@@ -103,7 +106,7 @@ def train_packs(runs: list[PackRun], backend: Any, should_stop: Callable[[], boo
 
 
 def _members(runs: list[PackRun], should_stop: Callable[[], bool]) -> list[Member]:
-    return [Member(run.config, should_stop=lambda run=run: run.halted or should_stop(),
+    return [Member(run.config, should_stop=lambda run=run: run.halted or (run.stop_check or should_stop)(),
                    should_prune=run.should_prune(), resume_from=run.state) for run in runs]
 
 
@@ -161,9 +164,8 @@ def _train(pack: Any, runs: list[PackRun], should_stop: Callable[[], bool],
             run = runs[k]
             if run.halted:
                 continue
-            failure = _record(run, event, pack.members[k])
-            if failure is not None:
-                yield failure
+            yield from _record(run, event, pack.members[k])
+            if run.halted:
                 continue
             try:
                 yield Trained(event, run.position, run.total, run.run_dir)
@@ -183,20 +185,21 @@ def _train(pack: Any, runs: list[PackRun], should_stop: Callable[[], bool],
                 run.conclude()
 
 
-def _record(run: PackRun, event: ev.Event, member: Any):
-    """Write what `event` adds to the run's folder and tell the run; a RunCrashed if the folder failed."""
+def _record(run: PackRun, event: ev.Event, member: Any) -> list:
+    """Write what `event` adds to the run's folder and tell the run; what to say besides the event
+    (a RunCrashed, and the run halted, when its folder failed)."""
     try:
         model = member.model if isinstance(event, ev.RunFinished) else None
         run.recorder.record(event, model, getattr(member, "checkpoint", None))
     except RunWriteError as err:
         run.recorder.fail(ev.FAILED, str(err))
-        return run.crashed(str(err))
+        return [run.crashed(str(err))]
     if isinstance(event, ev.RunFinished):
         run.status, run.error, run.finished = event.status, event.error, True
-    run.on_event(event)
+    told = run.on_event(event)
     if isinstance(event, ev.RunFinished):
         run.conclude()
-    return None
+    return told
 
 
 def _failed(run: PackRun, error: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fcn_tui.events import Predictions
-from fcn_tui.runs import atomic_write
+from fcn_tui.runs import FolderHandle, atomic_write
 
 PREDICTIONS = "predictions.npz"
 NUM_CLASSES = 10
@@ -28,8 +28,9 @@ NO_PREDICTIONS = f"this run has no {PREDICTIONS} (runs made before it was saved,
 MEMBERS = {"true": ("|u1", 1), "predicted": ("|u1", 1), "probs": ("<f2", 2)}  # name: (dtype, dimensions)
 
 
-def save_predictions(path: Path, predictions: Predictions) -> None:
-    """Write `predictions` to `path` (compressed npz, uint8 labels, float16 probabilities)."""
+def save_predictions(path: Path, predictions: Predictions, folder: FolderHandle | None = None) -> None:
+    """Write `predictions` to `path` (compressed npz, uint8 labels, float16 probabilities), through
+    `folder`'s handle when given (`runs.FolderHandle`)."""
     import numpy as np
 
     arrays = {
@@ -37,7 +38,7 @@ def save_predictions(path: Path, predictions: Predictions) -> None:
         "predicted": np.asarray(predictions.predicted, dtype=np.uint8),
         "probs": np.asarray(predictions.probs, dtype=np.float16),
     }
-    atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(Path(path), lambda f: np.savez_compressed(f, **arrays), folder)
 
 
 def _check_headers(path: Path) -> None:

@@ -3,7 +3,11 @@
 A preset without `[sweep]` or `[search]` is one run, written to `OUT/<time>-<name>/`. With
 `resume=True`, a run already `completed` with the same configuration directly under OUT is
 skipped; a `stopped`, `incomplete` or `failed` one that left a usable checkpoint continues in
-its own folder from its last epoch; otherwise the run starts in a new folder. Nothing is
+its own folder from its last epoch; otherwise the run starts in a new folder. A preset that is a
+run folder's own `config.toml` (`run OUT/RUN/config.toml --resume --out OUT`) is that run:
+skipped if it completed, else continued, whatever other runs of its configuration did. A run
+that a live process is training (its folder's claim, `runs.claim_run_folder`) is not trained a
+second time: the runner says who holds it. Nothing is
 deleted: an earlier attempt without a checkpoint, a damaged (`unreadable`) run folder, a link or
 a folder that is not a run stays as it is beside the new one. Studies (sweeps and searches) are
 planned in their storage instead (`fcn_tui.runner`, `fcn_tui.study_store`). Imports no torch.
@@ -12,6 +16,7 @@ planned in their storage instead (`fcn_tui.runner`, `fcn_tui.study_store`). Impo
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +85,27 @@ def _by_config(records: list[RunRecord], statuses: tuple[str, ...]) -> dict[str,
 UNFINISHED = (ev.STOPPED, ev.INCOMPLETE, ev.FAILED)
 
 
+def _own_run(preset: Preset, earlier: list[RunRecord]) -> RunRecord | None:
+    """The run folder under OUT whose own `config.toml` the preset was read from, if any."""
+    source = Path(preset.source)
+    if source.name != "config.toml":
+        return None
+    for record in earlier:
+        if record.config is not None and not record.path.is_symlink() and (
+                os.path.abspath(record.path) == os.path.abspath(source.parent)):
+            return record
+    return None
+
+
+def _continue_own(run: PlannedRun, record: RunRecord) -> None:
+    """Plan `run` as the resumption of its own folder `record`: skipped when it completed,
+    continued when it can be (a checkpoint, or another process training it: its claim decides)."""
+    if record.status == ev.COMPLETED:
+        run.skip, run.run_dir = True, record.path
+    elif record.status == ev.RUNNING or (record.status in UNFINISHED and (record.path / CHECKPOINT).is_file()):
+        run.continue_dir = record.path
+
+
 def plan(presets: list[Preset], out_root: Path, resume: bool = False) -> list[PlannedGroup]:
     groups = []
     for preset in presets:
@@ -89,11 +115,17 @@ def plan(presets: list[Preset], out_root: Path, resume: bool = False) -> list[Pl
             earlier = [r for r in find_runs(group.out_root) if r.path.parent == group.out_root]
         done = _by_config(earlier, (ev.COMPLETED,))
         unfinished = _by_config([r for r in earlier if (r.path / CHECKPOINT).is_file()], UNFINISHED)
+        busy = _by_config(earlier, (ev.RUNNING,))  # a live process on this machine trains it now
+        own = _own_run(preset, earlier)
         for config in preset.runs():
             key = _config_key(config)
-            run = PlannedRun(config=config, group=group, skip=key in done)
-            if run.skip:
-                run.run_dir = done[key]
+            run = PlannedRun(config=config, group=group)
+            if own is not None and _config_key(own.config) == key:
+                _continue_own(run, own)
+            elif key in done:
+                run.skip, run.run_dir = True, done[key]
+            elif key in busy:  # continued only if its claim is free: the runner says who holds it
+                run.continue_dir = busy.pop(key)
             elif key in unfinished:
                 run.continue_dir = unfinished.pop(key)
             group.runs.append(run)

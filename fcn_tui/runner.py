@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,23 +45,26 @@ from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
 from fcn_tui.packs import PackRun, train_packs
 from fcn_tui.runs import (
-    FILE_MODE,
-    O_NOFOLLOW,
     STUDY_MANIFEST,
+    RunBusy,
     RunRecord,
     RunWriteError,
     atomic_write_text,
+    claim_run_folder,
     load_checkpoint,
+    open_append,
     read_run,
+    release_run_folder,
     slug,
     study_folder_name,
     timestamp,
     unique_dir,
-    write_error,
 )
+from fcn_tui.signals import PARENT_ENV
 from fcn_tui.study_store import (
     JOURNAL,
     StudyError,
+    StudyNotFound,
     StudyStore,
     attr,
     config_key,
@@ -69,6 +72,7 @@ from fcn_tui.study_store import (
     folder_attr,
     make_pruner,
     make_sampler,
+    process_paused,
     record_from_trial,
     run_status,
     study_manifest,
@@ -166,6 +170,24 @@ class WorkersProgress:
 
 
 @dataclass(frozen=True)
+class WorkersStarted:
+    """`count` worker processes started for a study (no more than it has runs to train)."""
+
+    count: int
+    threads: int
+    devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunTakenOver:
+    """This worker's claim on a run lapsed (it was paused, or cut off from the storage) and another
+    worker took the run over: this one stopped training it."""
+
+    name: str
+    run_dir: Path
+
+
+@dataclass(frozen=True)
 class WorkerExited:
     """A worker process that ended abnormally; its run, if any, is taken over by the others."""
 
@@ -175,6 +197,8 @@ class WorkerExited:
 
     @property
     def reason(self) -> str:
+        if self.returncode - 128 in STOP_SIGNALS:  # it saved its run as stopped
+            return f"was stopped by {signal.Signals(self.returncode - 128).name}"
         if self.returncode < 0:
             with contextlib.suppress(ValueError):
                 return f"killed by {signal.Signals(-self.returncode).name}"
@@ -193,7 +217,7 @@ class StudyFinished:
 
 
 RunnerEvent = (StudyOpened | RunStarting | RunSkipped | Trained | RunCrashed | Waiting | WorkersProgress
-               | WorkerExited | StudyFinished)
+               | WorkersStarted | RunTakenOver | WorkerExited | StudyFinished)
 
 
 # --- entry points --------------------------------------------------------------------------------
@@ -237,7 +261,7 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
         if options.resume:
             try:
                 store = StudyStore.open(spec, name)
-            except StudyError:
+            except StudyNotFound:
                 store, created = StudyStore.create_or_join(spec, name, preset)
             else:
                 skipped = bring_up_to_date(store, preset)
@@ -271,14 +295,17 @@ def newest_study_folder(out: Path, name: str) -> Path | None:
     candidates = []
     for manifest in out.glob(f"*/{STUDY_MANIFEST}"):
         folder = manifest.parent
-        if folder.is_symlink() or manifest.is_symlink() or not (folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink():
+        if folder.is_symlink() or manifest.is_symlink() or not ((folder / JOURNAL).is_file() or (folder / JOURNAL).is_symlink()):
             continue
         try:
             if tomllib.loads(manifest.read_text(encoding="utf-8")).get("name") == name:
                 candidates.append(folder)
         except (OSError, ValueError, RecursionError):  # not a manifest we wrote: not this study
             continue
-    return max(candidates, default=None, key=lambda p: p.name)
+    newest = max(candidates, default=None, key=lambda p: p.name)
+    if newest is not None and (newest / JOURNAL).is_symlink():  # said, not passed over for a new study
+        raise StudyError(f"{newest / JOURNAL}: is a link; a study's journal is never followed through one")
+    return newest
 
 
 def newest_study_folder_any(out: Path) -> Path | None:
@@ -424,11 +451,10 @@ def work(store: StudyStore, folder: Path, backend: Any, should_stop: Callable[[]
 
 
 def pack_key(config: Config) -> tuple:
-    """PROVISIONAL: to be replaced by `fcn_tui.engine.pack_key`, the packed engine's own rule.
-    Runs with equal keys may share a pack: the same shapes, device, data split and numerics."""
-    m, t, d = config.model, config.train, config.data
-    return (tuple(m.hidden), t.batch_size, t.device, t.val_fraction, t.seed, d.subset, d.normalize,
-            m.batchnorm, m.activation, t.amp)
+    """Runs with equal keys may share a pack (`fcn_tui.engine.pack_key`: shapes, device, data, numerics)."""
+    from fcn_tui.engine import pack_key as engine_pack_key  # torch: only in a process that trains
+
+    return engine_pack_key(config)
 
 
 def _on_device(config: Config, options: RunOptions) -> Config:
@@ -475,11 +501,11 @@ def train_claimed(store: StudyStore, claimed: list, folder: Path, backend: Any, 
     try:
         total = _safely(lambda: len(store.latest_runs()), 0)
         for frozen in claimed:
-            made = _claimed_run(store, frozen, folder, options, total)
-            if isinstance(made, RunCrashed):
-                yield made
-            else:
+            made = _claimed_run(store, frozen, folder, should_stop, options, total)
+            if isinstance(made, TrialRun):
                 runs.append(made)
+            else:
+                yield from made
         groups: dict[tuple, list[TrialRun]] = {}
         for run in runs:
             groups.setdefault(pack_key(run.config), []).append(run)
@@ -502,15 +528,18 @@ def _safely(action: Callable[[], Any], default: Any = None) -> Any:
         return default
 
 
-def _claimed_run(store: StudyStore, frozen, folder: Path, options: RunOptions, total: int) -> TrialRun | RunCrashed:
+def _claimed_run(store: StudyStore, frozen, folder: Path, should_stop: Callable[[], bool], options: RunOptions,
+                 total: int) -> TrialRun | Iterable[RunnerEvent]:
     """A claimed trial made a run: who trains it, its configuration (sampled now for a search
-    trial, the trials claimed with it already counted by the sampler), where it continues from."""
+    trial, the trials claimed with it already counted by the sampler), where it continues from;
+    or what to say instead (it cannot be configured, or it finished here already)."""
     import optuna
 
     study = store.study
     study.sampler = make_sampler(store.preset, frozen.number)
     study.pruner = make_pruner(store.preset)
     trial = optuna.Trial(study, frozen._trial_id)
+    fenced_stop, holds = _fenced(store, frozen._trial_id, should_stop)
     # Who trains it, before anything slow: the pid first and the host last, because other
     # workers judge a claim with a host by its pid (see `claimant_alive`).
     for key, value in (("pid", os.getpid()), ("worker", options.worker_label), ("host", socket.gethostname())):
@@ -520,24 +549,30 @@ def _claimed_run(store: StudyStore, frozen, folder: Path, options: RunOptions, t
         config = _on_device(suggest(trial, store.preset, _queued_config(frozen)), options)
     except (ConfigError, ValueError) as err:
         _conclude(store, trial, ev.FAILED, {"error": str(err)})
-        return RunCrashed(attr(frozen, "name") or f"run {run}", str(err))
+        return [RunCrashed(attr(frozen, "name") or f"run {run}", str(err))]
     for key, value in (("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
                        ("epoch", 0), ("epochs", config.train.epochs)):
         _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
+    if (done := _finished_here(frozen, config, folder)) is not None:
+        return _record_finished(store, trial, done, run, max(total, run))
     continue_dir, state, note = _continuation(frozen, config, folder)
-    return TrialRun(store, trial, frozen._trial_id, config, run, max(total, run), folder, state, continue_dir, note)
+    return TrialRun(store, trial, frozen._trial_id, config, run, max(total, run), folder, state, continue_dir, note,
+                    fenced_stop, holds)
 
 
 class TrialRun(PackRun):
     """A study's run in a pack: its folder in the study's, each epoch reported to its Optuna trial
-    (and the pruner asked), its end told to the trial; its heartbeat recorded while it is claimed."""
+    (and the pruner asked), its end told to the trial; its heartbeat recorded while it is claimed,
+    and its claim checked (`_fenced`): a run another worker took over stops and reports no more."""
 
     def __init__(self, store: StudyStore, trial, trial_id: int, config: Config, run: int, total: int, folder: Path,
-                 state: dict | None, continue_dir: Path | None, note: str) -> None:
+                 state: dict | None, continue_dir: Path | None, note: str,
+                 fenced_stop: Callable[[], bool], holds: Callable[[bool], bool]) -> None:
         super().__init__(config, run, total, state, continue_dir, note)
         self.store, self.trial, self.folder = store, trial, folder
+        self.stop_check, self.holds = fenced_stop, holds
         self.pruning = store.preset.search is not None and store.preset.search.pruner != "none"
-        self.pruned = self.concluded = False
+        self.pruned = self.concluded = self.taken_over = False
         self.stop_heartbeat = store.heartbeat(trial_id)
 
     def new_dir(self) -> Path:
@@ -554,19 +589,24 @@ class TrialRun(PackRun):
     def opened(self) -> None:
         _safely(lambda: self.trial.set_user_attr("run_dir", str(self.run_dir.absolute())))
 
-    def on_event(self, event: ev.Event) -> None:
+    def on_event(self, event: ev.Event) -> list:
         trial = self.trial
         if isinstance(event, ev.RunStarted) and event.previous_epochs:  # told on the console too
             for key in ("continued_after", "epoch"):
                 _safely(lambda k=key: trial.set_user_attr(k, len(event.previous_epochs)))
+        elif isinstance(event, ev.EpochEnded) and not self.holds(True):  # another worker has the run now
+            if not self.taken_over:
+                self.taken_over = True
+                return [RunTakenOver(self.name, self.run_dir)]
         elif isinstance(event, ev.EpochEnded):
             # the epoch first: a reader never sees an epoch's value under the epoch before it
             _safely(lambda: trial.set_user_attr("epoch", event.epoch))
             _safely(lambda: trial.report(event.val_acc, event.epoch))
             if self.pruning and event.epoch < event.epochs:
                 self.pruned = bool(_safely(trial.should_prune, False))
+        return []
 
-    def conclude(self, metrics: dict[str, Any] | None = None) -> None:
+    def conclude(self) -> None:
         if self.concluded:
             return
         self.concluded = True
@@ -577,6 +617,52 @@ class TrialRun(PackRun):
             _conclude(self.store, self.trial, self.status, metrics)
         finally:
             self.stop_heartbeat()
+
+
+FENCE_S = 2.0  # how often a training run asks whether its claim still stands (one small read)
+
+
+def _fenced(store: StudyStore, trial_id: int, should_stop: Callable[[], bool]):
+    """`should_stop` that is also true once the storage is lost (`StorageLost`: the run is saved
+    as stopped) or the claim was taken over by another worker (asked every `FENCE_S` between
+    batches, so a worker resumed after a pause stops within a batch); and the check itself,
+    which answers True while the claim stands."""
+    held = [True, time.monotonic()]
+
+    def holds(now: bool = False) -> bool:
+        if held[0] and (now or time.monotonic() - held[1] >= FENCE_S):
+            held[:] = [store.still_holds(trial_id), time.monotonic()]
+        return held[0]
+
+    def stop() -> bool:
+        return should_stop() or store.lost is not None or not holds()
+
+    return stop, holds
+
+
+def _finished_here(frozen, config: Config, folder: Path) -> RunRecord | None:
+    """The run's folder here when it already finished (completed, diverged, pruned) though the
+    storage never heard it (the storage was away when it ended): recorded, never trained again."""
+    earlier = folder_attr(frozen, "continue_dir")
+    if not earlier or attr(frozen, "continue_host") != socket.gethostname():
+        return None
+    path = Path(earlier)
+    if os.path.abspath(path.parent) != os.path.abspath(folder):
+        path = folder / path.name
+    record = None if path.is_symlink() or not path.is_dir() else read_run(path)
+    if record is None or record.config is None or config_key(record.config) != config_key(config):
+        return None
+    return record if record.status in FINISHED else None
+
+
+def _record_finished(store: StudyStore, trial, record: RunRecord, run: int, total: int) -> Iterator[RunnerEvent]:
+    _safely(lambda: trial.set_user_attr("run_dir", str(record.path.absolute())))
+    for row in record.metrics:
+        if isinstance(epoch := row.get("epoch"), (int, float)) and isinstance(row.get("val_acc"), float):
+            _safely(lambda e=int(epoch), v=row["val_acc"]: trial.report(v, e))
+    _safely(lambda: trial.set_user_attr("epoch", record.get("epochs_completed")))
+    _conclude(store, trial, record.status, {k: record.get(k) for k in SUMMARY_KEYS} | {"error": record.get("error")})
+    yield RunSkipped(run, total, record.name, record.path)
 
 
 SUMMARY_KEYS = ("epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc", "test_loss", "test_acc",
@@ -641,10 +727,41 @@ def run_single(preset: Preset, position: int, total: int, backend: Any, should_s
     if planned.skip:
         yield RunSkipped(position, total, config.name, planned.run_dir)
         return
-    state, cannot = _checkpoint_of(planned)
-    note = f"cannot continue the earlier attempt ({cannot}): a new folder" if cannot else ""
-    yield from train_packs([SingleRun(planned, position, total, state, note)], backend, should_stop,
-                           options.checkpoint_every_s)
+    claim, instead = _claim_earlier_attempt(planned, position, total)
+    if instead is not None:
+        yield instead
+        return
+    try:
+        state, cannot = _checkpoint_of(planned)
+        note = f"cannot continue the earlier attempt ({cannot}): a new folder" if cannot else ""
+        yield from train_packs([SingleRun(planned, position, total, state, note)], backend, should_stop,
+                               options.checkpoint_every_s)
+    finally:
+        release_run_folder(claim)
+
+
+def _claim_earlier_attempt(planned, position: int, total: int) -> tuple[int | None, RunnerEvent | None]:
+    """Claim the folder a resumed single run continues, so that two `--resume` at once never train
+    it twice: (the claim, None) to go on, or (None, what to say instead) when another live process
+    trains it or it completed meanwhile."""
+    folder, name = planned.continue_dir, planned.config.name
+    if folder is None:
+        return None, None
+    try:
+        claim = claim_run_folder(folder)
+    except RunBusy as err:
+        return None, RunCrashed(name, f"{name}: not started twice: {err}")
+    except RunWriteError as err:
+        return None, RunCrashed(name, str(err))
+    record = read_run(folder)  # as it is now that this process holds it
+    if record is not None and record.status == ev.COMPLETED:
+        release_run_folder(claim)
+        return None, RunSkipped(position, total, name, folder)
+    if record is not None and record.status == ev.RUNNING:  # a process that took no claim trains it
+        release_run_folder(claim)
+        holder = f"pid {record.get('pid')} on {record.get('host')}"
+        return None, RunCrashed(name, f"{name}: not started twice: {folder} is being trained by {holder}")
+    return claim, None
 
 
 class SingleRun(PackRun):
@@ -709,40 +826,54 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
     store, folder, opened = open_study(preset, options)
     yield opened
     folder.mkdir(parents=True, exist_ok=True)
+    from optuna.trial import TrialState
+
+    count = max(1, min(plan.count, len(store.trials((TrialState.WAITING,)))))  # an idle worker only waits
+    yield WorkersStarted(count, plan.threads, tuple(plan.devices[:count]))
     logs, procs = [], []
-    for index in range(plan.count):  # every log before any worker starts
+    for index in range(count):  # every log before any worker starts
         path = folder / f"worker-{index + 1}.log"
-        try:  # appended to on --resume: never through a link planted there
-            logs.append(os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW, FILE_MODE), "ab"))
-        except OSError as err:
+        try:  # appended to on --resume: never through a link (symbolic or hard) planted there
+            logs.append(os.fdopen(open_append(path), "ab"))
+        except RunWriteError:
             for log in logs:
                 log.close()
-            raise write_error(path, err) from None
+            raise
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}  # each worker stops when this process is gone
     for index, log in enumerate(logs):
-        procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log,
+        procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log, env=env,
                                       stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
-    forwarded = False
+    forwarded = 0.0  # when a stop was passed on
     reported: set[int] = set()
 
     def killed(p: subprocess.Popen) -> bool:
         """Ended by a signal that was no stop of ours: a kill or a crash, not a Ctrl-C passed on."""
         return p.returncode is not None and p.returncode < 0 and not (forwarded and -p.returncode in STOP_SIGNALS)
 
+    def stopped_alone(p: subprocess.Popen) -> bool:
+        """Stopped by a signal of its own (someone's SIGTERM), not one passed on: its run saved as stopped."""
+        return not forwarded and p.returncode is not None and p.returncode - 128 in STOP_SIGNALS
+
     try:
         while True:
             alive = [p for p in procs if p.poll() is None]
             for index, p in enumerate(procs):
-                if killed(p) and index not in reported:
+                if (killed(p) or stopped_alone(p)) and index not in reported:
                     reported.add(index)
                     yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
+                    if stopped_alone(p) and alive:
+                        _requeue_stopped(store, f"w{index + 1}")  # for a live worker to continue
             yield WorkersProgress(store.name, tuple(_safely(lambda: store.records(), ()) or ()), len(alive))
             if not alive:
                 break
             if should_stop() and not forwarded:
-                forwarded = True
+                forwarded = time.monotonic()
                 for p in alive:
                     with contextlib.suppress(ProcessLookupError):
                         p.send_signal(stop_signal() or signal.SIGINT)
+            if forwarded and (time.monotonic() - forwarded > WORKER_STOP_S
+                              or all(process_paused(p.pid) for p in alive)):
+                break  # a paused or hung worker cannot answer: killed below, its run left to --resume
             time.sleep(POLL_S)
     finally:
         deadline = time.monotonic() + WORKER_STOP_S
@@ -753,16 +884,26 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
                     p.send_signal(signal.SIGINT)
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if not process_paused(p.pid):
+                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
             if p.poll() is None:
                 p.kill()
+                p.wait()
         for log in logs:
             log.close()
     normal = (0, 1, *(128 + s for s in STOP_SIGNALS))  # done, a run failed, stopped
     for index, p in enumerate(procs):
-        if index not in reported and p.returncode not in normal and (p.returncode >= 0 or killed(p)):
+        if index not in reported and (p.returncode not in normal or stopped_alone(p)) and (p.returncode >= 0 or killed(p)):
             yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
     yield finish_study(store, folder)
+
+
+def _requeue_stopped(store: StudyStore, label: str) -> None:
+    """Queue again the runs a worker saved as stopped when it was stopped on its own (not by a
+    stop of the whole study), so that the live workers continue them."""
+    for trial in _safely(store.latest_runs, ()) or ():
+        if attr(trial, "worker") == label and run_status(trial) == ev.STOPPED:
+            _safely(lambda t=trial: store.requeue(t))
 
 
 def _last_line(path: Path) -> str:

@@ -13,14 +13,17 @@ A run folder holds
 - `checkpoint.pt` the full training state after a completed epoch (the engine's
                   `Trainer.checkpoint()`), rewritten atomically at most every `CHECKPOINT_EVERY_S`
                   seconds while the run can still be continued, and always when it ends stopped
-                  or failed (then at its last completed epoch, kept in memory since); removed when
+                  or failed (then at its last completed epoch, which the engine keeps); removed when
                   the run completes, diverges or is pruned.
 Every file is readable at any moment, even after SIGKILL. A folder whose summary still says
 `running` but whose process is gone reads back as `incomplete`.
 
-Writes never follow a link planted in a run folder: whole files go to a fresh temporary file
-(exclusive create, unique name) renamed into place, and metrics.csv is appended with
-O_NOFOLLOW. A write error (`RunWriteError`, "disk full" when it is) marks the run `failed` with
+Writes never follow a link planted in a run folder: the folder is opened once (`FolderHandle`,
+O_NOFOLLOW) and every file is written relative to that handle, so a folder swapped for a link
+mid-run is not followed; whole files go to a fresh temporary file (exclusive create, unique
+name) renamed into place, and metrics.csv is appended with O_NOFOLLOW, refusing a file with
+another hard link (`open_append`). A process training a run holds its claim, a `flock` on
+`.run.lock` in the folder (`claim_run_folder`), so two `--resume` never train it twice. A write error (`RunWriteError`, "disk full" when it is) marks the run `failed` with
 that reason, on a full disk by overwriting summary.json in place if nothing else fits.
 
 Reading never raises for what is in a folder: a damaged one reads back as status `unreadable`
@@ -41,10 +44,12 @@ import json
 import math
 import os
 import re
+import secrets
 import socket
 import tempfile
 import time
 import tomllib
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,6 +61,11 @@ from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; elsewhere appends follow links as before
+try:
+    import fcntl  # POSIX: run folders are claimed with flock
+except ImportError:  # pragma: no cover - Windows: single runs are not claimed
+    fcntl = None
+O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # POSIX: opening a folder's handle fails on a file
 
 
 class RunWriteError(OSError):
@@ -123,14 +133,18 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()  # read once at import, before any worker thread exists
 
 
-def atomic_write(path: Path, fill: Callable[[BinaryIO], Any]) -> None:
+def atomic_write(path: Path, fill: Callable[[BinaryIO], Any], folder: FolderHandle | None = None) -> None:
     """Write a file through `fill(binary file)` so that readers see the old or the new content.
 
     The temporary file is created fresh beside `path` (exclusive create, unique name: a link
     planted there is never followed) and renamed over `path`, which replaces a link at `path`
-    instead of writing through it.
+    instead of writing through it. With `folder` (a handle of `path`'s folder) the file is written
+    through that handle.
     """
     path = Path(path)
+    if folder is not None:
+        _atomic_write_in(folder, path.name, fill)
+        return
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
@@ -151,18 +165,90 @@ def atomic_write(path: Path, fill: Callable[[BinaryIO], Any]) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write_in(folder: FolderHandle, name: str, fill: Callable[[BinaryIO], Any]) -> None:
+    """`atomic_write` of `folder/name` through the folder's handle: the temp file is created and
+    renamed relative to the handle, so a folder swapped for a link meanwhile is never followed."""
+    path = folder.path / name
+    for _ in range(100):  # a unique name, as mkstemp picks one
+        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o600, dir_fd=folder.fd)
+            break
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise write_error(path, err) from None
+    else:
+        raise write_error(path, OSError(errno.EEXIST, "no free temporary file name"))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, name, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=folder.fd)
+        if isinstance(err, OSError):
+            raise write_error(path, err) from None
+        raise
+
+
+class FolderHandle:
+    """A run folder opened once, without following a link (`O_DIRECTORY | O_NOFOLLOW`): files are
+    written by name relative to it, so a folder replaced by a link mid-run is never written through
+    (the run's files stay in the folder that was opened, wherever it was moved)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        except OSError as err:
+            raise write_error(self.path, err, "cannot open the run folder") from None
+        weakref.finalize(self, _close_quietly, self.fd)
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def open_append(path: Path, folder: FolderHandle | None = None) -> int:
+    """A descriptor appending to `path` (created if missing), never through a link: a symbolic
+    link is not followed (O_NOFOLLOW) and a file with another hard link (a name of a file elsewhere)
+    is refused. With `folder`, `path`'s name is opened through the folder's handle."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW
+    try:
+        if folder is None:
+            fd = os.open(path, flags, FILE_MODE)
+        else:
+            fd = os.open(path.name, flags, FILE_MODE, dir_fd=folder.fd)
+    except OSError as err:
+        raise write_error(path, err) from None
+    if os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise RunWriteError(f"{path}: cannot write (a hard link is in the way; not appended through)")
+    return fd
+
+
+def atomic_write_text(path: Path, text: str, folder: FolderHandle | None = None) -> None:
     """Write a text file (UTF-8) atomically; see `atomic_write`."""
     data = text.encode("utf-8")
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), folder)
 
 
-def overwrite_in_place(path: Path, text: str) -> bool:
+def overwrite_in_place(path: Path, text: str, folder: FolderHandle | None = None) -> bool:
     """Last resort on a full disk: rewrite a file in its own blocks (no temp file, not atomic),
     never through a link; created if missing. True if it worked."""
     data = text.encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | O_NOFOLLOW, FILE_MODE)
+        if folder is None:
+            fd = os.open(path, flags, FILE_MODE)
+        else:
+            fd = os.open(Path(path).name, flags, FILE_MODE, dir_fd=folder.fd)
     except OSError:
         return False
     try:
@@ -199,11 +285,14 @@ def _torch_version() -> str:
 
 
 def _reproducibility() -> dict[str, Any]:
-    """What decides the last decimals of a CPU run besides the seed: torch's thread count and the
-    instruction set its kernels use (`AVX2`, `AVX512`, ...)."""
+    """What decides the last decimals of a CPU run besides the seed: torch's thread count, the
+    instruction set its kernels use (`AVX2`, `AVX512`, ...) and the processor (`cpu_model`), which tells
+    two machines with the same kernel family apart."""
     import torch
 
-    return {"threads": torch.get_num_threads(), "cpu_kernels": torch.backends.cpu.get_cpu_capability()}
+    from fcn_tui.cpu import cpu_model
+
+    return {"threads": torch.get_num_threads(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model()}
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -233,7 +322,8 @@ def load_torch_file(path: Path) -> tuple[Any, str]:
 
 def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
     """A run folder's checkpoint, loaded without running any code from the file
-    (`weights_only=True`), or None and the reason it cannot be used."""
+    (`weights_only=True`), or None and the reason it cannot be used (also tensors or numbers that
+    do not fit its configuration: `checkpoint_check`)."""
     path = Path(run_dir) / CHECKPOINT
     if path.is_symlink() or not path.is_file():
         return None, "no checkpoint"
@@ -242,15 +332,71 @@ def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
         return None, f"{path.name}: unreadable ({error})"
     if not isinstance(state, dict):
         return None, f"{path.name}: not a checkpoint"
+    from fcn_tui.checkpoint_check import checkpoint_problem  # torch, as loading did
+
+    problem = checkpoint_problem(state)
+    if problem:
+        return None, f"{path.name}: {problem}"
     return state, ""
 
 
-def save_torch(path: Path, obj: Any) -> None:
+RUN_LOCK = ".run.lock"  # a run folder's claim: locked while a process trains the run, kept after
+
+
+class RunBusy(Exception):
+    """Another live process trains this run; the message names it (pid and host)."""
+
+
+def claim_run_folder(run_dir: Path) -> int:
+    """Claim `run_dir` for this process: an exclusive `flock` on its lock file (created if missing,
+    never through a link), held while the returned descriptor is open. The system releases it when
+    its holder ends, even by SIGKILL, so the claim of a dead process is simply taken over; the file
+    names the holder (pid and host). RunBusy when another process holds it."""
+    path = Path(run_dir) / RUN_LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW, FILE_MODE)
+    except OSError as err:
+        raise write_error(path, err, "cannot claim the run") from None
+    try:
+        if os.fstat(fd).st_nlink > 1:
+            raise RunWriteError(f"{path}: cannot claim the run (a hard link is in the way; not written through)")
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{run_dir} is being trained by {_lock_holder(fd)}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    except BaseException as err:
+        os.close(fd)
+        if isinstance(err, OSError) and not isinstance(err, RunWriteError):
+            raise write_error(path, err, "cannot claim the run") from None
+        raise
+    return fd
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds a lock file, as it says (`pid 123 on host`), shown safely."""
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return "".join(c for c in text if c.isprintable())[:120] or "another process"
+
+
+def release_run_folder(claim: int | None) -> None:
+    """Let go of a claim from `claim_run_folder` (the lock file stays: removing it would let two
+    processes hold locks on two different files of one name)."""
+    if claim is not None:
+        _close_quietly(claim)
+
+
+def save_torch(path: Path, obj: Any, folder: FolderHandle | None = None) -> None:
     """`torch.save` atomically (see `atomic_write`); a full disk is reported as such."""
     import torch
 
     try:
-        atomic_write(path, lambda f: torch.save(obj, f))
+        atomic_write(path, lambda f: torch.save(obj, f), folder)
     except RuntimeError as err:  # torch's zip writer loses errno: "unexpected pos 1088 vs 982"
         full = _disk_full(path.parent)
         raise write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else OSError(0, str(err))) from None
@@ -269,7 +415,7 @@ class RunRecorder:
         self.config = config
         self.checkpoint_every_s = CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s
         self._checkpoint_due = time.monotonic() + self.checkpoint_every_s
-        self._unsaved: dict | None = None  # the last epoch's checkpoint while it is not on disk
+        self._unsaved: Callable[[], dict] | None = None  # the last epoch's checkpoint, while not on disk
         self.summary: dict[str, Any] = {
             "name": config.name,
             "status": ev.RUNNING,
@@ -297,7 +443,8 @@ class RunRecorder:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise write_error(self.run_dir, err, "cannot create the run folder") from None
-        atomic_write_text(self.run_dir / "config.toml", config_to_toml(config))
+        self.folder = FolderHandle(self.run_dir)  # every file below is written through this handle
+        atomic_write_text(self.run_dir / "config.toml", config_to_toml(config), self.folder)
         self._write_summary()
         self._metrics_path = self.run_dir / "metrics.csv"
         self.continuing = continuing
@@ -305,11 +452,11 @@ class RunRecorder:
             self._append_line(",".join(METRICS_COLUMNS))
 
     def _write_summary(self) -> None:
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary, indent=2) + "\n")
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary, indent=2) + "\n", self.folder)
 
     def _append_line(self, line: str) -> None:
-        try:  # never through a link planted at metrics.csv
-            fd = os.open(self._metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW, FILE_MODE)
+        fd = open_append(self._metrics_path, self.folder)  # never through a link planted at metrics.csv
+        try:
             with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
                 f.flush()
@@ -333,7 +480,7 @@ class RunRecorder:
             self.summary["device"] = event.device_name if event.device == "cpu" else f"{event.device} ({event.device_name})"
             if self.continuing:
                 lines = [",".join(METRICS_COLUMNS), *map(metrics_line, event.previous_epochs)]
-                atomic_write_text(self._metrics_path, "\n".join(lines) + "\n")
+                atomic_write_text(self._metrics_path, "\n".join(lines) + "\n", self.folder)
                 for previous in event.previous_epochs:
                     self._add_epoch(previous)
                 self.summary["resumed_after_epoch"] = len(event.previous_epochs)
@@ -342,7 +489,7 @@ class RunRecorder:
             self._append_line(metrics_line(event))
             self._add_epoch(event)
             if checkpoint is not None and event.epoch < event.epochs:
-                self._unsaved = checkpoint()
+                self._unsaved = checkpoint  # the engine keeps the epoch's state: copied only when written
                 if time.monotonic() >= self._checkpoint_due:
                     self.save_checkpoint()
             self._write_summary()
@@ -352,13 +499,13 @@ class RunRecorder:
             self._unsaved = None
             if event.status in (ev.COMPLETED, ev.DIVERGED, ev.PRUNED):
                 with contextlib.suppress(OSError):  # nothing left to continue: the file was ours
-                    (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
+                    os.unlink(CHECKPOINT, dir_fd=self.folder.fd)
             if event.test_confusion is not None:
-                atomic_write_text(self.run_dir / "confusion.csv", confusion_csv(event.test_confusion))
+                atomic_write_text(self.run_dir / "confusion.csv", confusion_csv(event.test_confusion), self.folder)
             if event.test_predictions is not None:
                 from fcn_tui.predictions import PREDICTIONS, save_predictions  # numpy: only when a run ends
 
-                save_predictions(self.run_dir / PREDICTIONS, event.test_predictions)
+                save_predictions(self.run_dir / PREDICTIONS, event.test_predictions, self.folder)
             if model is not None and event.status != ev.FAILED:
                 self._save_model(model)
             self.summary.update(
@@ -382,13 +529,13 @@ class RunRecorder:
         still resumes exactly (from its own epoch)."""
         if self._unsaved is None:
             return
-        with contextlib.suppress(RunWriteError):
-            save_torch(self.run_dir / CHECKPOINT, self._unsaved)
+        with contextlib.suppress(RunWriteError, ValueError):  # ValueError: the engine has no state to give
+            save_torch(self.run_dir / CHECKPOINT, self._unsaved(), self.folder)
         self._unsaved = None
         self._checkpoint_due = time.monotonic() + self.checkpoint_every_s
 
     def _save_model(self, model) -> None:
-        save_torch(self.run_dir / "model.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        save_torch(self.run_dir / "model.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()}, self.folder)
 
     def fail(self, status: str, error: str | None) -> None:
         """Best effort: mark the run as ended with `status` after an interruption or error.
@@ -403,7 +550,7 @@ class RunRecorder:
             self._write_summary()
         except RunWriteError:
             compact = {k: v for k, v in self.summary.items() if k != "config"}
-            overwrite_in_place(self.run_dir / "summary.json", json.dumps(compact) + "\n")
+            overwrite_in_place(self.run_dir / "summary.json", json.dumps(compact) + "\n", self.folder)
 
 
 def _disk_full(folder: Path) -> bool:
@@ -418,14 +565,15 @@ def mark_failed(run_dir: Path, error: str) -> None:
     """Best effort: record in its summary that a run ended on an error outside the engine."""
     path = Path(run_dir) / "summary.json"
     try:
+        folder = FolderHandle(run_dir)  # a folder swapped for a link is left alone
         summary = json.loads(path.read_text(encoding="utf-8"))
         summary.update(status=ev.FAILED, error=error, finished_at=datetime.now().isoformat(timespec="seconds"))
     except (OSError, ValueError, AttributeError, RecursionError):
         return
     try:
-        atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(summary, indent=2) + "\n", folder)
     except RunWriteError:
-        overwrite_in_place(path, json.dumps({k: v for k, v in summary.items() if k != "config"}) + "\n")
+        overwrite_in_place(path, json.dumps({k: v for k, v in summary.items() if k != "config"}) + "\n", folder)
 
 
 def record_run(trainer, run_dir: Path, checkpoint_every_s: float | None = None) -> Iterator[ev.Event]:
@@ -504,7 +652,7 @@ MAX_SMALL_FILE = 1 << 20  # summary.json and config.toml are a few KB; more is n
 MAX_METRICS_FILE = 64 << 20  # ~800,000 epochs of metrics
 FINITE_KEYS = ("epochs_completed", "val_acc", "best_val_acc", "test_acc", "wall_s", "samples_per_s")
 LOSS_KEYS = ("train_loss", "val_loss", "test_loss")  # NaN or inf is a diverged run's honest loss
-TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version", "cpu_kernels")
+TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version", "cpu_kernels", "cpu_model")
 
 
 class UnreadableFile(ValueError):

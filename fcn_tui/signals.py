@@ -73,3 +73,27 @@ class StopOnSignals:
         for signum, handler in self._previous.items():
             signal.signal(signum, signal.SIG_IGN if self.ignore_after else handler)
         self._previous.clear()
+
+
+PARENT_ENV = "FCN_TUI_PARENT_PID"  # set by `run --workers` for its worker processes
+PR_SET_PDEATHSIG = 1  # prctl(2) option: a signal for this process when its parent ends
+
+
+def stop_with_parent() -> None:
+    """In a worker started by `run --workers` (PARENT_ENV names that process): when the parent
+    is gone (SIGKILL), receive SIGTERM, which stops the run and saves it as after a Ctrl-C.
+    Linux's prctl(PR_SET_PDEATHSIG) delivers it; a parent that died before this call is seen
+    by its pid. Elsewhere, or outside `run --workers`, nothing changes."""
+    parent = os.environ.get(PARENT_ENV, "")
+    if not parent.isdigit():
+        return
+    os.environ.pop(PARENT_ENV)  # not for this worker's own children
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the check below still catches an early death
+        pass
+    if os.getppid() != int(parent):
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -33,6 +33,7 @@ Imports no torch and nothing of the UI.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import re
@@ -74,11 +75,17 @@ SCHEMA_TRIES = 5  # attempts at creating Optuna's tables when other workers crea
 CLAIM_GRACE_S = 120  # a claimed run whose worker never wrote its host and pid is taken over after this
 FOREIGN_WAIT_S = 5  # a new study gets its preset within milliseconds of being created
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
+PLAN_STALL_S = 10  # its creator queues a run every few milliseconds: this long without one, it stopped
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
 MAX_NAME = 512  # characters of a study name that Optuna's RDB storage keeps
 RECORD_START = b'{"op_code":'  # how every line of an Optuna journal begins
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
+# A server restart or a network blip takes seconds: a storage call is retried this long (with
+# back-off) before the worker gives its run up; shorter than GRACE_S, so a worker gives up
+# before its silent run could be handed to another worker.
+OUTAGE_S = 45
+OUTAGE_BACKOFF_S = (0.5, 8.0)  # first and longest pause between two tries during an outage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
 # heartbeats and fail_stale_trials are marked experimental; they are what we rely on, on purpose
@@ -87,6 +94,14 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 class StudyError(Exception):
     """A study that cannot be opened, created or joined; the message is one line for the user."""
+
+
+class StudyNotFound(StudyError):
+    """The storage holds no such study (yet: a worker may wait for it to be created)."""
+
+
+class StorageLost(StudyError):
+    """The storage could not be reached for `OUTAGE_S` seconds."""
 
 
 def check_study_name(name: str) -> None:
@@ -144,13 +159,16 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         if str(spec).startswith("sqlite:///") and str(spec)[len("sqlite:///"):].split("?")[0] in ("", ":memory:"):
             # SQLite's in-memory database: the study would vanish with the process, unseen by any worker
             raise StudyError(f"{spec}: name a database file, e.g. sqlite:///study.db")
+        if not create and str(spec).startswith("sqlite:///") and not _sqlite_file(str(spec)).exists():
+            # opening would create an empty database where the user only meant to read one
+            raise StudyNotFound(f"{describe(spec)}: no study here (no file {_sqlite_file(str(spec))})")
         if _at_in_password(spec):
             # the server would be looked up by the password's end, which its error message then shows
             raise StudyError(f"{describe(spec)}: its user name or password holds an '@'; write it as %40")
         for attempt in range(SCHEMA_TRIES):
             try:
-                return optuna.storages.RDBStorage(
-                    _sqlalchemy_url(str(spec)),
+                return PatientRDBStorage(
+                    describe(spec), _sqlalchemy_url(str(spec)),
                     engine_kwargs={"pool_pre_ping": True},  # a dropped connection is reopened, not an error
                     heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                     heartbeat_stale_trial_callback=on_stale,
@@ -169,11 +187,11 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
         raise StudyError(f"{spec}: unsupported storage; use a study folder, postgresql://... or sqlite:///...")
     path = journal_path(spec)
     if not create and not path.is_file():
-        raise StudyError(f"{spec}: no study here (no {JOURNAL})")
+        raise StudyNotFound(f"{spec}: no study here (no {JOURNAL})")
     if path.is_symlink():
         raise StudyError(f"{path}: is a link; open the study folder it points to")
     try:
-        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        with contextlib.suppress(FileNotFoundError), os.fdopen(_open_journal(str(path), os.O_RDONLY), "rb") as f:
             start = f.read(len(RECORD_START))
             if start and start != RECORD_START:  # someone's file, never to be appended to
                 hint = "; for SQLite give sqlite:///FILE" if start.startswith(b"SQLite") else ""
@@ -194,7 +212,7 @@ def check_storage(spec: str | Path) -> None:
     not created (bad input found next must leave nothing behind), only its folder checked."""
     text = str(spec)
     if text.startswith("sqlite:///"):
-        file = Path(text[len("sqlite:///"):].split("?")[0])
+        file = _sqlite_file(text)
     else:
         file = None if "://" in text else journal_path(spec)
     if file is None or file.name in ("", ":memory:") or file.exists() or file.is_symlink():
@@ -203,20 +221,128 @@ def check_storage(spec: str | Path) -> None:
         raise StudyError(f"{describe(spec)}: cannot create {file} (its folder is missing or not writable)")
 
 
+def _sqlite_file(url: str) -> Path:
+    return Path(url[len("sqlite:///"):].split("?")[0])
+
+
+def is_outage(err: BaseException) -> bool:
+    """Whether a storage error is the server or the network away (worth waiting out), not a
+    refused or invalid request: SQLAlchemy's OperationalError / InterfaceError, which Optuna
+    wraps in a StorageInternalError that speaks of "exceeding max length"."""
+    from sqlalchemy import exc
+
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError)):
+            return True
+        if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def _reason(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+class PatientRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage that rides out an outage: each call that fails because the server
+    cannot be reached is tried again with back-off for `OUTAGE_S` seconds, then raises
+    `StorageLost` with a line that says so. From then on (`lost` set) calls are tried once, so a
+    worker that gives up is not held `OUTAGE_S` again by each of its last writes."""
+
+    # calls that are safe to repeat: a read, a value set again, a state move (refused if done)
+    RETRIED = ("get_all_studies", "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+               "get_study_user_attrs", "get_study_system_attrs", "set_study_user_attr", "set_study_system_attr",
+               "get_trial", "get_all_trials", "get_trial_user_attrs", "get_trial_system_attrs", "get_trial_param",
+               "get_trial_id_from_study_id_trial_number", "get_best_trial", "set_trial_param",
+               "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
+               "set_trial_system_attr", "record_heartbeat", "_get_stale_trial_ids", "get_n_trials",
+               "_get_trials", "_get_best_trial_id", "_set_trial_param")  # the last three: Optuna's cache calls them
+
+    def __init__(self, shown: str, *args: Any, **kwargs: Any) -> None:
+        self.shown = shown
+        self.lost: str | None = None
+        super().__init__(*args, **kwargs)
+
+    def patiently(self, name: str, call: Callable[[], Any]) -> Any:
+        deadline = time.monotonic() + (OUTAGE_S if self.lost is None and name in self.RETRIED else 0)
+        pause = OUTAGE_BACKOFF_S[0]
+        while True:
+            try:
+                return call()
+            except Exception as err:
+                if not is_outage(err):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    waited = f" for {OUTAGE_S} s" if name in self.RETRIED else ""
+                    self.lost = f"lost the connection to {self.shown}{waited} ({_reason(err)})"
+                    raise StorageLost(self.lost) from None
+                time.sleep(min(pause, left))
+                pause = min(2 * pause, OUTAGE_BACKOFF_S[1])
+
+
+def _patient(name: str) -> Callable[..., Any]:
+    def method(self: PatientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self.patiently(name, lambda: getattr(optuna.storages.RDBStorage, name)(self, *args, **kwargs))
+
+    method.__name__ = name
+    return method
+
+
+for _name in (*PatientRDBStorage.RETRIED, "create_new_study", "create_new_trial", "_create_new_trial", "delete_study"):
+    if hasattr(optuna.storages.RDBStorage, _name):
+        setattr(PatientRDBStorage, _name, _patient(_name))
+
+
 class Journal(JournalFileBackend):
-    """Optuna's journal file, except that a record is never appended to a cut-off one.
+    """Optuna's journal file, except that a record is never appended to a cut-off one, and that a
+    link planted at the journal (symbolic, or a hard link to a file elsewhere) is never followed.
 
     A write cut short (a full disk, a power loss) leaves a last line without its newline. Optuna's
     reader ignores such a line, but its writer appends the next record right after it, and that
     line, no longer the last, makes every later read fail: the whole study would be unreadable.
     So the cut-off tail, which no reader ever applied, is removed first, under the journal's lock
-    (no other writer is midway)."""
+    (no other writer is midway).
+
+    The journal is created and appended to through `O_NOFOLLOW` opens that also refuse a file of
+    several hard links, and checked for a link right before each read (Optuna's reader opens the
+    path itself): a link swapped in mid-study is a `StudyError`, never a write outside the folder."""
+
+    def __init__(self, file_path: str) -> None:
+        os.close(_open_journal(file_path, os.O_WRONLY | os.O_CREAT))  # Optuna's own create would follow a link
+        super().__init__(file_path)
+
+    def read_logs(self, log_number_from: int) -> Any:
+        """Optuna's reader, whose errors (a JSONDecodeError, a FileNotFoundError) say what
+        happened to the journal."""
+        try:
+            os.close(_open_journal(self._file_path, os.O_RDONLY))  # a link swapped in is refused, not read
+            yield from super().read_logs(log_number_from)
+        except FileNotFoundError:
+            raise StudyError(self._gone()) from None
+        except ValueError as err:  # JSONDecodeError, "Invalid log format": a line no writer made
+            reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+            raise StudyError(f"{self._file_path}: damaged, not a journal fcn-tui can read ({reason})") from None
+
+    def _gone(self) -> str:
+        return f"{self._file_path}: the study's journal is gone (deleted or moved while it was in use)"
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        try:
+            self._append(logs)
+        except FileNotFoundError:
+            raise StudyError(self._gone()) from None
+
+    def _append(self, logs: list[dict[str, Any]]) -> None:
         import json
 
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        with get_lock_file(self._lock), open(self._file_path, "rb+") as f:
+        with get_lock_file(self._lock), os.fdopen(_open_journal(self._file_path, os.O_RDWR), "rb+") as f:
             keep = end = f.seek(0, os.SEEK_END)
             while keep > 0:  # back to just after the last newline
                 start = max(0, keep - 65536)
@@ -235,6 +361,21 @@ class Journal(JournalFileBackend):
             f.write(text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
+
+
+def _open_journal(path: str, flags: int) -> int:
+    """A descriptor of the journal, never through a link: StudyError for a symbolic link or a file
+    with more than one hard link (a name of a file elsewhere)."""
+    try:
+        fd = os.open(path, flags | runs.O_NOFOLLOW, runs.FILE_MODE)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise StudyError(f"{path}: is a link; a study's journal is never followed through one") from None
+        raise
+    if os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise StudyError(f"{path}: has another hard link; a study's journal is never written through one")
+    return fd
 
 
 # --- params: the swept and searched settings as Optuna distributions --------------------------
@@ -349,8 +490,29 @@ def folder_attr(trial: FrozenTrial, key: str = "run_dir") -> str | None:
 
 
 def process_alive(host: Any, pid: Any) -> bool | None:
-    """Whether the process `pid` on `host` runs; None when that cannot be told from here."""
-    return runs.process_alive(pid, host)
+    """Whether the process `pid` on `host` runs; None when that cannot be told from here. A
+    process that is paused (SIGSTOP, Ctrl-Z: it cannot answer a stop) or a zombie does not run."""
+    alive = runs.process_alive(pid, host)
+    return False if alive and process_paused(pid) else alive
+
+
+def process_paused(pid: Any) -> bool:
+    """Whether process `pid` here exists but is stopped or traced (state T or t) or a zombie (Z),
+    from /proc/PID/stat; False where there is no /proc."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read(4096)
+    except (OSError, ValueError, TypeError):
+        return False
+    state = stat[stat.rfind(b")") + 2:][:1]  # after the command name, which may hold anything
+    return state in (b"T", b"t", b"Z")
+
+
+def _still_there(trial: FrozenTrial) -> bool:
+    """Whether the (paused) process of another worker that trained the run still exists here: it
+    could go on writing into the run's folder, so the run is not continued there."""
+    pid, host = attr(trial, "pid"), attr(trial, "host")
+    return pid != os.getpid() and runs.process_alive(pid, host) is True
 
 
 def claimant_alive(trial: FrozenTrial) -> bool | None:
@@ -445,7 +607,7 @@ class StudyStore:
                 raise StudyError(f"{describe(spec)}: name the study with --study (studies: {listed})")
             name = names[0]
         elif name not in names:
-            raise StudyError(f"{describe(spec)}: no study named '{name}'")
+            raise StudyNotFound(f"{describe(spec)}: no study named '{name}'")
         study = optuna.load_study(storage=storage, study_name=name)
         store = cls(study=study, spec=str(spec), preset=Preset(config=Config()))
         store.wait_for_plan()
@@ -459,14 +621,20 @@ class StudyStore:
     def wait_for_plan(self) -> None:
         """Wait while the process creating the study queues its runs; a study without fcn-tui's
         preset after `FOREIGN_WAIT_S` was made by something else (Optuna itself)."""
-        start = time.monotonic()
+        start = last_change = time.monotonic()
+        queued = -1
         while not (attrs := self.study.user_attrs).get("planned"):
-            waited = time.monotonic() - start
+            now = time.monotonic()
+            waited = now - start
             if "manifest" not in attrs and waited > FOREIGN_WAIT_S:
                 raise StudyError(f"study '{self.name}' was not made by fcn-tui (it holds no preset); "
                                  "give the name of a study fcn-tui made")
-            if waited > PLAN_WAIT_S:
-                raise StudyError(f"study '{self.name}': its runs were never queued (the process creating it stopped?)")
+            if (count := len(self.trials())) != queued:
+                queued, last_change = count, now
+            if waited > PLAN_WAIT_S or now - last_change > PLAN_STALL_S:
+                raise StudyError(f"study '{self.name}': its runs were never all queued (the process creating it "
+                                 "stopped, or its storage lost the records: a journal cut short?); "
+                                 "start it again under another --study name")
             time.sleep(0.5)
 
     # -- queueing ------------------------------------------------------------------------------
@@ -494,7 +662,7 @@ class StudyStore:
         """Queue a failed, stopped or dead run again, to continue in its folder where it can."""
         config = attr(trial, "config")
         extra = {"continues": trial.number}
-        if folder_attr(trial):
+        if folder_attr(trial) and not _still_there(trial):
             extra.update(continue_dir=folder_attr(trial), continue_host=attr(trial, "host"))
         try:
             cfg = config_from_dict(config, f"trial {trial.number}") if isinstance(config, dict) else None
@@ -580,6 +748,29 @@ class StudyStore:
         """Runs another live worker is training (or might be: a host we cannot see into)."""
         return sum(1 for t in self.trials((TrialState.RUNNING,))
                    if claimant_alive(t) is not False)
+
+    @property
+    def lost(self) -> str | None:
+        """Why the storage was given up (`StorageLost`), or None."""
+        backend = getattr(self.storage, "_backend", None)
+        return backend.lost if isinstance(backend, PatientRDBStorage) else None
+
+    def still_holds(self, trial_id: int) -> bool:
+        """Whether this process's claim on a trial stands: it is RUNNING and names this process.
+        False once another worker took the run over (the claim lapsed while this one was paused or
+        cut off). True when the storage cannot be asked now: only a clear answer stops a run."""
+        backend = getattr(self.storage, "_backend", None)
+        try:
+            if isinstance(backend, PatientRDBStorage):  # asked once, past Optuna's cache
+                trial = optuna.storages.RDBStorage.get_trial(backend, trial_id)
+            else:
+                trial = self.storage.get_trial(trial_id)
+        except Exception:  # noqa: BLE001 - an outage: the outage handling decides, not this check
+            return True
+        if trial.state != TrialState.RUNNING:
+            return False
+        pid, host = attr(trial, "pid"), attr(trial, "host")
+        return pid in (None, os.getpid()) and host in (None, socket.gethostname())
 
     def heartbeat(self, trial_id: int) -> Callable[[], None]:
         """Start recording the RDB heartbeat of a claimed trial; returns the function that stops it."""

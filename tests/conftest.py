@@ -88,7 +88,32 @@ def _no_real_data_by_default(monkeypatch, request):
         monkeypatch.setattr("fcn_tui.data.unreachable", lambda *args, **kwargs: None)
 
 
+@pytest.fixture(autouse=True)
+def _idle_cpu(monkeypatch):
+    """The machine's load never changes a test's thread count or output (`fcn_tui.cpu`); the
+    tests of that choice set the load they want."""
+    monkeypatch.setattr("fcn_tui.cpu.busy_cores", lambda *args, **kwargs: 0.0)
+
+
 # --- a throw-away PostgreSQL server for the study tests ----------------------------------------
+
+
+_POSTGRES: dict = {}  # the session's server: `stop()` and `start()`
+
+
+@pytest.fixture
+def postgres_server(postgres_url):
+    """`stop()` (`pg_ctl -m fast stop`) and `start()` of the session's PostgreSQL server; started
+    again after the test whatever happened."""
+    from types import SimpleNamespace
+
+    yield SimpleNamespace(stop=_POSTGRES["stop"], start=_POSTGRES["start"])
+    import subprocess
+
+    try:
+        _POSTGRES["start"]()
+    except subprocess.CalledProcessError:  # it was running
+        pass
 
 
 def _free_port() -> int:
@@ -135,6 +160,14 @@ def postgres_url(tmp_path_factory):
     pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start")
+
+    def stop() -> None:  # as an administrator stops it for a restart: every session cut
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+
+    def start() -> None:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start")
+
+    _POSTGRES.update(stop=stop, start=start)
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:

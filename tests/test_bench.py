@@ -126,3 +126,29 @@ def test_app_figure_trains_the_same_run_from_inside_the_app(bench, synthetic_dat
     config = bench.baseline_config(256, 1, 0, "cpu", False, False)
     samples_per_s = bench.tui_samples_per_s(config, synthetic_data_dir)
     assert samples_per_s > 0
+
+
+def test_busy_mode_alternates_idle_and_busy_and_reports_each_ones_ratio(bench, monkeypatch, tmp_path):
+    """`--busy`: per repetition every mode idle, then every mode beside a running hog; the ratio
+    is busy / idle of the medians and the target is the default's (fake runs, no training)."""
+    speeds = {("default", False): 50_000, ("default", True): 40_000, ("old", False): 60_000, ("old", True): 3_000}
+    calls = []
+
+    def fake_child(mode, data_dir, steps):
+        hogging = any(p.poll() is None for p in started)
+        calls.append((mode, hogging))
+        note = "CPU busy: ..." if mode == "default" and hogging else None
+        return {"samples_per_s": speeds[mode, hogging], "threads": 1 if note else 2, "note": note}
+
+    started = []
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(bench.subprocess, "Popen", lambda *a, **k: started.append(real_popen(*a, **k)) or started[-1])
+    monkeypatch.setattr(bench, "busy_child", fake_child)
+    monkeypatch.setattr(bench.time, "sleep", lambda s: None)
+    results = bench.run_busy(bench.parse_args(["--busy", "--reps", "2", "--data-dir", str(tmp_path)]))
+    assert calls == [("default", False), ("old", False), ("default", True), ("old", True)] * 2
+    assert all(p.poll() is not None for p in started)  # every hog ended
+    assert results["ratios"] == {"default": 0.8, "old": 0.05}
+    assert results["target"]["met"] is True
+    table = bench.busy_table(results)
+    assert "default (fcn_tui.cpu)" in table and "0.80x" in table and "0.05x" in table and "console: CPU busy" in table

@@ -210,6 +210,12 @@ def test_labels_fall_back_to_names_when_the_settings_are_alike(tmp_path):
     assert overlay_labels([runs["gamma"]]) == ["gamma"]  # one run: its name
 
 
+def test_a_label_says_all_images_where_the_subset_is_zero(tmp_path):
+    earlier_runs(tmp_path, config(name="full", **{"data.subset": 0}), config(name="part", **{"data.subset": 6000}))
+    runs = {r.name: r for r in find_runs(tmp_path)}
+    assert overlay_labels([runs["full"], runs["part"]]) == ["n=all", "n=6000"]  # n=0 read as zero images
+
+
 # --- what the Train view says before and while a run goes ------------------------------------
 
 

@@ -7,11 +7,12 @@ from typer.testing import CliRunner
 
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
+from fcn_tui.cpu import cpu_model
 from fcn_tui.data import CLASSES
 
 runner = CliRunner()
 SUMMARY_KEYS = {"name", "status", "epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc",
-                "test_loss", "test_acc", "wall_s", "samples_per_s", "device", "torch_version", "threads", "cpu_kernels", "seed", "config"}
+                "test_loss", "test_acc", "wall_s", "samples_per_s", "device", "torch_version", "threads", "cpu_kernels", "cpu_model", "seed", "config"}
 
 
 def run_cli(*args):
@@ -39,6 +40,7 @@ def test_run_writes_a_complete_run_folder(tiny_preset, synthetic_data_dir, tmp_p
     assert SUMMARY_KEYS <= set(summary)
     assert summary["status"] == "completed" and summary["epochs_completed"] == 2
     assert summary["threads"] == 1 and summary["cpu_kernels"] in ("DEFAULT", "VSX", "Z VECTOR", "NO AVX", "AVX2", "AVX512", "SVE256")
+    assert summary["cpu_model"] == cpu_model() and summary["cpu_model"] not in ("", "unknown")  # tells two machines apart
     assert 0.9 < summary["test_acc"] <= 1.0
     assert summary["val_acc"] == float(rows[-1]["val_acc"]) or abs(summary["val_acc"] - float(rows[-1]["val_acc"])) < 1e-6
 

@@ -90,13 +90,13 @@ def test_bf16_autocast_trains_as_well_as_fp32():
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
 
 
-def test_bf16_autocast_runs_the_layers_in_bfloat16():
-    split = gpu_split(4096)
-    trainer = Trainer(Config().with_values({**SMALL, "train.amp": True, "train.epochs": 1}), split, progress_every=1)
+def test_bf16_autocast_runs_the_layers_in_bfloat16(monkeypatch):
+    from fcn_tui import pack
+
     dtypes = set()
-    for event in trainer.events():
-        if isinstance(event, ev.BatchProgress) and not dtypes:  # the model exists from the first step on
-            trainer.model[0].register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
+    real = pack.stacked_linear
+    monkeypatch.setattr(pack, "stacked_linear", lambda *args: dtypes.add(real(*args).dtype) or real(*args))
+    train({"train.amp": True, "train.epochs": 1}, gpu_split(4096), progress_every=1)
     assert torch.bfloat16 in dtypes
 
 
@@ -121,3 +121,18 @@ def test_benchmark_runs_on_the_gpu(synthetic_data_dir):
     assert results["settings"]["amp"] is True
     assert all(v > 0 for v in results["figures"]["engine_samples_per_s"].values())
     assert all(v > 0 for v in results["figures"]["gemm_gflops"].values())
+
+
+def test_a_pack_trains_every_member_on_the_gpu_as_it_would_alone():
+    from fcn_tui.engine import Member, PackTrainer
+
+    split = gpu_split(10000)
+    configs = [Config().with_values({**SMALL, "train.epochs": 1, **v}) for v in
+               ({}, {"optim.name": "sgd", "optim.lr": 0.1, "optim.momentum": 0.9}, {"model.dropout": 0.2, "data.augment": "flip"})]
+    pack = PackTrainer([Member(c) for c in configs], split)
+    finished = {i: e for i, e in pack.events() if isinstance(e, ev.RunFinished)}
+    for i, config in enumerate(configs):
+        _, lone = train({**{k: config.get(k) for k in ("optim.name", "optim.lr", "optim.momentum", "model.dropout",
+                                                        "data.augment")}, "train.epochs": 1}, split)
+        assert finished[i].status == ev.COMPLETED and finished[i].test_acc > 0.9
+        assert abs(finished[i].test_acc - lone[-1].test_acc) < 0.02

@@ -7,7 +7,7 @@ import torch
 from fcn_tui import events as ev
 from fcn_tui.config import Config
 from fcn_tui.data import load_fashion_mnist, make_split
-from fcn_tui.engine import DeviceError, Trainer, resolve_device, to_inputs
+from fcn_tui.engine import DeviceError, Trainer, cpu_has_bf16, resolve_device, to_inputs
 
 TINY = {"model.hidden": [32], "optim.name": "adam", "optim.lr": 0.01, "train.epochs": 2,
         "train.batch_size": 32, "train.device": "cpu"}
@@ -117,3 +117,37 @@ def test_schedules_end_near_zero_learning_rate(split, schedule):
     epochs = [e for e in run(config, split)[1] if isinstance(e, ev.EpochEnded)]
     assert epochs[-1].lr < 0.01 * 0.05
     assert epochs[0].lr > epochs[-1].lr
+
+
+def record_layer_dtypes(monkeypatch) -> set:
+    """The dtypes the batched layers compute in, seen at `fcn_tui.pack.stacked_linear`."""
+    from fcn_tui import pack
+
+    dtypes: set = set()
+    real = pack.stacked_linear
+
+    def recorded(*args):
+        out = real(*args)
+        dtypes.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(pack, "stacked_linear", recorded)
+    return dtypes
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="needs a CPU with bf16 instructions")
+def test_amp_on_a_cpu_with_bf16_trains_in_bfloat16_as_well_as_fp32(split, monkeypatch):
+    dtypes = record_layer_dtypes(monkeypatch)
+    trainer, events = run(Config().with_values({**TINY, "train.amp": True}), split)
+    assert torch.bfloat16 in dtypes and events[0].note == ""
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
+    fp32 = run(Config().with_values(TINY), split)[1]
+    assert events[-1].test_acc > 0.9 and abs(events[-1].test_acc - fp32[-1].test_acc) < 0.05
+
+
+def test_amp_on_a_cpu_without_bf16_says_so_and_trains_in_fp32(split, monkeypatch):
+    monkeypatch.setattr("fcn_tui.engine.cpu_has_bf16", lambda: False)
+    dtypes = record_layer_dtypes(monkeypatch)
+    events = run(Config().with_values({**TINY, "train.amp": True, "train.epochs": 1}), split)[1]
+    assert events[0].note == "train.amp: this CPU has no bf16 instructions (AVX512-BF16 or AMX); training in fp32"
+    assert dtypes == {torch.float32} and events[-1].status == ev.COMPLETED

@@ -16,7 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fcn_tui import engine
+from fcn_tui import engine, runs
 from fcn_tui.cli import app
 from fcn_tui.runs import RunRecorder, read_metrics, read_run
 from tests.conftest import TINY_PRESET
@@ -170,6 +170,9 @@ def test_a_full_disk_marks_the_run_failed_with_a_clear_error(synthetic_data_dir,
         return real_append(self, line)
 
     monkeypatch.setattr(RunRecorder, "_append_line", append_to_full_disk)
+    real_open = runs.open_append  # /dev/full is outside the run folder's handle: opened by its path
+    monkeypatch.setattr(runs, "open_append", lambda path, folder=None: real_open(
+        path, None if path == Path("/dev/full") else folder))
     preset = sweep_preset(tmp_path, "'optim.lr' = [0.01, 0.02]\n")
     result = run_study(preset, synthetic_data_dir, tmp_path / "out")
     assert result.exit_code == 1

@@ -219,7 +219,7 @@ def test_a_storage_that_cannot_be_used_is_one_line_exit_2(tiny_preset, tmp_path,
 
 
 def test_a_worker_for_a_study_that_does_not_exist_says_so(tmp_path):
-    result = cli.invoke(app, ["worker", "--storage", str(tmp_path)])
+    result = cli.invoke(app, ["worker", "--storage", str(tmp_path), "--wait", "0"])
     assert result.exit_code == 2
     assert "no study here" in result.stderr
 

@@ -412,6 +412,23 @@ async def test_typing_into_a_field_after_opening_a_preset_replaces_its_value(tin
         assert app.form.config.train.epochs == 2
 
 
+async def test_a_run_started_from_the_app_is_named_after_what_the_form_changed(tiny_preset, tmp_path):
+    """As `fcn-tui run --set` names it: the preset's name and each changed setting; a typed name stays."""
+    out = tmp_path / "runs"
+    app = scripted_app(tiny_preset, out)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await type_into(pilot, "#f-train-epochs", "1")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        await until(pilot, lambda: not app.running)
+        await type_into(pilot, "#f-name", "mine")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        await until(pilot, lambda: not app.running)
+    assert sorted(r.name for r in find_runs(out)) == ["mine", "tiny,train.epochs=1"]
+
+
 async def test_runs_with_the_same_name_are_told_apart(tiny_preset, tmp_path):
     out = tmp_path / "runs"
     app = scripted_app(tiny_preset, out)

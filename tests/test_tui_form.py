@@ -16,7 +16,7 @@ from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.form import FIELDS, field_id
 from fcn_tui.tui.scripted import ScriptedBackend
-from tests.test_tui import screen_text, settle
+from tests.test_tui import screen_text, settle, type_into
 
 SIZE = (80, 24)  # the smallest terminal the app is made for
 
@@ -72,6 +72,18 @@ async def test_the_preset_the_app_starts_with_fills_the_advanced_fields_mounted_
         assert app.form.config == config
 
 
+async def test_the_advanced_title_keeps_naming_its_settings_while_an_everyday_field_is_invalid(tmp_path):
+    app = scripted(tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await type_into(pilot, "#f-data-subset", "6000")
+        title = lambda: str(app.query_one("#advanced", Collapsible).query_one("CollapsibleTitle").render())
+        assert "subset 6000" in title()
+        await type_into(pilot, "#f-train-epochs", "0")  # invalid: out of range
+        assert app.query_one("#form").config is None
+        assert "subset 6000" in title() and "invalid" not in title()  # the invalid field is not an advanced one
+
+
 async def test_label_smoothing_and_a_cosine_schedule_set_in_the_form_reach_the_run(tmp_path):
     out = tmp_path / "runs"
     app = scripted(out)
@@ -89,7 +101,8 @@ async def test_label_smoothing_and_a_cosine_schedule_set_in_the_form_reach_the_r
         assert "must be < 1.0" in screen_text(app, "#e-train-label-smoothing")
         await pilot.press("shift+tab", "shift+tab", "enter")  # back on the title: close the section
         advanced = app.query_one("#advanced", Collapsible)
-        assert advanced.collapsed and "1 invalid" in str(advanced.query_one("CollapsibleTitle").render())
+        title = str(advanced.query_one("CollapsibleTitle").render())
+        assert advanced.collapsed and "1 invalid" in title and "schedule cosine" in title  # the valid one still named
         await pilot.press("ctrl+r")  # refused: the section opens on the field to correct
         assert not advanced.collapsed and app.focused.id == "f-train-label-smoothing"
         assert not out.exists()

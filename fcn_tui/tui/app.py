@@ -33,7 +33,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, Preset, format_value, load_preset
+from fcn_tui.config import Config, ConfigError, Preset, all_keys, format_value, load_preset
 from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
@@ -51,7 +51,7 @@ from fcn_tui.tui.messages import (
 )
 from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
 from fcn_tui.tui.overlays import overlay_labels
-from fcn_tui.tui.picker import FilePicker
+from fcn_tui.tui.picker import FilePicker, exists
 from fcn_tui.tui.readout import SystemReadout
 from fcn_tui.tui.runs_view import RunsView
 from fcn_tui.tui.status import PREPARING, RunState, status_text
@@ -69,6 +69,16 @@ KEYS_HELP = (
     "ctrl+x stop · ctrl+o open preset · ctrl+s save preset · ctrl+p all commands · ctrl+q quit · "
     "on Train: m smoothing, l log loss"
 )
+
+
+def named_after_changes(base: Config, config: Config) -> Config:
+    """The form's config named as `fcn-tui run --set` names a run (`Config.with_overrides`): the
+    preset's name and each setting the form changed, `baseline,optim.name=adam`; a name typed
+    into the form stays as typed."""
+    if config.name != base.name:
+        return config
+    changed = {key: config.get(key) for key in all_keys() if key != "name" and config.get(key) != base.get(key)}
+    return base.with_overrides(changed, "form") if changed else config
 
 
 class FcnApp(App):
@@ -111,6 +121,7 @@ class FcnApp(App):
         self.data_dir = data_dir
         self.backend_factory = backend_factory or self._load_torch_backend
         self.backend: Any = None
+        self.cpu_note: str | None = None  # the thread count chosen on a busy CPU (`fcn_tui.cpu`)
         self.data_error: str | None = None
         self.running = False
         self._history_lock = threading.Lock()  # `load_runs`: one read of the history at a time
@@ -155,9 +166,12 @@ class FcnApp(App):
         return self.return_code or (1 if self.crashed else 0)
 
     def _load_torch_backend(self) -> Any:
+        from fcn_tui.cpu import apply_threads
         from fcn_tui.tui.backend import TorchBackend
 
-        return TorchBackend.load(self.data_dir)
+        backend = TorchBackend.load(self.data_dir)
+        self.cpu_note = apply_threads(None).note()  # the free cores at start-up; shown once the data is ready
+        return backend
 
     # --- layout -------------------------------------------------------------------------
 
@@ -331,6 +345,8 @@ class FcnApp(App):
             replaced = self.form.set_devices(self.backend.devices)
             if replaced:
                 self.notify(f"device {replaced!r} is not available here; using auto", severity="warning")
+            if self.cpu_note:
+                self.notify(self.cpu_note, severity="warning")
             self.update_buttons()
         except NoMatches:  # a worker's message that lands while the app is closing
             return
@@ -537,6 +553,7 @@ class FcnApp(App):
             return
         self.start_when_ready = False
         try:
+            config = named_after_changes(self.form.base, config)
             preset = Preset(config=config, sweep=self.sweep, source=self.preset.source, search=self.search)
             preset.runs()  # the swept values must suit the form's settings
         except ConfigError as err:
@@ -665,20 +682,34 @@ class FcnApp(App):
         self.pick_file("Save the form as a preset (TOML file):", "save", f"{slug(config.name)}.toml", save)
 
     def action_export(self) -> None:
+        """Every run to a CSV file: never over a study's or a run's own files (as `fcn-tui export`),
+        and another existing file only once the user said yes."""
+        from fcn_tui.export import KeptFileError, NoRunsError, check_export_target, export_csv
+
+        def write(target: Path, path: str) -> None:
+            try:
+                count = export_csv(self.out, target)
+            except (NoRunsError, KeptFileError, OSError) as err:
+                self.notify(str(err), title="cannot export", severity="error")
+                return
+            self.notify(f"wrote {count} rows to {path}")
+
         def export(path: str | None) -> None:
             if not path:
                 return
-            from fcn_tui.export import NoRunsError, export_csv
-
             target = self.user_path(path)
             if target is None:
                 return
             try:
-                count = export_csv(self.out, target)
-            except (NoRunsError, OSError) as err:
-                self.notify(str(err), title="cannot export", severity="error")
+                check_export_target(target)
+            except KeptFileError as err:
+                self.notify(f"{err}; choose another file", title="cannot export", severity="error")
                 return
-            self.notify(f"wrote {count} rows to {path}")
+            if exists(target):
+                self.push_screen(ConfirmDialog(f"{path} exists. Replace it?"),
+                                 lambda yes: write(target, path) if yes else None)
+                return
+            write(target, path)
 
         self.push_screen(PathDialog("Export every run to CSV:", str(self.out / "runs.csv")), export)
 

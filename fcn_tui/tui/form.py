@@ -130,6 +130,7 @@ class SetupForm(Vertical):
         self.hints: dict[str, str] = {}  # dotted key -> a note under a valid field (swept values)
         self._shown: dict[str, tuple[str, str]] = {}  # dotted key -> (error, hint) on the screen
         self._ready = {key for key, _, _ in LEFT + RIGHT}  # keys whose field is mounted
+        self._valid: dict[str, Any] = {}  # dotted key -> value of each valid field (see validate)
         self._devices = list(BASE_DEVICES)
         if config.train.device not in {v for _, v in self._devices}:
             self._devices.append((config.train.device, config.train.device))
@@ -167,12 +168,12 @@ class SetupForm(Vertical):
     def _advanced_title(self) -> Content:
         """`advanced settings`, then what differs from the defaults, or how many are invalid."""
         invalid = sum(key in self.errors for key in ADVANCED)
-        if invalid:
-            return Content(f"advanced settings · {invalid} invalid")
-        config = self.config or self.base
         default = Config()
-        changed = [f"{ADVANCED[key]} {show_value(config.get(key))}"
-                   for key in ADVANCED if config.get(key) != default.get(key)]
+        # each valid field's own value: an invalid field elsewhere hides none of them
+        value = {key: self._valid.get(key, self.base.get(key)) for key in ADVANCED if key not in self.errors}
+        changed = [f"{ADVANCED[key]} {show_value(v)}" for key, v in value.items() if v != default.get(key)]
+        if invalid:
+            changed.append(f"{invalid} invalid")
         if changed:
             return Content("advanced settings · " + ", ".join(changed))
         return Content("advanced settings (schedule, smoothing, augmentation, …)")  # Content: never markup
@@ -211,11 +212,12 @@ class SetupForm(Vertical):
         """Check every field, mark the invalid ones, and return the config (or None)."""
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
+        valid: dict[str, Any] = {}  # dotted key -> the value of a valid field, as the config holds it
         for key, raw in self.raw_values().items():
             try:
                 value = parse_field(FIELDS[key], raw) if isinstance(raw, str) and FIELDS[key] in (
                     "text", "hidden", "number") else raw
-                Config().with_values({key: value}, "form")
+                valid[key] = Config().with_values({key: value}, "form").get(key)
                 values[key] = value
             except ConfigError as err:
                 errors[key] = error_text(err)
@@ -228,6 +230,7 @@ class SetupForm(Vertical):
             except ConfigError as err:  # pragma: no cover - every field passed on its own
                 errors["name"] = error_text(err)
         self.errors = errors
+        self._valid = valid
         for key in FIELDS:
             if key not in self._ready:
                 continue

@@ -24,6 +24,7 @@ SHORT_KEYS = {
     "train.epochs": "ep", "train.label_smoothing": "ls", "train.val_fraction": "val", "data.augment": "aug",
     "data.subset": "n", "data.normalize": "norm",
 }
+ZERO_MEANS = {"data.subset": "all"}  # settings whose 0 is not a number of things: `n=all`, never `n=0`
 MAX_LABEL = 30  # a label longer than this is cut with `…`: two must fit an 80-column legend line
 
 
@@ -59,7 +60,8 @@ def setting_label(record: RunRecord, keys: list[str]) -> str:
     parts = []
     for key in keys:
         short = SHORT_KEYS.get(key, key.rsplit(".", 1)[-1])
-        value = _value(flat.get(key, "-"))
+        raw = flat.get(key, "-")
+        value = ZERO_MEANS[key] if key in ZERO_MEANS and raw == 0 else _value(raw)
         parts.append(f"{short}={value}" if short else value)
     return " ".join(parts)
 
