@@ -251,7 +251,7 @@ def test_a_worker_with_a_device_that_is_not_here_claims_nothing(tmp_path, synthe
 def test_sigterm_to_one_worker_leaves_its_run_to_a_live_worker(synthetic_data_dir, tmp_path):
     out_dir = tmp_path / "out"
     parent = fcn_tui("run", str(two_runs(tmp_path, 25)), "--workers", "2", "--out", str(out_dir),
-                     "--data-dir", str(synthetic_data_dir))
+                     "--data-dir", str(synthetic_data_dir), "--pack", "1")  # a run per worker
     victim = wait_for(lambda: running_past(journal_study(out_dir), 2, 2), "both runs training")[0]
     os.kill(victim.user_attrs["pid"], signal.SIGTERM)
     out = finish(parent)
