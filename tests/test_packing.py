@@ -227,3 +227,27 @@ def test_a_sweep_started_from_the_app_packs_and_its_training_tab_shows_one_run_a
     for position in (1, 2, 3):
         kinds = [kind for p, kind in shown if p == position]
         assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished" and kinds.count("EpochEnded") == 2
+
+
+def test_the_runs_of_a_killed_worker_not_yet_reaped_continue_in_their_own_folders():
+    """An idle worker that packs notices a killed worker at once, while it is still a zombie (its
+    parent, `run --workers`, reaps it within a second): its runs still continue where they were."""
+    import socket
+    import time
+    from types import SimpleNamespace
+
+    from fcn_tui.study_store import _still_there, process_state
+
+    dead = subprocess.Popen(["true"])
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while process_state(dead.pid) != b"Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        host = socket.gethostname()
+        assert not _still_there(SimpleNamespace(user_attrs={"pid": dead.pid, "host": host}))
+        assert _still_there(SimpleNamespace(user_attrs={"pid": alive.pid, "host": host}))
+    finally:
+        alive.kill()
+        alive.wait()
+        dead.wait()
