@@ -65,15 +65,15 @@ def train(args: argparse.Namespace, pack: str, out: Path) -> float:
     return wall
 
 
-def largest_difference(a: dict, b: dict, column: str) -> float | None:
-    """The largest |a - b| of `column` over the runs both tables have a number for."""
+def largest_difference(a: dict, b: dict, column: str) -> tuple[float | None, str | None]:
+    """The largest |a - b| of `column` over the runs both tables have a number for, and its run."""
     gaps = []
     for key in a.keys() & b.keys():
         try:
-            gaps.append(abs(float(a[key][column]) - float(b[key][column])))
+            gaps.append((abs(float(a[key][column]) - float(b[key][column])), "/".join(key)))
         except (TypeError, ValueError):  # a run without that number (pruned, diverged)
             continue
-    return max(gaps) if gaps else None
+    return max(gaps) if gaps else (None, None)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -94,8 +94,8 @@ def measure(args: argparse.Namespace) -> dict:
         "same_runs": one.keys() == packed.keys(),
         "wall_s": {"pack_1": round(walls["1"], 2), f"pack_{args.pack}": round(walls[args.pack], 2)},
         "speedup": round(walls["1"] / walls[args.pack], 2) if walls[args.pack] > 0 else None,
-        "max_val_acc_diff": largest_difference(one, packed, "val_acc"),
-        "max_test_acc_diff": largest_difference(one, packed, "test_acc"),
+        **{f"max_{col}_diff": largest_difference(one, packed, col)[0] for col in ("val_acc", "test_acc")},
+        **{f"max_{col}_diff_run": largest_difference(one, packed, col)[1] for col in ("val_acc", "test_acc")},
         "statuses_agree": all(one[k]["status"] == packed[k]["status"] for k in one.keys() & packed.keys()),
     }
 
@@ -110,7 +110,8 @@ def table(results: dict) -> str:
     lines.append(f"  speed-up      {results['speedup']:>8.2f}x  (--pack 1 time / --pack {s['pack']} time)")
     for key, label in (("max_val_acc_diff", "val"), ("max_test_acc_diff", "test")):
         gap = results[key]
-        lines.append(f"  largest {label} acc difference: {'n/a' if gap is None else f'{100 * gap:.2f} points'}")
+        where = f" ({results[key + '_run']})" if gap else ""
+        lines.append(f"  largest {label} acc difference: {'n/a' if gap is None else f'{100 * gap:.2f} points'}{where}")
     if not results["same_runs"] or not results["statuses_agree"]:
         lines.append("  WARNING: the two studies' runs or statuses differ")
     return "\n".join(lines)
