@@ -135,6 +135,20 @@ def test_a_second_resume_of_a_run_being_continued_says_who_trains_it_and_trains_
     assert read_run(stopped).status == "stopped" and (stopped / CHECKPOINT).is_file()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks")
+def test_two_resumes_started_at_the_same_moment_train_the_run_once(synthetic_data_dir, tmp_path):
+    preset = tmp_path / "thirty.toml"
+    preset.write_text(TINY_PRESET.replace("epochs = 2", "epochs = 30"))
+    out = tmp_path / "out"
+    stopped = stopped_run(preset, synthetic_data_dir, out)
+    both = [resume_process(stopped / "config.toml", synthetic_data_dir, out, tmp_path / f"{i}.txt") for i in (1, 2)]
+    codes = sorted(p.wait(timeout=START_S) for p in both)
+    assert codes in ([0, 0], [0, 1])  # 1: "not started twice"; 0 twice: the second found it completed
+    assert list(out.iterdir()) == [stopped]  # no second folder trained from epoch 1
+    assert read_run(stopped).status == "completed"
+    assert [int(row["epoch"]) for row in read_metrics(stopped / "metrics.csv")] == list(range(1, 31))
+
+
 def test_the_claim_of_a_process_that_is_gone_is_taken_over(preset, synthetic_data_dir, tmp_path):
     out = tmp_path / "out"
     stopped = stopped_run(preset, synthetic_data_dir, out)
