@@ -112,23 +112,22 @@ def wait_until(condition, what: str, proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and signals")
-@pytest.mark.parametrize("resume_with", ["the run's config.toml", "the preset"])
-def test_a_second_resume_of_a_run_being_continued_says_who_trains_it_and_trains_nothing(
-        synthetic_data_dir, tmp_path, resume_with):
+def test_a_second_resume_of_a_run_being_continued_says_who_trains_it_and_trains_nothing(synthetic_data_dir, tmp_path):
     preset = tmp_path / "long.toml"
     preset.write_text(LONG)
     out = tmp_path / "out"
     stopped = stopped_run(preset, synthetic_data_dir, out)
-    target = stopped / "config.toml" if resume_with == "the run's config.toml" else preset
-    first = resume_process(target, synthetic_data_dir, out, tmp_path / "first.txt")
+    first = resume_process(stopped / "config.toml", synthetic_data_dir, out, tmp_path / "first.txt")
     try:
         wait_until(lambda: len(read_metrics(stopped / "metrics.csv")) >= 3, "the first resume trains", first)
-        second = resume_process(target, synthetic_data_dir, out, tmp_path / "second.txt")
-        assert second.wait(timeout=START_S) == 1
-        said = " ".join((tmp_path / "second.txt").read_text().split())
-        assert f"is being trained by pid {first.pid} on" in said and "not started twice" in said
+        targets = {"own": stopped / "config.toml", "preset": preset}  # the run's own config, and its preset
+        seconds = {k: resume_process(t, synthetic_data_dir, out, tmp_path / f"{k}.txt") for k, t in targets.items()}
+        for kind, second in seconds.items():
+            assert second.wait(timeout=START_S) == 1, kind
+            said = " ".join((tmp_path / f"{kind}.txt").read_text().split())
+            assert f"is being trained by pid {first.pid} on" in said and "not started twice" in said, said
         assert first.poll() is None  # the first goes on undisturbed
-        assert list(out.iterdir()) == [stopped]  # before: the second trained it again in a new folder
+        assert list(out.iterdir()) == [stopped]  # before: a second one trained it again in a new folder
     finally:
         first.send_signal(signal.SIGINT)
         first.wait(timeout=60)
