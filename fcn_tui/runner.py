@@ -802,6 +802,12 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
     for index, p in enumerate(procs):
         if index not in reported and (p.returncode not in normal or stopped_alone(p)) and (p.returncode >= 0 or killed(p)):
             yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
+    if not forwarded:  # queued again for a worker that had ended just before: left to --resume, and said so
+        for trial in _safely(lambda: store.trials((TrialState.WAITING,)), ()) or ():
+            if attr(trial, "continues") is not None:
+                yield RunCrashed(str(attr(trial, "name") or f"run {attr(trial, 'run')}"),
+                                 f"{attr(trial, 'name')}: stopped, and no worker was left to continue it; "
+                                 "--resume continues it")
     yield finish_study(store, folder)
 
 
