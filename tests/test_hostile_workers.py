@@ -296,12 +296,12 @@ def test_sigkill_of_run_with_workers_stops_its_workers_saving_their_runs(synthet
 
 def test_a_worker_started_before_its_study_waits_for_it_then_joins(synthetic_data_dir, tmp_path):
     db = f"sqlite:///{tmp_path / 'studies.db'}"
-    early = fcn_tui("worker", "--storage", db, "--study", "two", "--wait", "120", "--out", str(tmp_path / "w"),
+    early = fcn_tui("worker", "--storage", db, "--study", "two", "--wait", "120", "--threads", "1", "--out", str(tmp_path / "w"),
                     "--data-dir", str(synthetic_data_dir))
     first = early.stdout.readline()
     assert "no study here" in first and "waiting up to 120 s" in first, first
     assert not (tmp_path / "studies.db").exists()  # waiting creates nothing
-    run = fcn_tui("run", str(two_runs(tmp_path, 10, batch_size=16)), "--storage", db, "--out", str(tmp_path / "r"),
+    run = fcn_tui("run", str(two_runs(tmp_path, 3, batch_size=32)), "--storage", db, "--out", str(tmp_path / "r"),
                   "--data-dir", str(synthetic_data_dir))
     out, worker_out = finish(run), first + finish(early)
     assert run.returncode == 0 and early.returncode == 0, (out[-2000:], worker_out[-2000:])
@@ -355,6 +355,9 @@ def test_a_journal_damaged_while_in_use_is_said_to_be(tmp_path, damage, message)
 
 def test_resume_after_a_journal_cut_short_says_so_within_seconds(tmp_path, monkeypatch):
     """Cut after the study's preset, before its runs were all queued: not a 2-minute silence."""
+    from fcn_tui import study_store
+
+    monkeypatch.setattr(study_store, "PLAN_STALL_S", 3, raising=False)  # the default, 10 s, is as bounded
     preset = preset_from_text(two_runs(tmp_path, 1).read_text(), "two.toml")
     _, folder, _ = runner.open_study(preset, runner.RunOptions(out=tmp_path / "out"))
     journal = folder / JOURNAL
