@@ -19,8 +19,12 @@ count runs and report numbers the same way.
   skipped, runs still trained by a live worker are left to it, stopped, failed and incomplete
   ones are queued again (to continue from their checkpoint), and runs of a changed preset that
   the study does not have yet are added. Nothing is deleted.
-- `run_workers` starts N `fcn-tui worker` processes on this machine for a study and yields its
-  runs' progress from the storage until they are done; on stop it passes the signal on to each.
+- `run_workers` starts N `fcn-tui worker` processes on this machine for a study (no more than it
+  has queued runs) and yields its runs' progress from the storage until they are done; on stop it
+  passes the signal on to each and kills those that do not end within `WORKER_STOP_S` or are
+  paused. The workers stop by themselves when it is gone (`signals.stop_with_parent`).
+- A run whose claim was taken over (its worker was paused or cut off) stops at its next check
+  (`_fenced`); a storage away for longer than `study_store.OUTAGE_S` stops the run as `stopped`.
 
 No UI imports; torch only inside the functions that train.
 """
