@@ -787,7 +787,7 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
                 break  # a paused or hung worker cannot answer: killed below, its run left to --resume
             time.sleep(POLL_S)
     finally:
-        deadline = time.monotonic() + WORKER_STOP_S
+        deadline = (forwarded or time.monotonic()) + WORKER_STOP_S  # one grace in all, from the first stop passed on
         forwarded = forwarded or any(p.poll() is None for p in procs)  # the stop below is ours too
         for p in procs:
             if p.poll() is None:
