@@ -33,6 +33,7 @@ def stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
 
 def stacked_batch_norm(h: torch.Tensor, weight, bias, running_mean, running_var, tracked) -> torch.Tensor:
     """nn.BatchNorm1d in training mode for each member of `h` (K, B, C), running statistics included."""
+    h = h.to(weight.dtype)  # statistics in the weights' precision, also under bf16 autocast
     mean = h.mean(1)
     var = h.var(1, correction=0)
     with torch.no_grad():
