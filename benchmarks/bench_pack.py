@@ -37,16 +37,21 @@ def pack_configs(k: int, subset: int, **values) -> list:
 
 
 def train(configs: list, split) -> tuple[float, list[float]]:
-    """Model-samples per second of one pack, and its members' validation accuracies."""
+    """Model-samples per CPU second of one pack's first epoch of training (from its first event to
+    its first EpochEnded: validation and test stay out), and its members' validation accuracies."""
     from fcn_tui import events as ev
     from fcn_tui.engine import Member, PackTrainer
 
     pack = PackTrainer([Member(c) for c in configs], split)
-    start = time.process_time()
-    finished = {i: e for i, e in pack.events() if isinstance(e, ev.RunFinished)}
-    wall = time.process_time() - start
-    samples = len(configs) * len(split.train_x) * configs[0].train.epochs
-    return samples / wall, [finished[i].val_acc for i in range(len(configs))]
+    start = end = None
+    finished = {}
+    for index, event in pack.events():
+        start = start if start is not None else time.process_time()
+        if isinstance(event, ev.EpochEnded) and end is None:
+            end = time.process_time()
+        if isinstance(event, ev.RunFinished):
+            finished[index] = event
+    return len(configs) * len(split.train_x) / (end - start), [finished[i].val_acc for i in range(len(configs))]
 
 
 def other_engine(checkout: str, subset: int, data_dir: str, threads: int) -> float:
@@ -61,7 +66,12 @@ c = Config().with_values({{"model.hidden": [400, 400], "train.batch_size": 256, 
                           "train.device": "cpu", "data.subset": {subset}, "optim.name": "rmsprop", "optim.lr": 0.001}})
 split = make_split(load_fashion_mnist({data_dir!r}), 0.1, 0, {subset})
 list(Trainer(c, split).events())  # warm-up, as for this checkout's runs
-start = time.process_time(); list(Trainer(c, split).events()); print(len(split.train_x) / (time.process_time() - start))
+start = None
+for event in Trainer(c, split).events():
+    start = start if start is not None else time.process_time()
+    if type(event).__name__ == "EpochEnded":
+        print(len(split.train_x) / (time.process_time() - start))
+        break
 """
     env = {**os.environ, "PYTHONPATH": checkout}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=checkout)

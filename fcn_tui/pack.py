@@ -24,6 +24,8 @@ BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults, which build_mlp us
 
 def stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """(B, in) shared or (K, B, in) per member, times (K, out, in) weights, to (K, B, out)."""
+    if len(weight) == 1:  # a pack of one: nn.Linear's own kernel, as fast as a lone model
+        return nn.functional.linear(h.reshape(-1, h.shape[-1]), weight[0], bias[0]).unsqueeze(0)
     if h.dim() == 2:  # one batch for all members: a single GEMM over the members' output columns
         k, out = weight.shape[:2]
         wide = nn.functional.linear(h, weight.reshape(k * out, -1), bias.reshape(-1))
