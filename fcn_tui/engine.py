@@ -322,7 +322,9 @@ class PackTrainer:
                 try:
                     check_checkpoint(member.resume_from, member.config, self.device.type)
                 except CheckpointError as err:
-                    raise (CheckpointError(f"run {i + 1} ({member.config.name}): {err}") if len(members) > 1 else err)
+                    if len(members) == 1:
+                        raise
+                    raise CheckpointError(f"run {i + 1} ({member.config.name}): {err}") from None
         self.members = [MemberView(i, m) for i, m in enumerate(members)]
         cfg = members[0].config
         self.key = pack_key(cfg)
@@ -772,6 +774,9 @@ def check_checkpoint(state: dict, config: Config, device_type: str | None = None
         raise CheckpointError(f"the checkpoint was written on {state.get('device_type')!r}, not {device_type!r}")
     for key in CHECKPOINT_NUMBERS:
         if not isinstance(state.get(key), (int, float)) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"the checkpoint's {key} is missing")
+    for key in ("model", "optimizer", "generator", "dropout_generator"):
+        if key not in state:
             raise CheckpointError(f"the checkpoint's {key} is missing")
     epoch = state.get("epoch")
     if not isinstance(epoch, int) or not 1 <= epoch < config.train.epochs:
