@@ -109,7 +109,8 @@ def main() -> None:
             accuracy[f"amp {amp}"] = acc
         if args.engine_from:
             speeds.setdefault("other engine", []).append(other_engine(args.engine_from, args.subset, args.data_dir, args.threads))
-            speeds.setdefault("this engine", []).append(train(pack_configs(1, args.subset), split)[0])
+            this = str(Path(__file__).resolve().parents[1])  # in a fresh process too, like the other one
+            speeds.setdefault("this engine", []).append(other_engine(this, args.subset, args.data_dir, args.threads))
     # the best round is the least disturbed by other processes on a shared machine
     # float32: the pack's members against the same runs alone (the tables a study would show)
     grid = pack_configs(max(sizes), args.subset, **{"train.epochs": 2})
