@@ -322,7 +322,9 @@ class PackTrainer:
                 try:
                     check_checkpoint(member.resume_from, member.config, self.device.type)
                 except CheckpointError as err:
-                    raise (CheckpointError(f"run {i + 1} ({member.config.name}): {err}") if len(members) > 1 else err)
+                    if len(members) == 1:
+                        raise
+                    raise CheckpointError(f"run {i + 1} ({member.config.name}): {err}") from None
         self.members = [MemberView(i, m) for i, m in enumerate(members)]
         cfg = members[0].config
         self.key = pack_key(cfg)
@@ -336,7 +338,7 @@ class PackTrainer:
         self.active: list[MemberView] = []  # the members still training, in the order of the stack's slots
         self.stack: Stack | None = None
         self._window = self._correct = None  # per-slot loss sums and right answers of the epoch, on the device
-        self._epoch_start, self._seen = None, 0  # the epoch in progress: when it began, samples trained
+        self._epoch_start, self._seen, self._window_seen = None, 0, 0  # the epoch in progress: start, samples
 
     def events(self) -> Iterator[tuple[int, ev.Event]]:
         """(member index, event): per member RunStarted, (BatchProgress* EpochEnded)*, RunFinished."""
@@ -344,7 +346,7 @@ class PackTrainer:
             yield run.index, self._run_started(run)
         yield from self._guarded(self._setup())
         while self.active:
-            yield from self._guarded(self._train_one_epoch())
+            yield from self._guarded(self._epoch())
 
     def can_add(self, config: Config) -> bool:
         """Whether `config` may join this pack now: its shapes match and the pack still trains."""
@@ -457,26 +459,21 @@ class PackTrainer:
 
     # ------------------------------------------------------------------------------- training
 
-    def _train_one_epoch(self) -> Iterator[tuple[int, ev.Event]]:
-        """One pass over the training split for every member, then validation and the epoch's ends."""
+    def _epoch(self) -> Iterator[tuple[int, ev.Event]]:
+        """One epoch of every member: newcomers join, all train, then each validates and may end."""
         yield from self._admit()
-        self._epoch_start = time.perf_counter()
-        self._seen = window_seen = 0
-        streams = self._streams()
-        self._window = torch.zeros(len(self.active), device=self.device, dtype=self.dtype)
-        self._correct = torch.zeros(len(self.active), device=self.device, dtype=torch.int64)
-        for run in self.active:
-            run.loss_total = 0.0
+        yield from self._train_one_epoch()
+        if self.active:
+            yield from self._end_epoch()
+
+    def _train_one_epoch(self) -> Iterator[tuple[int, ev.Event]]:
+        """One pass over the training split for every member, reporting progress as it goes."""
+        streams = self._start_epoch()
         for step in range(1, self.steps_per_epoch + 1):
-            failed = self._train_step(streams, step)
-            for run, error in failed:
+            for run, error in self._train_step(streams, step):
                 yield from self._finish(run, ev.FAILED, error)
-            seen = min(step * self.batch_size, self.n_train)
-            window_seen += seen - self._seen
-            self._seen = seen
             if step % self.progress_every == 0 or step == self.steps_per_epoch:
-                yield from self._report_progress(step, window_seen)
-                window_seen = 0
+                yield from self._report_progress(step)
             if step < self.steps_per_epoch:  # the check after the epoch covers its last batch
                 for run in [r for r in self.active if r.member.should_stop()]:
                     yield from self._finish(run, ev.STOPPED)
@@ -486,7 +483,16 @@ class PackTrainer:
             for run in stream.runs:
                 if run.data_gen is not stream.generator:
                     run.data_gen.set_state(stream.generator.get_state())
-        yield from self._end_epoch()
+
+    def _start_epoch(self) -> list[Stream]:
+        """Zero the epoch's counters and draw each stream's batch order."""
+        self._epoch_start = time.perf_counter()
+        self._seen = self._window_seen = 0
+        self._window = torch.zeros(len(self.active), device=self.device, dtype=self.dtype)
+        self._correct = torch.zeros(len(self.active), device=self.device, dtype=torch.int64)
+        for run in self.active:
+            run.loss_total = 0.0
+        return self._streams()
 
     def _streams(self) -> list[Stream]:
         """Members whose data generators are in one state with one augmentation share their batches."""
@@ -535,13 +541,16 @@ class PackTrainer:
                 failed.append((run, error_text(err)))
             run.global_step += 1
         self._window.add_(losses.detach(), alpha=y.shape[-1])  # few small ops per step: they add up
+        self._window_seen += y.shape[-1]
+        self._seen += y.shape[-1]
         self._correct.add_((logits.detach().argmax(-1) == y).sum(-1))
         return failed
 
-    def _report_progress(self, step: int, window_seen: int) -> Iterator[tuple[int, ev.Event]]:
+    def _report_progress(self, step: int) -> Iterator[tuple[int, ev.Event]]:
         """Read the members' loss since the last report (the only sync in the loop); NaN ends a member."""
-        sums = self._window.tolist()
+        sums, window_seen = self._window.tolist(), self._window_seen
         self._window.zero_()
+        self._window_seen = 0
         elapsed = time.perf_counter() - self._epoch_start
         for run, window_sum in zip(list(self.active), sums):
             run.loss_total += window_sum
@@ -765,6 +774,9 @@ def check_checkpoint(state: dict, config: Config, device_type: str | None = None
         raise CheckpointError(f"the checkpoint was written on {state.get('device_type')!r}, not {device_type!r}")
     for key in CHECKPOINT_NUMBERS:
         if not isinstance(state.get(key), (int, float)) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"the checkpoint's {key} is missing")
+    for key in ("model", "optimizer", "generator", "dropout_generator"):
+        if key not in state:
             raise CheckpointError(f"the checkpoint's {key} is missing")
     epoch = state.get("epoch")
     if not isinstance(epoch, int) or not 1 <= epoch < config.train.epochs:

@@ -24,6 +24,8 @@ BN_MOMENTUM, BN_EPS = 0.1, 1e-5  # nn.BatchNorm1d's defaults, which build_mlp us
 
 def stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """(B, in) shared or (K, B, in) per member, times (K, out, in) weights, to (K, B, out)."""
+    if len(weight) == 1:  # a pack of one: nn.Linear's own kernel, as fast as a lone model
+        return nn.functional.linear(h.reshape(-1, h.shape[-1]), weight.view(weight.shape[1:]), bias.view(-1)).unsqueeze(0)
     if h.dim() == 2:  # one batch for all members: a single GEMM over the members' output columns
         k, out = weight.shape[:2]
         wide = nn.functional.linear(h, weight.reshape(k * out, -1), bias.reshape(-1))
@@ -33,6 +35,7 @@ def stacked_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
 
 def stacked_batch_norm(h: torch.Tensor, weight, bias, running_mean, running_var, tracked) -> torch.Tensor:
     """nn.BatchNorm1d in training mode for each member of `h` (K, B, C), running statistics included."""
+    h = h.to(weight.dtype)  # statistics in the weights' precision, also under bf16 autocast
     mean = h.mean(1)
     var = h.var(1, correction=0)
     with torch.no_grad():
@@ -147,6 +150,13 @@ class Stack:
         return h
 
     def set_grads(self, grads) -> None:
-        """Copy freshly computed gradients into the buffer the members' `.grad` views show."""
-        for buffer, grad in zip(self.grads, grads):
-            buffer.copy_(grad)
+        """Show freshly computed gradients through the members' `.grad` views: a contiguous one is
+        used as it is (no copy), a strided one (from `baddbmm`) is copied into a contiguous buffer."""
+        for i, grad in enumerate(grads):
+            if grad.is_contiguous():
+                self.grads[i] = grad
+            else:
+                self.grads[i].copy_(grad)
+        for k, model in enumerate(self.models):
+            for param, grad in zip(self._params_of(model), self.grads):
+                param.grad = grad[k]

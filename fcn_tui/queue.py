@@ -92,7 +92,7 @@ def _own_run(preset: Preset, earlier: list[RunRecord]) -> RunRecord | None:
         return None
     for record in earlier:
         if record.config is not None and not record.path.is_symlink() and (
-                os.path.abspath(record.path) == os.path.abspath(source.parent)):
+                os.path.realpath(record.path) == os.path.realpath(source.parent)):
             return record
     return None
 

@@ -21,8 +21,12 @@ count runs and report numbers the same way.
   skipped, runs still trained by a live worker are left to it, stopped, failed and incomplete
   ones are queued again (to continue from their checkpoint), and runs of a changed preset that
   the study does not have yet are added. Nothing is deleted.
-- `run_workers` starts N `fcn-tui worker` processes on this machine for a study and yields its
-  runs' progress from the storage until they are done; on stop it passes the signal on to each.
+- `run_workers` starts N `fcn-tui worker` processes on this machine for a study (no more than it
+  has queued runs) and yields its runs' progress from the storage until they are done; on stop it
+  passes the signal on to each and kills those that do not end within `WORKER_STOP_S` or are
+  paused. The workers stop by themselves when it is gone (`signals.stop_with_parent`).
+- A run whose claim was taken over (its worker was paused or cut off) stops at its next check
+  (`_fenced`); a storage away for longer than `study_store.OUTAGE_S` stops the run as `stopped`.
 
 No UI imports; torch only inside the functions that train.
 """
@@ -876,7 +880,7 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
                 break  # a paused or hung worker cannot answer: killed below, its run left to --resume
             time.sleep(POLL_S)
     finally:
-        deadline = time.monotonic() + WORKER_STOP_S
+        deadline = (forwarded or time.monotonic()) + WORKER_STOP_S  # one grace in all, from the first stop passed on
         forwarded = forwarded or any(p.poll() is None for p in procs)  # the stop below is ours too
         for p in procs:
             if p.poll() is None:
@@ -895,6 +899,12 @@ def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_st
     for index, p in enumerate(procs):
         if index not in reported and (p.returncode not in normal or stopped_alone(p)) and (p.returncode >= 0 or killed(p)):
             yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
+    if not forwarded:  # queued again for a worker that had ended just before: left to --resume, and said so
+        for trial in _safely(lambda: store.trials((TrialState.WAITING,)), ()) or ():
+            if attr(trial, "continues") is not None:
+                yield RunCrashed(str(attr(trial, "name") or f"run {attr(trial, 'run')}"),
+                                 f"{attr(trial, 'name')}: stopped, and no worker was left to continue it; "
+                                 "--resume continues it")
     yield finish_study(store, folder)
 
 

@@ -23,7 +23,9 @@ each planned run is trained once.
 
 A run whose worker died is failed and enqueued again with `continue_dir` (its folder, to
 continue from its checkpoint) by whichever worker first sees it: on this host when the worker's
-process is gone (`host` and `pid`), elsewhere when its heartbeat (RDB) is older than `GRACE_S`.
+process is gone or paused (`host` and `pid`; a paused one's run starts again in a new folder, since
+that process could go on writing into its own), elsewhere when its heartbeat (RDB) is older than
+`GRACE_S`. An RDB storage rides out an outage of up to `OUTAGE_S` (`PatientRDBStorage`).
 The move RUNNING -> FAIL, like the claim, succeeds for one caller only, so a run is re-enqueued
 once. A trial that ended FAIL with status still `running` is a run that was `incomplete`.
 

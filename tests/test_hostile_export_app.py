@@ -57,19 +57,20 @@ async def export_to(pilot, path: str) -> None:
     await settle(pilot)
 
 
-@pytest.mark.parametrize("target", [JOURNAL, "sweep.toml", "RUN/summary.json", "RUN/metrics.csv", "RUN/model.pt"])
-async def test_export_from_the_app_never_replaces_a_study_or_its_runs(study_out, tmp_path, target):
+async def test_export_from_the_app_never_replaces_a_study_or_its_runs(study_out, tmp_path):
     (study,) = study_out.iterdir()
     run = min(p for p in study.iterdir() if p.is_dir())
-    path = study / target.replace("RUN", run.name)
-    kept = path.read_bytes()
+    targets = [study / JOURNAL, study / "sweep.toml", *(run / name for name in ("summary.json", "metrics.csv", "model.pt"))]
+    kept = {path: path.read_bytes() for path in targets}
     app = app_on(study_out, tmp_path)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settle(pilot)
-        await export_to(pilot, str(path))
-        await until(pilot, lambda: "a file fcn-tui keeps a study or a run in" in toasts(app))
-        assert not isinstance(app.screen, ConfirmDialog)  # refused outright, not offered
-    assert path.read_bytes() == kept  # before: the journal became a CSV table
+        for path in targets:
+            app.clear_notifications()
+            await export_to(pilot, str(path))
+            await until(pilot, lambda: "a file fcn-tui keeps a study or a run in" in toasts(app))
+            assert not isinstance(app.screen, ConfirmDialog)  # refused outright, not offered
+    assert {path: path.read_bytes() for path in targets} == kept  # before: the journal became a CSV table
     assert [r.status for r in StudyStore.open(study).records()] == ["completed", "completed"]
 
 

@@ -219,3 +219,9 @@ def test_a_run_added_in_a_freed_slot_trains_as_it_would_alone(split):
         assert max_difference(pack.members[index].model, trainer.model) < 1e-9
         assert_same_numbers(events[index], lone)
     assert not pack.can_add(third)  # the pack has ended
+
+
+def test_a_bad_checkpoint_names_its_member_before_any_work(split):
+    good, other = configs([VARIED[0], VARIED[1]])
+    with pytest.raises(CheckpointError, match=r"run 2 \(.*\): not a checkpoint"):
+        PackTrainer([Member(good), Member(other, resume_from={"format": 1})], split)

@@ -112,39 +112,58 @@ def wait_until(condition, what: str, proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and signals")
-@pytest.mark.parametrize("resume_with", ["the run's config.toml", "the preset"])
-def test_a_second_resume_of_a_run_being_continued_says_who_trains_it_and_trains_nothing(
-        synthetic_data_dir, tmp_path, resume_with):
+def test_a_second_resume_of_a_run_being_continued_says_who_trains_it_and_trains_nothing(synthetic_data_dir, tmp_path):
     preset = tmp_path / "long.toml"
     preset.write_text(LONG)
     out = tmp_path / "out"
     stopped = stopped_run(preset, synthetic_data_dir, out)
-    target = stopped / "config.toml" if resume_with == "the run's config.toml" else preset
-    first = resume_process(target, synthetic_data_dir, out, tmp_path / "first.txt")
+    first = resume_process(stopped / "config.toml", synthetic_data_dir, out, tmp_path / "first.txt")
     try:
         wait_until(lambda: len(read_metrics(stopped / "metrics.csv")) >= 3, "the first resume trains", first)
-        second = resume_process(target, synthetic_data_dir, out, tmp_path / "second.txt")
-        assert second.wait(timeout=START_S) == 1
-        said = " ".join((tmp_path / "second.txt").read_text().split())
-        assert f"is being trained by pid {first.pid} on" in said and "not started twice" in said
+        targets = {"own": stopped / "config.toml", "preset": preset}  # the run's own config, and its preset
+        seconds = {k: resume_process(t, synthetic_data_dir, out, tmp_path / f"{k}.txt") for k, t in targets.items()}
+        for kind, second in seconds.items():
+            assert second.wait(timeout=START_S) == 1, kind
+            said = " ".join((tmp_path / f"{kind}.txt").read_text().split())
+            assert f"is being trained by pid {first.pid} on" in said and "not started twice" in said, said
         assert first.poll() is None  # the first goes on undisturbed
-        assert list(out.iterdir()) == [stopped]  # before: the second trained it again in a new folder
+        assert list(out.iterdir()) == [stopped]  # before: a second one trained it again in a new folder
     finally:
         first.send_signal(signal.SIGINT)
         first.wait(timeout=60)
     assert read_run(stopped).status == "stopped" and (stopped / CHECKPOINT).is_file()
 
 
-def test_the_claim_of_a_process_that_is_gone_is_taken_over(preset, synthetic_data_dir, tmp_path):
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks")
+def test_two_resumes_started_at_the_same_moment_train_the_run_once(synthetic_data_dir, tmp_path):
+    preset = tmp_path / "thirty.toml"
+    preset.write_text(TINY_PRESET.replace("epochs = 2", "epochs = 30"))
+    out = tmp_path / "out"
+    stopped = stopped_run(preset, synthetic_data_dir, out)
+    both = [resume_process(stopped / "config.toml", synthetic_data_dir, out, tmp_path / f"{i}.txt") for i in (1, 2)]
+    codes = sorted(p.wait(timeout=START_S) for p in both)
+    assert codes in ([0, 0], [0, 1])  # 1: "not started twice"; 0 twice: the second found it completed
+    assert list(out.iterdir()) == [stopped]  # no second folder trained from epoch 1
+    assert read_run(stopped).status == "completed"
+    assert [int(row["epoch"]) for row in read_metrics(stopped / "metrics.csv")] == list(range(1, 31))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX locks and signals")
+def test_the_claim_of_a_process_that_is_gone_is_taken_over(synthetic_data_dir, tmp_path):
+    from fcn_tui.runs import RunBusy, claim_run_folder, release_run_folder
+
+    preset = tmp_path / "long.toml"
+    preset.write_text(LONG)
     out = tmp_path / "out"
     stopped = stopped_run(preset, synthetic_data_dir, out)
     killed = resume_process(stopped / "config.toml", synthetic_data_dir, out, tmp_path / "killed.txt")
-    wait_until(lambda: (stopped / ".run.lock").exists() and (stopped / ".run.lock").read_text(), "the claim", killed)
+    wait_until(lambda: len(read_metrics(stopped / "metrics.csv")) >= 3, "the resume trains", killed)
+    with pytest.raises(RunBusy, match=f"is being trained by pid {killed.pid} on"):
+        claim_run_folder(stopped)  # held while it lives
     killed.kill()  # SIGKILL: no chance to let go of anything
     killed.wait(timeout=60)
-    result = run("run", stopped / "config.toml", "--resume", "--data-dir", synthetic_data_dir, "--out", out)
-    assert result.exit_code == 0, result.output
-    assert read_run(stopped).status == "completed" and list(out.iterdir()) == [stopped]
+    release_run_folder(claim_run_folder(stopped))  # taken over at once: no stale lock to clear by hand
+    assert read_run(stopped).status == "incomplete"  # and `--resume` continues it from its checkpoint
 
 
 # --- 19.17: a checkpoint that fits its configuration's name but not its tensors ----------------

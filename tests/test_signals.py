@@ -223,6 +223,6 @@ def test_a_worker_called_in_process_leaves_the_callers_signal_handlers_as_they_w
     from fcn_tui.cli import app
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    result = CliRunner().invoke(app, ["worker", "--storage", str(tmp_path / "no-study")])
+    result = CliRunner().invoke(app, ["worker", "--storage", str(tmp_path / "no-study"), "--wait", "0"])
     assert result.exit_code == 2
     assert {s: signal.getsignal(s) for s in before} == before
