@@ -100,7 +100,7 @@ def load_presets(paths: list[Path], overrides: list[str] | None, device: str | N
 
     try:
         values = parse_overrides(overrides or [])
-        if device:
+        if device is not None:  # `--device ''` is refused as `--set train.device=""` is
             Config().with_values({"train.device": device}, "--device")  # an error names --device
             values["train.device"] = device
         return [load_preset(p, values) for p in paths]
@@ -175,9 +175,9 @@ StoredStudyOption = Annotated[str | None, typer.Option("--study", metavar="NAME"
 def parse_devices(text: str | None) -> list[str]:
     from fcn_tui.config import Config, ConfigError
 
-    if not text:
+    if text is None:
         return []
-    devices = [d.strip() for d in text.split(",") if d.strip()]
+    devices = [d.strip() for d in text.split(",") if d.strip()] or [text]  # `--devices ''` is refused
     try:
         for d in devices:
             Config().with_values({"train.device": d}, "--devices")
@@ -484,7 +484,7 @@ def worker(
 def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, device: str | None,
           threads: int | None, label: str, stop) -> None:
     """The worker command's body, under its signal handlers."""
-    if device:
+    if device is not None:
         parse_devices(device)
     from rich.markup import escape
 
