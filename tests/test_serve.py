@@ -9,6 +9,7 @@ FCN_TUI_SCREENSHOT_TO=FILE the finished-run screenshot is also copied there (doc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -491,3 +492,133 @@ def test_ctrl_c_stops_the_server_and_every_app_saving_their_runs(synthetic_data_
         assert sorted(runs) == sorted(started) and set(runs.values()) == {"stopped"}, runs
         assert not [pid for pid in served.apps if alive(pid)]  # no app is left behind
         assert "Traceback" not in served.output, served.output
+
+
+# --- hostile pages: sizes, tab limit, malformed messages, a killed server (a websocket client, no browser) ---
+
+
+def test_terminal_sizes_from_a_page_are_clamped():
+    from fcn_tui.serve import MAX_COLUMNS, MAX_ROWS, terminal_size
+
+    assert terminal_size(100_000, 100_000) == (MAX_COLUMNS, MAX_ROWS) == (500, 200)
+    assert terminal_size(120, 40) == (120, 40)
+    assert terminal_size(-5, 0) == (1, 1)
+    assert terminal_size("80", 24) is None and terminal_size(True, 24) is None and terminal_size(1.5, 2) is None
+
+
+async def test_a_resize_message_is_clamped_before_it_reaches_the_app():
+    from fcn_tui.serve import TabApp
+
+    tab = TabApp(["true"], set(), write_bytes=None, write_str=None, close=None, download_manager=None)
+    sent: list[dict] = []
+
+    async def send_meta(data):
+        sent.append(data)
+        return True
+
+    tab.send_meta = send_meta
+    await tab.set_terminal_size(100_000, 100_000)
+    await tab.set_terminal_size("wide", 24)
+    assert sent == [{"type": "resize", "width": 500, "height": 200}]
+
+
+def test_the_page_asks_no_other_host_for_anything(tmp_path):
+    """Before: the page loaded its font from fonts.googleapis.com (fails offline, tells a third party)."""
+    served = Served(tmp_path, tmp_path, "")
+    try:
+        served.wait_listening()
+        with urllib.request.urlopen(served.url, timeout=30) as page:
+            html = page.read().decode()
+        urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", html) + re.findall(r"""url\(["']?([^"')]+)""", html)
+        assert urls and all(url.startswith(served.url + "/static/") for url in urls), urls
+        assert "googleapis" not in html and "fonts/RobotoMono" in html
+        font = next(url for url in urls if "fonts/" in url)
+        with urllib.request.urlopen(font, timeout=30) as response:
+            assert response.status == 200 and len(response.read()) > 10_000
+    finally:
+        served.kill()
+
+
+def test_a_hostile_page_is_clamped_limited_and_answered_quietly_and_apps_outlive_no_killed_server(
+        synthetic_data_dir, tmp_path):
+    """Before: a closed tab logged "Application failed to start"; a 100,000 x 100,000 terminal was
+    given to the app; malformed messages printed aiohttp tracebacks; there was no tab limit; and a
+    SIGKILL of the server left the tab's app running."""
+    import asyncio
+
+    import aiohttp
+
+    served = Served(tmp_path, synthetic_data_dir, SHORT, "--max-tabs", "1")
+    ws_url = served.url.replace("http", "ws") + "/ws"
+
+    def cmdline(pid: int) -> str:
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return ""
+
+    def environ(pid: int) -> dict[str, str]:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)
+
+    async def session() -> int:
+        async with aiohttp.ClientSession() as client:
+            # a tab closed at once, before its app has drawn anything: quiet, and its place is free again
+            async with client.ws_connect(ws_url + "?width=80&height=24"):
+                pass
+            for _ in range(600):
+                async with client.get(served.url) as page:
+                    if page.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the closed tab's place never came free")
+
+            # a tab asking for 100,000 x 100,000 cells gets at most 500 x 200
+            before = served.track_apps()
+            ws = await client.ws_connect(ws_url + "?width=100000&height=100000")
+            for _ in range(600):
+                if apps := [pid for pid in served.track_apps() - before if "--confine" in cmdline(pid)]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("no app started for the tab")
+            (app_pid,) = apps
+            env = environ(app_pid)
+            assert (env["COLUMNS"], env["ROWS"]) == ("500", "200")
+
+            # malformed messages: ignored, one line, no traceback; the tab still works
+            for junk in ("not json", "{}", "[]", '["resize", 5]', '["resize", {"width": "x"}]', '["stdin", 5]',
+                         '["resize", {"width": 100000, "height": 100000}]'):
+                await ws.send_str(junk)
+            await ws.send_str('["ping", "alive"]')
+            while True:  # the app's screen comes as binary frames; the answer to the ping as text
+                message = await asyncio.wait_for(ws.receive(), 60)
+                assert message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), message
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    assert json.loads(message.data) == ["pong", "alive"]
+                    break
+
+            # a second tab: a page saying why, no app
+            async with client.get(served.url) as page:
+                assert page.status == 503
+                assert "1 tab already open (at most 1" in await page.text()
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect(ws_url)
+            assert refused.value.status == 503
+            assert [pid for pid in served.track_apps() if "--confine" in cmdline(pid)] == apps
+            return app_pid
+
+    try:
+        served.wait_listening()
+        app_pid = asyncio.run(session())
+        output = served.output
+        assert output.count("fcn-tui: ignored a malformed message from a tab") == 1, output
+        assert "Traceback" not in output and "Error handling request" not in output, output
+        assert "Application failed to start" not in output, output
+
+        # SIGKILL of the server: the app is hung up as if its tab closed, and exits
+        os.kill(served.proc.pid, signal.SIGKILL)
+        served.proc.wait(timeout=30)
+        wait_until(lambda: not alive(app_pid), "the app to notice that the server is gone", timeout=60)
+    finally:
+        served.kill()
