@@ -132,8 +132,10 @@ class Served:
         return now
 
     def kill(self) -> None:
-        """Last resort: SIGKILL the server's group and every app's group."""
-        for pid in self.track_apps() | {self.proc.pid}:
+        """Last resort: SIGKILL the server's group and every app's group (one the server left is no
+        longer below it: every app seen is tried)."""
+        self.track_apps()
+        for pid in self.apps | {self.proc.pid}:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -174,8 +176,10 @@ class Tab:
         self.sent: list[str] = []  # what the page sent: keys, focus, resize
         self.page = browser.new_page(viewport={"width": 1000, "height": 640})
         self.page.set_default_timeout(WAIT_S * 1000)
-        # the page asks Google for a font: no internet here, so fail at once instead of timing out
-        self.page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"), lambda route: route.abort())
+        # a request to another host (the page once asked Google for its font) is recorded and refused
+        self.outside: list[str] = []
+        self.page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"),
+                        lambda route: (self.outside.append(route.request.url), route.abort()))
         self.page.on("websocket", self._connected)
         self.page.goto(url, wait_until="commit")
 
@@ -431,6 +435,7 @@ def test_the_browser_trains_and_a_closed_tab_saves_its_run_as_stopped(synthetic_
         (served.out / "long.toml").write_text(LONG)  # a preset inside OUT: the page may open it
         tab = Tab(browser, served.url, tmp_path)
         tab.wait_ready()
+        assert tab.outside == []  # the page asked no other host for anything
         page_app = served.track_apps()
         assert len(page_app) == 1  # one app process for the tab
 
@@ -539,11 +544,10 @@ def test_the_page_asks_no_other_host_for_anything(tmp_path):
         served.kill()
 
 
-def test_a_hostile_page_is_clamped_limited_and_answered_quietly_and_apps_outlive_no_killed_server(
-        synthetic_data_dir, tmp_path):
+def test_a_hostile_page_is_clamped_limited_and_answered_quietly(synthetic_data_dir, tmp_path):
     """Before: a closed tab logged "Application failed to start"; a 100,000 x 100,000 terminal was
-    given to the app; malformed messages printed aiohttp tracebacks; there was no tab limit; and a
-    SIGKILL of the server left the tab's app running."""
+    given to the app; malformed messages printed aiohttp tracebacks (and closed the tab); there was
+    no tab limit."""
     import asyncio
 
     import aiohttp
@@ -560,7 +564,7 @@ def test_a_hostile_page_is_clamped_limited_and_answered_quietly_and_apps_outlive
         raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)
 
-    async def session() -> int:
+    async def session() -> None:
         async with aiohttp.ClientSession() as client:
             # a tab closed at once, before its app has drawn anything: quiet, and its place is free again
             async with client.ws_connect(ws_url + "?width=80&height=24"):
@@ -606,19 +610,52 @@ def test_a_hostile_page_is_clamped_limited_and_answered_quietly_and_apps_outlive
                 await client.ws_connect(ws_url)
             assert refused.value.status == 503
             assert [pid for pid in served.track_apps() if "--confine" in cmdline(pid)] == apps
-            return app_pid
 
     try:
         served.wait_listening()
-        app_pid = asyncio.run(session())
+        asyncio.run(session())
         output = served.output
         assert output.count("fcn-tui: ignored a malformed message from a tab") == 1, output
         assert "Traceback" not in output and "Error handling request" not in output, output
         assert "Application failed to start" not in output, output
+    finally:
+        served.kill()
 
-        # SIGKILL of the server: the app is hung up as if its tab closed, and exits
-        os.kill(served.proc.pid, signal.SIGKILL)
+
+def test_a_killed_server_hangs_up_its_training_apps_which_save_their_runs(synthetic_data_dir, tmp_path):
+    """Before: SIGKILL of `serve` left a tab's app training (790 MB for minutes)."""
+    import asyncio
+
+    import aiohttp
+
+    served = Served(tmp_path, synthetic_data_dir, LONG)
+
+    async def train_in_a_tab() -> tuple[str, set[int]]:
+        async with aiohttp.ClientSession() as client:
+            ws = await client.ws_connect(served.url.replace("http", "ws") + "/ws?width=100&height=30")
+            reading = asyncio.ensure_future(ws.receive())
+            deadline = time.monotonic() + WAIT_S
+            while not (name := new_run(served.out, set())):
+                if time.monotonic() > deadline:
+                    pytest.fail("no run started in the tab")
+                await ws.send_str(json.dumps(["stdin", "\x12"]))  # ctrl+r, until the app has the data and starts
+                await asyncio.sleep(1.0)
+                while reading.done():  # keep reading the screen, so that the app never waits for the page
+                    reading = asyncio.ensure_future(ws.receive())
+            while not read_metrics(served.out / name / "metrics.csv"):
+                await asyncio.sleep(0.2)
+                while reading.done():
+                    reading = asyncio.ensure_future(ws.receive())
+            apps = served.track_apps()
+            os.kill(served.proc.pid, signal.SIGKILL)  # no chance to hang anything up itself
+            reading.cancel()
+            return name, apps
+
+    try:
+        served.wait_listening()
+        name, apps = asyncio.run(train_in_a_tab())
         served.proc.wait(timeout=30)
-        wait_until(lambda: not alive(app_pid), "the app to notice that the server is gone", timeout=60)
+        wait_until(lambda: statuses(served.out).get(name) == "stopped", "the run to be saved as stopped", timeout=90)
+        wait_until(lambda: not any(alive(pid) for pid in apps), "the app to exit", timeout=90)
     finally:
         served.kill()
