@@ -8,7 +8,7 @@
                    [--pack N|auto] [--checkpoint-every SECONDS]
     fcn-tui ui [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR]
     fcn-tui serve [PRESET.toml] [--set KEY=VALUE ...] [--out DIR] [--data-dir DIR] [--host H] [--port P]
-                  [--allow-remote]
+                  [--allow-remote] [--max-tabs N]
     fcn-tui export DIR --csv FILE [--per-epoch]
     fcn-tui export --storage URL --study NAME --csv FILE
     fcn-tui plot DIR [--out FIGDIR] [--data-dir DIR]
@@ -104,7 +104,7 @@ def load_presets(paths: list[Path], overrides: list[str] | None, device: str | N
 
     try:
         values = parse_overrides(overrides or [])
-        if device:
+        if device is not None:  # `--device ''` is refused as `--set train.device=""` is
             Config().with_values({"train.device": device}, "--device")  # an error names --device
             values["train.device"] = device
         return [load_preset(p, values) for p in paths]
@@ -199,9 +199,9 @@ CheckpointOption = Annotated[float | None, typer.Option("--checkpoint-every", mi
 def parse_devices(text: str | None) -> list[str]:
     from fcn_tui.config import Config, ConfigError
 
-    if not text:
+    if text is None:
         return []
-    devices = [d.strip() for d in text.split(",") if d.strip()]
+    devices = [d.strip() for d in text.split(",") if d.strip()] or [text]  # `--devices ''` is refused
     try:
         for d in devices:
             Config().with_values({"train.device": d}, "--devices")
@@ -549,7 +549,7 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
           threads: int | None, label: str, stop, wait: float = 0,
           packing: tuple[int | None, float | None] = (None, None)) -> None:
     """The worker command's body, under its signal handlers."""
-    if device:
+    if device is not None:
         parse_devices(device)
     from rich.markup import escape
 
@@ -678,6 +678,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to listen on; not a loopback one only with --allow-remote.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host that other machines can reach.")] = False,
+    max_tabs: Annotated[int | None, typer.Option("--max-tabs", min=1, max=1000, metavar="N", help="Apps (browser tabs) served at once, each a process of ~600 MB; the next tab is asked to close one.")] = None,
 ) -> None:
     """Serve the app to web browsers: each tab gets the app as `fcn-tui ui` would show it."""
     if preset:
@@ -689,7 +690,7 @@ def serve(
             Config().with_values(parse_overrides(set_))
         except ConfigError as err:
             raise fail(str(err)) from None
-    from fcn_tui.serve import ServeError, check_host
+    from fcn_tui.serve import MAX_TABS, ServeError, check_host
     from fcn_tui.serve import serve as serve_app
 
     try:
@@ -698,7 +699,7 @@ def serve(
         raise fail(str(err)) from None
     ensure_writable(out)
     try:
-        code = serve_app(preset, set_ or [], out, data_dir, host, port, allow_remote)
+        code = serve_app(preset, set_ or [], out, data_dir, host, port, allow_remote, max_tabs=max_tabs or MAX_TABS)
     except ServeError as err:
         raise fail(str(err)) from None
     raise typer.Exit(code)

@@ -46,6 +46,8 @@ MAX_SWEEP_RUNS = 10_000  # a typo such as 100 values per key must not plan (or h
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 MAX_SEARCH_TRIALS = 10_000  # like MAX_SWEEP_RUNS: a typo must not queue a million trials
+MAX_SEARCH_CHOICES = 10_000  # like MAX_SWEEP_RUNS: more choices than trials could ever try is a typo
+MAX_PRESET_BYTES = 4 << 20  # a sweep of MAX_SWEEP_RUNS ten-layer `model.hidden` values is under 1 MiB
 SEARCH_SETTINGS = ("trials", "sampler", "pruner")
 
 
@@ -296,7 +298,14 @@ def config_from_dict(data: dict[str, Any], source: str) -> Config:
             if section == "train" and key == "device":
                 values[key] = _check_device(values[key], where)
         sections[section] = cls(**values)
-    return Config(name=name.strip(), **sections)
+    config = Config(name=name.strip(), **sections)
+    if config.model.batchnorm and config.train.batch_size == 1:
+        raise ConfigError(f"{source}: {BATCH_OF_ONE.format(bn='model.batchnorm = true', bs='train.batch_size = 1')}")
+    return config
+
+
+BATCH_OF_ONE = "{bn} with {bs}: BatchNorm cannot train on batches of one sample; give train.batch_size >= 2 " \
+    "or model.batchnorm = false"
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -476,8 +485,7 @@ def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
     if not isinstance(sweep_table, dict):
         raise ConfigError(f"{source}: sweep: expected a table of KEY = [values]")
     valid = [k for k in all_keys() if k != "name"]
-    sweep = []
-    for key, values in sweep_table.items():
+    for key, values in sweep_table.items():  # the shape and the size first: a million values is refused at once
         where = f"{source}: sweep.{key}"
         if key not in valid:
             raise ConfigError(f"{where}: unknown key{_suggest(str(key), valid)}")
@@ -485,27 +493,68 @@ def preset_from_dict(data: dict[str, Any], source: str) -> Preset:
             raise ConfigError(f"{where}: expected a list of values, got {_type_name(values)}")
         if not values:
             raise ConfigError(f"{where}: empty list; give at least one value")
-        checked = []
-        for value in values:
-            try:
-                checked.append(config.with_values({key: value}, where).get(key))
-            except ConfigError as err:
-                # re-word "where: key: problem" to point at the sweep entry
-                problem = str(err).rsplit(f"{key}: ", 1)[-1]
-                raise ConfigError(f"{where}: {problem}") from None
-            if checked.count(checked[-1]) > 1:  # two identical runs: a study tells its runs apart by their settings
-                raise ConfigError(f"{where}: {_show(value)} is listed twice")
-        sweep.append((key, tuple(checked)))
-    total = math.prod(len(values) for _, values in sweep)
+    total = math.prod(len(values) for values in sweep_table.values())
     if total > MAX_SWEEP_RUNS:
-        sizes = " x ".join(str(len(values)) for _, values in sweep)
+        sizes = " x ".join(str(len(values)) for values in sweep_table.values())
         raise ConfigError(f"{source}: sweep: {sizes} = {total:,} runs, more than {MAX_SWEEP_RUNS:,}")
+    alone = _alone(config)
+    sweep = [(key, _checked_values(alone, key, values, f"{source}: sweep.{key}")) for key, values in sweep_table.items()]
     search = None if search_table is None else parse_search(search_table, config, source)
     if search is not None:
         both = [p.key for p in search.params if p.key in dict(sweep)]
         if both:
             raise ConfigError(f"{source}: search.{both[0]}: also in [sweep]; give each key in one table")
-    return Preset(config=config, sweep=tuple(sweep), source=source, search=search)
+    return check_preset(Preset(config=config, sweep=tuple(sweep), source=source, search=search))
+
+
+def _alone(config: Config) -> Config:
+    """`config` with BatchNorm off and batches of at least two: a swept or searched value is checked
+    alone against it, and the combinations of values afterwards, by `check_preset`."""
+    return dataclasses.replace(
+        config, model=dataclasses.replace(config.model, batchnorm=False),
+        train=dataclasses.replace(config.train, batch_size=max(2, config.train.batch_size)),
+    )
+
+
+def _checked_values(config: Config, key: str, values: list[Any], where: str) -> tuple[Any, ...]:
+    """Each value of a sweep or a search's choices validated as `key`; one listed twice is refused
+    (two identical runs or choices: a study tells its runs apart by their settings)."""
+    checked: list[Any] = []
+    seen: set[Any] = set()
+    for value in values:
+        try:
+            checked.append(config.with_values({key: value}, where).get(key))
+        except ConfigError as err:
+            # re-word "where: key: problem" to point at the sweep or search entry
+            raise ConfigError(f"{where}: {str(err).rsplit(f'{key}: ', 1)[-1]}") from None
+        if checked[-1] in seen:
+            raise ConfigError(f"{where}: {_show(value)} is listed twice")
+        seen.add(checked[-1])
+    return tuple(checked)
+
+
+def check_preset(preset: Preset) -> Preset:
+    """Refuse what no run of the preset could train: BatchNorm on with batches of one sample in
+    any combination of the base settings, the sweep and the search; and a search with nothing to
+    search (one choice per setting and no range: it would train one configuration again and again)."""
+    places = {key: f"sweep.{key}" for key, _ in preset.sweep}
+    values: dict[str, tuple[Any, ...]] = dict(preset.sweep)
+    search = preset.search
+    for p in search.params if search is not None else ():
+        places[p.key] = f"search.{p.key}"
+        values[p.key] = p.choices or ((1,) if p.kind == "int" and p.low <= 1 else ())
+    batchnorm = values.get("model.batchnorm", (preset.config.model.batchnorm,))
+    batch_size = values.get("train.batch_size", (preset.config.train.batch_size,))
+    if True in batchnorm and 1 in batch_size:
+        bn = places.get("model.batchnorm", "model.batchnorm") + " = true"
+        bs = places.get("train.batch_size", "train.batch_size") + " = 1"
+        raise ConfigError(f"{preset.source}: {BATCH_OF_ONE.format(bn=bn, bs=bs)}")
+    if search is not None and all(len(p.choices) == 1 for p in search.params):
+        raise ConfigError(
+            f"{preset.source}: search: one choice for every setting and no range: nothing to search; "
+            "give a setting two or more choices or a range, or set the values in the preset without [search]"
+        )
+    return preset
 
 
 def _field(key: str) -> dataclasses.Field:
@@ -530,15 +579,11 @@ def parse_search(table: Any, config: Config, source: str) -> Search:
         elif isinstance(spec, list):
             if not spec:
                 raise ConfigError(f"{where}: empty list; give at least one choice")
-            checked = []
-            for value in spec:
-                try:
-                    checked.append(config.with_values({key: value}, where).get(key))
-                except ConfigError as err:
-                    raise ConfigError(f"{where}: {str(err).rsplit(f'{key}: ', 1)[-1]}") from None
-            params.append(SearchParam(key=key, choices=tuple(checked)))
+            if len(spec) > MAX_SEARCH_CHOICES:
+                raise ConfigError(f"{where}: {len(spec):,} choices, more than {MAX_SEARCH_CHOICES:,}")
+            params.append(SearchParam(key=key, choices=_checked_values(_alone(config), key, spec, where)))
         elif isinstance(spec, dict):
-            params.append(_search_range(key, spec, config, where))
+            params.append(_search_range(key, spec, _alone(config), where))
         else:
             raise ConfigError(f"{where}: expected {{ low = .., high = .. }} or a list of choices, got {_type_name(spec)}")
     if not params:
@@ -625,16 +670,19 @@ def search_toml(search: Search) -> str:
 
 def load_preset(path: str | Path, overrides: dict[str, Any] | None = None) -> Preset:
     """Read and validate a preset file; `overrides` (dotted keys) apply to its base config."""
+    from fcn_tui.runs import UnreadableFile, read_file_text  # the one bounded reader (runs imports this module)
+
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{source}: is a directory, expected a .toml preset") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{source}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    if path.is_dir():
+        raise ConfigError(f"{source}: is a directory, expected a .toml preset")
+    try:  # a FIFO would block for ever and /dev/zero never end: a regular file of bounded size only
+        text = read_file_text(path, MAX_PRESET_BYTES)
+    except UnreadableFile as err:  # "NAME is not a regular file": said of the path as given
+        reason = str(err).removeprefix(path.name).lstrip(": ").removeprefix("is ")
+        raise ConfigError(f"{source}: {reason if reason.startswith('cannot read') else 'cannot read: ' + reason}") from None
+    if text is None:
+        raise ConfigError(f"{source}: no such file")
     return preset_from_text(text, source, overrides)
 
 
@@ -661,5 +709,5 @@ def preset_from_text(text: str, source: str, overrides: dict[str, Any] | None = 
         if search is not None and any(p.key in overrides for p in search.params):
             kept = tuple(p for p in search.params if p.key not in overrides)  # a --set value is fixed
             search = dataclasses.replace(search, params=kept) if kept else None
-        preset = Preset(config=config, sweep=sweep, source=source, search=search)
+        preset = check_preset(Preset(config=config, sweep=sweep, source=source, search=search))
     return preset

@@ -15,6 +15,12 @@ Contract:
 - A closed tab hangs up its app as a closed terminal would (SIGHUP): a run in progress stops
   after its batch and is saved as `stopped`, then the app exits; it is killed if it has not
   exited GRACE_S later. The server keeps serving.
+- A tab's terminal is at most MAX_COLUMNS x MAX_ROWS, whatever size the page asks for; at most
+  `max_tabs` apps run at once (MAX_TABS unless told): the next tab gets a page saying so. A
+  malformed message from a page is ignored with one line on stderr (once per tab).
+- The page loads nothing from another host: its font is served from textual-serve's static files.
+- An app notices that the server is gone, even after SIGKILL (PR_SET_PDEATHSIG on Linux): it is
+  hung up as when its tab closes, so its run is saved as `stopped`.
 - SIGINT (Ctrl-C) or SIGTERM stops the server: no new tab is accepted, every app is hung up and
   waited for (then killed), and `serve` returns 128 + the signal number. A second Ctrl-C kills
   every app at once and exits. Each app runs in its own process group, killed as a whole.
@@ -25,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
+import logging
 import os
 import shlex
 import signal
@@ -36,12 +44,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
-from aiohttp import WSCloseCode, web
+import jinja2
+from aiohttp import WSCloseCode, WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
 GRACE_S = 30.0  # a hung-up app saves its run after the batch in progress; then it is killed
 TITLE = "fcn-tui"
+# a terminal of 100,000 x 100,000 cells grew one app to 6.3 GB; 500 x 200 fills a 4K screen at a small font
+MAX_COLUMNS, MAX_ROWS = 500, 200
+MAX_TABS = 8  # each tab is an app process of ~600 MB (torch and the data): 8 stay under 5 GB of memory
+TEMPLATES = Path(__file__).parent / "templates"  # the page, with its font from our own static files
 
 
 class ServeError(Exception):
@@ -159,6 +172,33 @@ async def hang_up(process: asyncio.subprocess.Process, grace_s: float = GRACE_S)
     await process.wait()
 
 
+def terminal_size(width: Any, height: Any) -> tuple[int, int] | None:
+    """A page's terminal size, clamped to MAX_COLUMNS x MAX_ROWS (at least 1 x 1); None if not numbers."""
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (width, height)):
+        return None
+    return max(1, min(width, MAX_COLUMNS)), max(1, min(height, MAX_ROWS))
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """For the app's process, run before it starts: a hang-up when the server (`parent`) dies, even
+    by SIGKILL, as when its tab closes (its run is saved). Linux only: elsewhere the app ends at
+    the end of its input."""
+    def arrange() -> None:
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, HANG_UP)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the server died before the line above
+            os.kill(os.getpid(), HANG_UP)
+    return arrange
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
 class TabApp(AppService):
     """One browser tab's app process: its own process group; hung up (not quit) when the tab goes."""
 
@@ -177,6 +217,7 @@ class TabApp(AppService):
             stderr=asyncio.subprocess.PIPE,
             env=self._build_environment(width=width, height=height),
             start_new_session=True,  # Ctrl-C in the server's terminal reaches the server only
+            preexec_fn=die_with_parent(os.getpid()) if sys.platform == "linux" and HANG_UP else None,
         )
         self.processes.add(process)
         self._stdin = process.stdin
@@ -191,6 +232,11 @@ class TabApp(AppService):
         if not self.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await super().on_meta(data)
+
+    async def set_terminal_size(self, width: int, height: int) -> None:
+        size = terminal_size(width, height)
+        if size is not None:
+            await super().set_terminal_size(*size)
 
     async def stop(self) -> None:
         """Hang up the app and wait until it has exited (idempotent; safe to call from several places)."""
@@ -211,11 +257,13 @@ class TabApp(AppService):
 class AppServer(Server):
     """textual-serve's server with per-tab apps that are hung up on close and cleaned up on exit."""
 
-    def __init__(self, argv: list[str], sock: socket.socket, public_url: str) -> None:
+    def __init__(self, argv: list[str], sock: socket.socket, public_url: str, max_tabs: int = MAX_TABS) -> None:
         host, port = sock.getsockname()[:2]
         super().__init__(shlex.join(argv), host=host, port=port, title=TITLE, public_url=public_url)
         self.argv = argv
         self.sock = sock
+        self.max_tabs = max_tabs
+        self.open_tabs = 0  # tabs whose app runs or is being started or stopped
         self.processes: set[asyncio.subprocess.Process] = set()
         self.tabs: dict[TabApp, web.WebSocketResponse] = {}
         self.signum: int | None = None
@@ -226,7 +274,20 @@ class AppServer(Server):
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
         app.middlewares.append(self.guard)
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES, self.templates_path]))
         return app
+
+    def full(self) -> str | None:
+        """The page's answer when `max_tabs` apps run already, else None."""
+        if self.open_tabs < self.max_tabs:
+            return None
+        tabs = f"{self.open_tabs} tab{'s' if self.open_tabs != 1 else ''}"
+        return (f"fcn-tui: {tabs} already open (at most {self.max_tabs}: each is an app of its own); "
+                "close one, then reload this page")
+
+    def full_page(self, why: str) -> web.Response:
+        html = f"<!DOCTYPE html><html><head><title>{TITLE}</title></head><body><p>{escape_html(why)}</p></body></html>"
+        return web.Response(status=503, text=html, content_type="text/html")
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -243,9 +304,14 @@ class AppServer(Server):
             with contextlib.suppress(Exception):
                 await websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server stopped")
 
-    @aiohttp_jinja2.template("app_index.html")
-    async def handle_index(self, request: web.Request) -> dict[str, Any]:
-        """The page, its URLs on the address the browser used (an SSH forward may change the port)."""
+    async def handle_index(self, request: web.Request) -> web.StreamResponse:
+        """The page (or, with every tab taken, a page saying so)."""
+        if why := self.full():
+            return self.full_page(why)
+        return aiohttp_jinja2.render_template("page.html", request, self.page_context(request))
+
+    def page_context(self, request: web.Request) -> dict[str, Any]:
+        """The page's values, its URLs on the address the browser used (an SSH forward may change the port)."""
         origin = f"{request.scheme}://{request.host}"
         ws_origin = ("wss" if request.scheme == "https" else "ws") + origin[origin.index(":"):]
         return {
@@ -255,11 +321,20 @@ class AppServer(Server):
             "application": {"name": self.title},
         }
 
-    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle_websocket(self, request: web.Request) -> web.StreamResponse:
         """One tab: start its app, pass keys and resizes to it until the tab closes, then hang it up."""
+        if why := self.full():
+            return self.full_page(why)
+        self.open_tabs += 1  # before any wait: two tabs at once cannot both take the last place
+        try:
+            return await self._tab(request)
+        finally:
+            self.open_tabs -= 1
+
+    async def _tab(self, request: web.Request) -> web.WebSocketResponse:
         websocket = web.WebSocketResponse(heartbeat=15)
-        width = to_int(request.query.get("width", "80"), 80)
-        height = to_int(request.query.get("height", "24"), 24)
+        width, height = terminal_size(to_int(request.query.get("width", "80"), 80),
+                                      to_int(request.query.get("height", "24"), 24)) or (80, 24)
         tab: TabApp | None = None
         try:
             await websocket.prepare(request)
@@ -281,6 +356,42 @@ class AppServer(Server):
                 await tab.stop()
                 self.tabs.pop(tab, None)
         return websocket
+
+    async def _process_messages(self, websocket: web.WebSocketResponse, app_service: AppService) -> None:
+        """textual-serve's loop over the page's messages; one that is not what the page sends is
+        ignored, with one line on stderr for the first of each tab (no traceback)."""
+        warned = False
+        async for message in websocket:
+            if message.type != WSMsgType.TEXT:
+                continue
+            try:
+                await self._handle_message(websocket, app_service, message.data)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError) as err:
+                if not warned:
+                    say(f"fcn-tui: ignored a malformed message from a tab ({type(err).__name__}); "
+                        "further ones from that tab are ignored silently")
+                    warned = True
+
+    @staticmethod
+    async def _handle_message(websocket: web.WebSocketResponse, app_service: AppService, text: str) -> None:
+        envelope = json.loads(text)
+        if not isinstance(envelope, list) or not envelope:
+            raise ValueError("not a list")
+        kind, data = envelope[0], envelope[1] if len(envelope) > 1 else None
+        if kind == "stdin":
+            if not isinstance(data, str):
+                raise TypeError("stdin is not text")
+            await app_service.send_bytes(data.encode("utf-8"))
+        elif kind == "resize":
+            if not isinstance(data, dict):
+                raise TypeError("resize is not a table")
+            await app_service.set_terminal_size(data["width"], data["height"])
+        elif kind == "ping":
+            await websocket.send_json(["pong", data])
+        elif kind == "blur":
+            await app_service.blur()
+        elif kind == "focus":
+            await app_service.focus()
 
     def kill_all(self) -> None:
         """SIGKILL every app's process group (last resort; synchronous, safe from a signal handler)."""
@@ -316,6 +427,18 @@ def say(line: str, file: Any = None) -> None:
     print(line, file=file or sys.stderr, flush=True)
 
 
+def escape_html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class QuietEarlyClose(logging.Filter):
+    """textual-serve logs "Application failed to start" when an app ends before its first screen,
+    which is what a tab closed early does; an app that fails prints its own error after it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Application failed to start"
+
+
 def serve(
     preset: Path | None,
     overrides: list[str],
@@ -325,6 +448,7 @@ def serve(
     port: int,
     allow_remote: bool,
     echo: Callable[[str], None] | None = None,
+    max_tabs: int = MAX_TABS,
 ) -> int:
     """Check the host, listen, print how to reach the page, serve until a signal; the exit status."""
     check_host(host, allow_remote)
@@ -337,5 +461,6 @@ def serve(
     echo(f"fcn-tui: serving the app at {url} (each browser tab gets its own app; Ctrl-C stops)")
     if is_loopback(host):
         echo(f"fcn-tui: from another machine: {ssh_hint(port)}, then open http://127.0.0.1:{port}")
-    server = AppServer(app_argv(preset, overrides, out, data_dir), sock, url)
+    logging.getLogger("textual-serve").addFilter(QuietEarlyClose())
+    server = AppServer(app_argv(preset, overrides, out, data_dir), sock, url, max_tabs)
     return server.serve()

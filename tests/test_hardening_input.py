@@ -104,7 +104,7 @@ def test_a_missing_or_unreadable_preset_file_exits_2(tmp_path):
     assert_bad_input(run_cli(tmp_path), "is a directory, expected a .toml preset")
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"\xff\xfe\x00name")
-    assert_bad_input(run_cli(binary), "binary.toml: cannot read", "utf-8")
+    assert_bad_input(run_cli(binary), "binary.toml: cannot read: not UTF-8 text")
 
 
 # --- data ---------------------------------------------------------------------------------------

@@ -365,3 +365,36 @@ async def test_damaged_run_folders_are_listed_and_every_runs_action_still_works(
     assert app.exit_status == 0
     rows = (tmp_path / "all.csv").read_text().splitlines()
     assert len(rows) == 5 and any(",unreadable," in row for row in rows)
+
+
+async def test_ctrl_x_while_the_data_loads_cancels_a_start_asked_for_a_moment_before(tiny_preset, tmp_path):
+    """Before: ctrl+x said "no run is going" and the run started, in full, once the data was there."""
+    out = tmp_path / "runs"
+    loaded = threading.Event()
+
+    def slow_data() -> ScriptedBackend:
+        loaded.wait(30)  # the data is still loading until the test lets it finish
+        return ScriptedBackend()
+
+    app = FcnApp(preset=load_preset(tiny_preset), out=out, backend_factory=slow_data)
+    messages: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (messages.append(message), notify(message, **kwargs))[1]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+r")  # the data is loading: the run waits for it
+        await pilot.pause()
+        assert any("training starts as soon as it is ready" in m for m in messages), messages
+        await pilot.press("ctrl+x")  # changed my mind
+        await pilot.pause()
+        loaded.set()
+        await settle(pilot)
+        await until(pilot, lambda: app.backend is not None)
+        await settle(pilot)
+        assert not app.running
+        assert any("the start is cancelled" in m for m in messages), messages
+        assert not any("no run is going" in m or "starting the run" in m for m in messages), messages
+        await pilot.press("ctrl+r")  # a start now trains as usual
+        await settle(pilot)
+        await until(pilot, lambda: not app.running)
+    assert [json.loads(p.read_text())["status"] for p in out.rglob("summary.json")] == ["completed"]

@@ -219,3 +219,135 @@ def test_a_run_with_overrides_is_named_after_them(synthetic_data_dir, tmp_path, 
 
 def test_the_device_alone_does_not_rename_a_run():
     assert Config().with_overrides({"train.device": "cpu"}).name == "baseline"
+
+
+# --- preset files that are not files, sweeps of a million values, impossible combinations ------
+
+
+def no_data(tmp_path) -> str:
+    """A file given as the data folder: a command that should have been refused stops there (exit 2,
+    a data error) instead of downloading or training."""
+    path = tmp_path / "not-data"
+    path.touch()
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["run", "ui"])
+def test_a_fifo_or_a_device_as_the_preset_is_refused_at_once(tmp_path, monkeypatch, command):
+    """Before: a FIFO blocked `run` for ever; /dev/zero ended in a MemoryError traceback."""
+    import os
+    import time
+
+    monkeypatch.setattr("fcn_tui.tui.app.FcnApp.run", lambda self: pytest.fail("the app opened"))
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (5 << 20) + "\n")  # a regular file, but 5 MiB: not a preset
+    for path, reason in ((fifo, "not a regular file"), ("/dev/zero", "not a regular file"),
+                         (big, "larger than 4 MiB")):
+        started = time.monotonic()
+        result = runner.invoke(app, [command, str(path), "--out", str(tmp_path / "out")])
+        assert_bad_input(result, f"{path}: cannot read: {reason}")
+        assert time.monotonic() - started < 10
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_of_a_million_values_is_refused_quickly(tmp_path):
+    """Before: the "listed twice" check compared every value with every other (no answer in 120 s).
+    Its file (7 MB) is refused by its size; the same text given whole is refused by its count,
+    before any value is checked."""
+    import time
+
+    from fcn_tui.config import ConfigError, preset_from_text
+
+    text = TINY_PRESET + "\n[sweep]\n'train.seed' = [" + ", ".join(map(str, range(1_000_000))) + "]\n"
+    preset = tmp_path / "huge.toml"
+    preset.write_text(text)
+    started = time.monotonic()
+    assert_bad_input(run_cli(preset, "--data-dir", no_data(tmp_path)), f"{preset}: cannot read: larger than 4 MiB")
+    assert time.monotonic() - started < 10
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="sweep: 1000000 = 1,000,000 runs, more than 10,000"):
+        preset_from_text(text, "huge.toml")
+    assert time.monotonic() - started < 30  # parsing the TOML is most of it
+
+
+def test_duplicates_in_a_large_sweep_are_found_in_linear_time():
+    from fcn_tui.config import ConfigError, preset_from_text
+
+    seeds = list(range(10_000))
+    text = TINY_PRESET + "\n[sweep]\n'train.seed' = " + str(seeds[:-1] + [0]) + "\n"  # 10,000 values, one twice
+    with pytest.raises(ConfigError, match=r"sweep\.train\.seed: 0 is listed twice"):
+        preset_from_text(text, "p.toml")
+
+
+BATCH_OF_ONE = [
+    ("[model]\nbatchnorm = true\n[train]\nbatch_size = 1\n", "model.batchnorm = true with train.batch_size = 1"),
+    ("[model]\nbatchnorm = true\n[sweep]\n'train.batch_size' = [1, 64]\n",
+     "model.batchnorm = true with sweep.train.batch_size = 1"),
+    ("[train]\nbatch_size = 1\n[sweep]\n'model.batchnorm' = [false, true]\n",
+     "sweep.model.batchnorm = true with train.batch_size = 1"),
+    ("[sweep]\n'model.batchnorm' = [false, true]\n'train.batch_size' = [1, 64]\n",
+     "sweep.model.batchnorm = true with sweep.train.batch_size = 1"),
+    ("[model]\nbatchnorm = true\n[search]\n'train.batch_size' = [1, 64]\n",
+     "model.batchnorm = true with search.train.batch_size = 1"),
+    ("[model]\nbatchnorm = true\n[search]\n'train.batch_size' = { low = 1, high = 64 }\n",
+     "model.batchnorm = true with search.train.batch_size = 1"),
+    ("[search]\n'model.batchnorm' = [true, false]\n'train.batch_size' = [1, 64]\n",
+     "search.model.batchnorm = true with search.train.batch_size = 1"),
+    ("[sweep]\n'model.batchnorm' = [true, false]\n[search]\n'train.batch_size' = [1, 64]\n",
+     "sweep.model.batchnorm = true with search.train.batch_size = 1"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BATCH_OF_ONE, ids=[f"case{i}" for i in range(len(BATCH_OF_ONE))])
+def test_batchnorm_with_batches_of_one_is_refused_before_anything_starts(tmp_path, text, expected):
+    """Before: the run (or the sweep's or search's run with both) failed at epoch 1."""
+    preset = tmp_path / "bn.toml"
+    preset.write_text('name = "bn"\n' + text)
+    line = assert_bad_input(run_cli(preset, "--out", str(tmp_path / "out"), "--data-dir", no_data(tmp_path)), expected,
+                            "BatchNorm cannot train on batches of one sample")
+    assert "train.batch_size >= 2 or model.batchnorm = false" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_batchnorm_with_batches_of_one_from_set_is_refused_too(tiny_preset, tmp_path):
+    assert_bad_input(run_cli(tiny_preset, "--data-dir", no_data(tmp_path), "--set", "model.batchnorm=true", "--set", "train.batch_size=1"),
+                     "model.batchnorm = true with train.batch_size = 1")
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(TINY_PRESET + "\n[sweep]\n'model.batchnorm' = [false, true]\n")
+    assert_bad_input(run_cli(sweep, "--data-dir", no_data(tmp_path), "--set", "train.batch_size=1"),
+                     "sweep.model.batchnorm = true with train.batch_size = 1")
+
+
+def test_an_empty_device_option_is_refused_like_an_empty_device_setting(tiny_preset, tmp_path):
+    """Before: `--device ''` silently meant `auto` while `--set train.device=""` was refused."""
+    assert_bad_input(run_cli(tiny_preset, "--data-dir", no_data(tmp_path), "--set", 'train.device=""'), "train.device: unknown device ''")
+    assert_bad_input(run_cli(tiny_preset, "--data-dir", no_data(tmp_path), "--device", ""), "--device: train.device: unknown device ''")
+    assert_bad_input(run_cli(tiny_preset, "--data-dir", no_data(tmp_path), "--devices", ""), "--devices: train.device: unknown device ''")
+    result = runner.invoke(app, ["worker", "--storage", str(tmp_path / "none"), "--device", "", "--data-dir", str(no_data(tmp_path))])
+    assert_bad_input(result, "--devices: train.device: unknown device ''")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_search_refuses_a_choice_listed_twice_as_a_sweep_does(tmp_path):
+    preset = tmp_path / "search.toml"
+    preset.write_text(TINY_PRESET + "\n[search]\ntrials = 2\n'optim.name' = ['adam', 'adam']\n")
+    assert_bad_input(run_cli(preset, "--data-dir", no_data(tmp_path)), "search.optim.name: 'adam' is listed twice")
+    preset.write_text(TINY_PRESET + "\n[sweep]\n'optim.name' = ['adam', 'adam']\n")
+    assert_bad_input(run_cli(preset, "--data-dir", no_data(tmp_path)), "sweep.optim.name: 'adam' is listed twice")
+    preset.write_text(TINY_PRESET + "\n[search]\n'optim.lr' = [0.1, 0.10]\n'optim.name' = ['sgd', 'adam']\n")
+    assert_bad_input(run_cli(preset, "--data-dir", no_data(tmp_path)), "search.optim.lr: 0.1 is listed twice")
+
+
+def test_a_one_point_search_is_refused(tmp_path):
+    """Before: a search whose every setting had one choice trained that configuration again and again.
+    (Each refused command here is given a file for a data folder: one taken would stop there.)"""
+    preset = tmp_path / "search.toml"
+    preset.write_text(TINY_PRESET + "\n[search]\ntrials = 3\n'optim.name' = ['sgd']\n'optim.lr' = [0.1]\n")
+    assert_bad_input(run_cli(preset, "--out", str(tmp_path / "out"), "--data-dir", no_data(tmp_path)),
+                     "search: one choice for every setting and no range: nothing to search")
+    assert not (tmp_path / "out").exists()
+    # one choice beside a real one is a fixed value: that search runs
+    preset.write_text(TINY_PRESET + "\n[search]\ntrials = 3\n'optim.name' = ['sgd']\n'optim.lr' = [0.1, 0.2]\n")
+    assert load_preset(preset).search is not None

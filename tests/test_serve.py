@@ -9,6 +9,7 @@ FCN_TUI_SCREENSHOT_TO=FILE the finished-run screenshot is also copied there (doc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -131,8 +132,10 @@ class Served:
         return now
 
     def kill(self) -> None:
-        """Last resort: SIGKILL the server's group and every app's group."""
-        for pid in self.track_apps() | {self.proc.pid}:
+        """Last resort: SIGKILL the server's group and every app's group (one the server left is no
+        longer below it: every app seen is tried)."""
+        self.track_apps()
+        for pid in self.apps | {self.proc.pid}:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -173,8 +176,10 @@ class Tab:
         self.sent: list[str] = []  # what the page sent: keys, focus, resize
         self.page = browser.new_page(viewport={"width": 1000, "height": 640})
         self.page.set_default_timeout(WAIT_S * 1000)
-        # the page asks Google for a font: no internet here, so fail at once instead of timing out
-        self.page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"), lambda route: route.abort())
+        # a request to another host (the page once asked Google for its font) is recorded and refused
+        self.outside: list[str] = []
+        self.page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"),
+                        lambda route: (self.outside.append(route.request.url), route.abort()))
         self.page.on("websocket", self._connected)
         self.page.goto(url, wait_until="commit")
 
@@ -430,6 +435,7 @@ def test_the_browser_trains_and_a_closed_tab_saves_its_run_as_stopped(synthetic_
         (served.out / "long.toml").write_text(LONG)  # a preset inside OUT: the page may open it
         tab = Tab(browser, served.url, tmp_path)
         tab.wait_ready()
+        assert tab.outside == []  # the page asked no other host for anything
         page_app = served.track_apps()
         assert len(page_app) == 1  # one app process for the tab
 
@@ -491,3 +497,165 @@ def test_ctrl_c_stops_the_server_and_every_app_saving_their_runs(synthetic_data_
         assert sorted(runs) == sorted(started) and set(runs.values()) == {"stopped"}, runs
         assert not [pid for pid in served.apps if alive(pid)]  # no app is left behind
         assert "Traceback" not in served.output, served.output
+
+
+# --- hostile pages: sizes, tab limit, malformed messages, a killed server (a websocket client, no browser) ---
+
+
+def test_terminal_sizes_from_a_page_are_clamped():
+    from fcn_tui.serve import MAX_COLUMNS, MAX_ROWS, terminal_size
+
+    assert terminal_size(100_000, 100_000) == (MAX_COLUMNS, MAX_ROWS) == (500, 200)
+    assert terminal_size(120, 40) == (120, 40)
+    assert terminal_size(-5, 0) == (1, 1)
+    assert terminal_size("80", 24) is None and terminal_size(True, 24) is None and terminal_size(1.5, 2) is None
+
+
+async def test_a_resize_message_is_clamped_before_it_reaches_the_app():
+    from fcn_tui.serve import TabApp
+
+    tab = TabApp(["true"], set(), write_bytes=None, write_str=None, close=None, download_manager=None)
+    sent: list[dict] = []
+
+    async def send_meta(data):
+        sent.append(data)
+        return True
+
+    tab.send_meta = send_meta
+    await tab.set_terminal_size(100_000, 100_000)
+    await tab.set_terminal_size("wide", 24)
+    assert sent == [{"type": "resize", "width": 500, "height": 200}]
+
+
+def test_the_page_asks_no_other_host_for_anything(tmp_path):
+    """Before: the page loaded its font from fonts.googleapis.com (fails offline, tells a third party)."""
+    served = Served(tmp_path, tmp_path, "")
+    try:
+        served.wait_listening()
+        with urllib.request.urlopen(served.url, timeout=30) as page:
+            html = page.read().decode()
+        urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", html) + re.findall(r"""url\(["']?([^"')]+)""", html)
+        assert urls and all(url.startswith(served.url + "/static/") for url in urls), urls
+        assert "googleapis" not in html and "fonts/RobotoMono" in html
+        font = next(url for url in urls if "fonts/" in url)
+        with urllib.request.urlopen(font, timeout=30) as response:
+            assert response.status == 200 and len(response.read()) > 10_000
+    finally:
+        served.kill()
+
+
+def test_a_hostile_page_is_clamped_limited_and_answered_quietly(synthetic_data_dir, tmp_path):
+    """Before: a closed tab logged "Application failed to start"; a 100,000 x 100,000 terminal was
+    given to the app; malformed messages printed aiohttp tracebacks (and closed the tab); there was
+    no tab limit."""
+    import asyncio
+
+    import aiohttp
+
+    served = Served(tmp_path, synthetic_data_dir, SHORT, "--max-tabs", "1")
+    ws_url = served.url.replace("http", "ws") + "/ws"
+
+    def cmdline(pid: int) -> str:
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return ""
+
+    def environ(pid: int) -> dict[str, str]:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)
+
+    async def session() -> None:
+        async with aiohttp.ClientSession() as client:
+            # a tab closed at once, before its app has drawn anything: quiet, and its place is free again
+            async with client.ws_connect(ws_url + "?width=80&height=24"):
+                pass
+            for _ in range(600):
+                async with client.get(served.url) as page:
+                    if page.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the closed tab's place never came free")
+
+            # a tab asking for 100,000 x 100,000 cells gets at most 500 x 200
+            before = served.track_apps()
+            ws = await client.ws_connect(ws_url + "?width=100000&height=100000")
+            for _ in range(600):
+                if apps := [pid for pid in served.track_apps() - before if "--confine" in cmdline(pid)]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("no app started for the tab")
+            (app_pid,) = apps
+            env = environ(app_pid)
+            assert (env["COLUMNS"], env["ROWS"]) == ("500", "200")
+
+            # malformed messages: ignored, one line, no traceback; the tab still works
+            for junk in ("not json", "{}", "[]", '["resize", 5]', '["resize", {"width": "x"}]', '["stdin", 5]',
+                         '["resize", {"width": 100000, "height": 100000}]'):
+                await ws.send_str(junk)
+            await ws.send_str('["ping", "alive"]')
+            while True:  # the app's screen comes as binary frames; the answer to the ping as text
+                message = await asyncio.wait_for(ws.receive(), 60)
+                assert message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), message
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    assert json.loads(message.data) == ["pong", "alive"]
+                    break
+
+            # a second tab: a page saying why, no app
+            async with client.get(served.url) as page:
+                assert page.status == 503
+                assert "1 tab already open (at most 1" in await page.text()
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect(ws_url)
+            assert refused.value.status == 503
+            assert [pid for pid in served.track_apps() if "--confine" in cmdline(pid)] == apps
+
+    try:
+        served.wait_listening()
+        asyncio.run(session())
+        output = served.output
+        assert output.count("fcn-tui: ignored a malformed message from a tab") == 1, output
+        assert "Traceback" not in output and "Error handling request" not in output, output
+        assert "Application failed to start" not in output, output
+    finally:
+        served.kill()
+
+
+def test_a_killed_server_hangs_up_its_training_apps_which_save_their_runs(synthetic_data_dir, tmp_path):
+    """Before: SIGKILL of `serve` left a tab's app training (790 MB for minutes)."""
+    import asyncio
+
+    import aiohttp
+
+    served = Served(tmp_path, synthetic_data_dir, LONG)
+
+    async def train_in_a_tab() -> tuple[str, set[int]]:
+        async with aiohttp.ClientSession() as client:
+            ws = await client.ws_connect(served.url.replace("http", "ws") + "/ws?width=100&height=30")
+            reading = asyncio.ensure_future(ws.receive())
+            deadline = time.monotonic() + WAIT_S
+            while not (name := new_run(served.out, set())):
+                if time.monotonic() > deadline:
+                    pytest.fail("no run started in the tab")
+                await ws.send_str(json.dumps(["stdin", "\x12"]))  # ctrl+r, until the app has the data and starts
+                await asyncio.sleep(1.0)
+                while reading.done():  # keep reading the screen, so that the app never waits for the page
+                    reading = asyncio.ensure_future(ws.receive())
+            while not read_metrics(served.out / name / "metrics.csv"):
+                await asyncio.sleep(0.2)
+                while reading.done():
+                    reading = asyncio.ensure_future(ws.receive())
+            apps = served.track_apps()
+            os.kill(served.proc.pid, signal.SIGKILL)  # no chance to hang anything up itself
+            reading.cancel()
+            return name, apps
+
+    try:
+        served.wait_listening()
+        name, apps = asyncio.run(train_in_a_tab())
+        served.proc.wait(timeout=30)
+        wait_until(lambda: statuses(served.out).get(name) == "stopped", "the run to be saved as stopped", timeout=90)
+        wait_until(lambda: not any(alive(pid) for pid in apps), "the app to exit", timeout=90)
+    finally:
+        served.kill()

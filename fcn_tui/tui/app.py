@@ -33,7 +33,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, Preset, all_keys, format_value, load_preset
+from fcn_tui.config import Config, ConfigError, Preset, all_keys, check_preset, format_value, load_preset
 from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
@@ -554,7 +554,8 @@ class FcnApp(App):
         self.start_when_ready = False
         try:
             config = named_after_changes(self.form.base, config)
-            preset = Preset(config=config, sweep=self.sweep, source=self.preset.source, search=self.search)
+            preset = check_preset(Preset(config=config, sweep=self.sweep, source=self.preset.source,
+                                         search=self.search))
             preset.runs()  # the swept values must suit the form's settings
         except ConfigError as err:
             self.notify(str(err), severity="error")
@@ -569,6 +570,10 @@ class FcnApp(App):
         self.train_queue([preset], self.backend, self.stop_event)
 
     def action_stop(self) -> None:
+        if not self.running and self.start_when_ready:  # ctrl+r while the data loads: not started yet
+            self.start_when_ready = False
+            self.notify("the start is cancelled: no run will start when the data is ready")
+            return
         if not self.running:
             self.notify("no run is going")
             return
