@@ -297,9 +297,9 @@ class StudyPresenter:
             if not self.in_study and event.run_dir is not None and (record := read_run(event.run_dir)) is not None:
                 self.records.append(record)
         elif isinstance(event, runner.Waiting):
-            r.print(escape(f"  no run left to claim; waiting for {event.running} run(s) of other workers"))
+            r.print(escape(f"  no run left to claim; waiting for {plural(event.running, 'run')} of other workers"))
         elif isinstance(event, runner.WorkersStarted):
-            r.print(escape(f"{event.count} workers, {event.threads} thread(s) each"
+            r.print(escape(f"{plural(event.count, 'worker')}, {plural(event.threads, 'thread')} each"
                            + (f", on {', '.join(event.devices)}" if event.devices else "")))
         elif isinstance(event, runner.RunTakenOver):
             r.close()
@@ -312,9 +312,13 @@ class StudyPresenter:
                 state = (record.status, record.get("epochs_completed"))
                 if self._seen.get(key) == state or str(record.path) in self._finished_before:
                     continue
-                if (line := progress_line(record, first=key not in self._seen)) is not None:
+                first = key not in self._seen
+                if (line := progress_line(record, first=first)) is not None:
                     self._seen[key] = state
-                    r.print(escape(f"  [{record.get('worker') or '-'}] {record.name}: {line}"))
+                    who = f"  [{record.get('worker') or '-'}] {record.name}: "
+                    if first and not line.startswith(("starting", "continu")):  # begun between two looks
+                        r.print(escape(who + "starting"))
+                    r.print(escape(who + line))
         elif isinstance(event, runner.StudyFinished):
             r.close()
             if event.results is not None:
@@ -350,7 +354,7 @@ def progress_line(record, first: bool = False) -> str | None:
         if epoch == (continued or 0):
             return f"continuing after epoch {continued}" if continued else "starting"
         acc = next((m.get("val_acc") for m in record.metrics if m.get("epoch") == epoch), None)
-        if acc is None:
+        if acc is None or epoch == epochs:  # the last epoch: told with the run's end, just after
             return None
     else:
         acc = record.get("val_acc")

@@ -44,6 +44,7 @@ from fcn_tui.study import Comparison, compare, setting_label, varying_keys
 
 DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 KB
 FONT_SIZE = 10
+LEGEND_ROWS = 16  # a one-column legend beside the axes up to this many entries, two columns beyond
 MISTAKES_ROWS, MISTAKES_COLS = 3, 6  # 18 images: the worst mistakes, each still large enough to read
 
 
@@ -130,7 +131,9 @@ def _colors(plt, n: int) -> list:
 def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"))  # legend below the axes
+        # the figure's own artists and every legend, also one kept out of the layout (`_legend_beside`)
+        artists = fig.get_default_bbox_extra_artists() + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight", bbox_extra_artists=artists))
     finally:
         plt.close(fig)
     return path
@@ -150,17 +153,27 @@ def plot_curves(plt, record: RunRecord, label: str, path: Path) -> Path:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+        _whole_epochs(ax)
     fig.suptitle(label, fontsize=FONT_SIZE + 1)
     return _save(plt, fig, path)
 
 
-def _legend_below(ax, ncol_max: int = 3, extra=None) -> None:
+def _whole_epochs(ax) -> None:
+    """Epoch axes tick at whole epochs only (never 1.2, 1.4 on a 2-epoch run)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: a single tick
+
+
+def _legend_beside(ax, extra=None) -> None:
+    """The runs' legend to the right of the axes, outside them: however many runs there are it
+    covers neither the curves nor the epoch label (the saved figure grows to hold it)."""
     handles, labels = ax.get_legend_handles_labels()
     if extra:
         handles, labels = handles + extra[0], labels + extra[1]
-    widest = max((len(label) for label in labels), default=0)
-    ncol = min(ncol_max if widest <= 28 else 2, max(1, len(labels)))  # long run names: two columns
-    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False)
+    ncol = 1 if len(labels) <= LEGEND_ROWS else 2
+    legend = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=ncol, frameon=False)
+    legend.set_in_layout(False)  # tight_layout keeps the axes their size; savefig's tight box takes the legend in
 
 
 def plot_loss(plt, group: StudyGroup, path: Path) -> Path:
@@ -181,7 +194,8 @@ def plot_loss(plt, group: StudyGroup, path: Path) -> Path:
     ax.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{group.label}: train (solid) vs validation (dashed) loss")
     ax.grid(alpha=0.3)
     styles = [Line2D([], [], color="black", ls="-"), Line2D([], [], color="black", ls="--")]
-    _legend_below(ax, extra=(styles, ["train", "validation"]))
+    _whole_epochs(ax)
+    _legend_beside(ax, extra=(styles, ["train", "validation"]))
     return _save(plt, fig, path)
 
 
@@ -195,7 +209,8 @@ def plot_val_acc(plt, group: StudyGroup, path: Path) -> Path:
         ax.plot(*_finite(epochs, acc), "-", marker=".", color=color, label=group.run_labels[record.run_id])
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{group.label}: validation accuracy")
     ax.grid(alpha=0.3)
-    _legend_below(ax)
+    _whole_epochs(ax)
+    _legend_beside(ax)
     return _save(plt, fig, path)
 
 

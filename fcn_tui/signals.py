@@ -21,6 +21,16 @@ HANDLED = tuple(
 )
 
 
+CLEAR_LINE = "\r\x1b[2K"  # to the start of the line, then erase it (what Rich's live display does too)
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
 def _say(line: str, fd: int = 2) -> None:
     """A line straight to a file descriptor, stderr by default (safe in a handler; a closed terminal is fine)."""
     try:
@@ -55,8 +65,11 @@ class StopOnSignals:
             os._exit(128 + (self.signum or signum))  # second Ctrl-C: leave now
         if self.signum is None:
             self.signum = signum
+            # on a terminal, the line a progress bar is drawing is cleared first, so the message
+            # starts a line of its own; the bar is drawn again on the next line
+            clear = CLEAR_LINE if _isatty(2) else ""
             _say(
-                f"fcn-tui: {signal.Signals(signum).name}: stopping after the current batch and saving "
+                f"{clear}fcn-tui: {signal.Signals(signum).name}: stopping after the current batch and saving "
                 "the run (Ctrl-C again quits at once)"
             )
         self.event.set()

@@ -39,7 +39,7 @@ def plot_studies(plt, folder: Path, out: Path, save: Callable, warn: Callable[[s
             continue
         target.mkdir(parents=True, exist_ok=True)
         written.append(plot_history(plt, store.name, trials, target / "optimization_history.png", save))
-        path = plot_importances(plt, store, target / "param_importances.png", save)
+        path = plot_importances(plt, store, target / "param_importances.png", save, warn)
         if path is not None:
             written.append(path)
     return written
@@ -82,12 +82,18 @@ def plot_history(plt, name: str, trials: list, path: Path, save: Callable) -> Pa
     return save(plt, fig, path)
 
 
-def plot_importances(plt, store: StudyStore, path: Path, save: Callable) -> Path | None:
+def plot_importances(plt, store: StudyStore, path: Path, save: Callable,
+                     warn: Callable[[str], None] | None = None) -> Path | None:
     import optuna
 
     complete = [t for t in store.trials() if t.state.name == "COMPLETE" and t.params]
     varying = {k for k in (complete[0].params if complete else {}) if len({repr(t.params.get(k)) for t in complete}) > 1}
     if len(complete) < 2 or not varying:
+        return None
+    if len(varying) == 1:  # importances sum to 1: a lone setting's bar would say 1.00 whatever the runs did
+        if warn is not None:
+            warn(f"{store.name}: param_importances.png skipped: only {next(iter(varying))} varies, "
+                 "and a single setting's importance is 1.00 by definition")
         return None
     try:
         importances = optuna.importance.get_param_importances(store.study, params=sorted(varying))

@@ -42,8 +42,9 @@ def render(comparison: Comparison) -> Table:
     """A Rich table for a comparison."""
     caption = "\n".join(part for part in (subtitle(comparison), best_line(comparison)) if part)
     # Text, not str: a preset's name or a swept value is shown as written, never read as markup
-    table = Table(title=Text(comparison.title, style="table.title"),
-                  caption=Text(caption, style="table.caption") if caption else None)
+    title = Text(comparison.title, style="table.title")
+    table = Table(title=title, caption=Text(caption, style="table.caption") if caption else None,
+                  min_width=title.cell_len)  # a narrow table (a one-column pivot) never folds its title mid-word
     if comparison.is_pivot:
         header, rows = pivot_table(comparison)
         left = 1
@@ -131,5 +132,5 @@ def app_comparison(records: list[RunRecord], preset=None, title: str | None = No
     if not (comparison.is_pivot or comparison.seeds):
         return table
     summary = render(comparison)
-    summary.title = None
+    summary.title, summary.min_width = None, None  # the title is above, outside the scrolling
     return Group(table, Text(""), summary)

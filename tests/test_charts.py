@@ -302,3 +302,22 @@ def test_the_system_readout_degrades_gracefully(monkeypatch):
                                gpu_total=total))
     assert text.plain == "cpu 180% of 16 cores · mem 3.0 GiB · gpu mem 20.0/80.0 GiB"
     assert readout_text(Sample()) == Text("system figures: measuring…")
+
+
+async def test_at_80x24_with_overlays_the_loss_axis_has_values_and_the_run_its_width(tmp_path):
+    """Two earlier 15-epoch runs overlaid on a 3-epoch run: the x axis is the run's 3 epochs
+    (the longer curves leave through the right edge), the loss axis at least two labels."""
+    out = tmp_path / "runs"
+    earlier_runs(out, config(name="a", **{"train.epochs": 15}), config(name="b", **{"train.epochs": 15, "optim.lr": 0.1}))
+    app = FcnApp(preset=Preset(config(name="now")), out=out, backend_factory=LrBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await overlay_two_runs(pilot)
+        assert len(app.loss_chart.overlays) == 2
+        assert app.loss_chart.x_max == app.acc_chart.x_max == 3
+        labels = [line.split("┤")[0].strip() for line in rendered(app.loss_chart).split("\n") if "┤" in line]
+        assert len([label for label in labels if label]) >= 2, labels  # more than one loss value to read
+
+
+def test_a_short_chart_still_gets_two_ticks():
+    assert axes.nice_ticks(0.3, 1.9, 2) == [1.0]  # what a chart 8 rows high got: one label
+    assert axes.readable_ticks(0.3, 1.9, 2) == [0.5, 1.0, 1.5]

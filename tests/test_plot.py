@@ -113,3 +113,60 @@ def test_a_damaged_predictions_file_or_missing_test_images_skip_only_the_mistake
     assert result.exit_code == 0, result.output
     assert not list((tmp_path / "b").rglob("*-mistakes.png"))
     assert result.stderr.count("mistakes figures skipped: no test images (Fashion-MNIST not found") == 1
+
+
+def test_epoch_axes_tick_whole_epochs_and_the_legend_covers_no_curve_or_label(monkeypatch):
+    """A 2-epoch study of nine optimizers: ticks 1 and 2 only; the legend beside the axes."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fcn_tui import plot
+    from fcn_tui.config import Config
+    from fcn_tui.runs import RunRecord
+
+    records = []
+    for i, name in enumerate(["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "lion"]):
+        long = f"optim.name={name},optim.lr=0.001"
+        metrics = [{"epoch": float(e), "train_loss": 1 / (e + i), "val_loss": 1.1 / (e + i), "val_acc": 0.8, "train_acc": 0.8}
+                   for e in (1, 2)]
+        records.append(RunRecord(path=Path(f"00{i}-{long}"), summary={"name": long}, config=Config(name=long), metrics=metrics))
+    group = plot.StudyGroup(label="optimizers", records=records, comparison=None,
+                            run_labels={r.run_id: r.name for r in records})
+    figures = []
+    monkeypatch.setattr(plot, "_save", lambda plt, fig, path: figures.append(fig) or path)
+    plot.plot_loss(plt, group, Path("loss.png"))
+    plot.plot_val_acc(plt, group, Path("val_acc.png"))
+    one_epoch = RunRecord(path=Path("one"), summary={"name": "one"}, config=Config(), metrics=records[0].metrics[:1])
+    plot.plot_curves(plt, one_epoch, "one", Path("curves.png"))
+    fig = figures.pop()
+    fig.canvas.draw()
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert [t for t in ax.get_xticks() if lo <= t <= hi] == [1.0]  # one epoch: one tick, not 0.96, 0.98, ...
+    plt.close(fig)
+    for fig in figures:
+        [ax] = fig.axes
+        fig.canvas.draw()
+        lo, hi = ax.get_xlim()
+        assert [t for t in ax.get_xticks() if lo <= t <= hi] == [1.0, 2.0]
+        renderer = fig.canvas.get_renderer()
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.xaxis.label.get_window_extent(renderer))
+        assert not legend.overlaps(ax.get_window_extent(renderer))
+        plt.close(fig)
+
+
+def test_a_study_that_varies_one_setting_draws_no_trivial_importance_bar(tmp_path, synthetic_data_dir):
+    preset = tmp_path / "one.toml"
+    preset.write_text(SWEEP_2x2.replace('"model.dropout" = [0.0, 0.5]\n', "").replace('name = "grid"', 'name = "one"'))
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["run", str(preset), "--data-dir", str(synthetic_data_dir), "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / "figures"), "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 0, result.output
+    written = {p.name for p in (tmp_path / "figures" / "one").iterdir()}
+    assert "optimization_history.png" in written and "param_importances.png" not in written
+    assert "param_importances.png skipped: only optim.name varies" in " ".join(result.output.split())

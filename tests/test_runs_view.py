@@ -76,7 +76,7 @@ async def test_small_numbers_names_and_marks_read_well_at_80_columns(app):
         assert row_text(app, "a-rather-long-run-name-with-momentum").startswith(" +")  # momentum 0.9
         assert row_text(app, "adam-lr1e-3").startswith("  ")  # nothing unusual
         legend = str(app.query_one("#runs-legend").render())
-        assert "~ data subset" in legend and "+ other settings differ" in legend
+        assert "~ data subset" in legend and "+ other settings not default" in legend
         while not names(app)[app.runs_view.table.cursor_row].startswith("a-rather"):
             await pilot.press("down")
         assert "+ momentum 0.9" in str(app.query_one("#runs-detail").render())
@@ -268,3 +268,38 @@ def test_a_name_too_long_keeps_what_tells_it_apart():
     assert fit_names(["model.dropout=0.1", "model.dropout=0.2"], 12) == ["dropout=0.1", "dropout=0.2"]
     assert fit_names(["experiment-alpha-run-1", "experiment-alpha-run-2"], 12) == ["…alpha-run-1", "…alpha-run-2"]
     assert fit_names(["short", "tiny,train.epochs=1"], 20) == ["short", "tiny,train.epochs=1"]  # fits: as is
+
+
+def test_settings_names_are_shortened_alike_row_to_row():
+    from fcn_tui.tui.runs_view import fit_names
+
+    names = ["optim.name=sgd,optim.lr=0.1", "optim.name=sgd,optim.lr=0.001", "optim.name=adam,optim.lr=0.001"]
+    # the first fits whole at 28 columns, the others not: all three are written the same way
+    assert fit_names(names, 28) == ["name=sgd,lr=0.1", "name=sgd,lr=0.001", "name=adam,lr=0.001"]
+
+
+async def test_only_settings_away_from_the_defaults_are_marked_and_the_study_is_shown(tmp_path):
+    """The default baseline (15 epochs) beside 3-epoch runs gets no `+`; a tanh run names its
+    activation, a ReLU run does not; two sweeps of one grid are told apart by their study."""
+    out = history(tmp_path / "runs")
+    write_run(out, "20260101-110000-baseline", Config(name="baseline"))
+    write_run(out, "20260101-111000-tanh", Config(name="tanh").with_values({"model.activation": "tanh"}))
+    for folder in ("20260102-100000-grid", "20260103-113000-grid"):
+        (out / folder).mkdir()
+        (out / folder / "sweep.toml").write_text('name = "grid"\n[sweep]\n"optim.lr" = [0.1]\n')
+        write_run(out / folder, "20260102-100001-optim.lr=0.1", Config(name="optim.lr=0.1").with_values({"optim.lr": 0.1}))
+    app = FcnApp(out=out, backend_factory=ScriptedBackend)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_runs(pilot)
+        assert row_text(app, "baseline").startswith("  ") and " 15 " in row_text(app, "baseline")  # epochs column
+        assert row_text(app, "tanh").startswith(" +")
+        table = app.runs_view.table
+        study = next(k for k, c in table.columns.items() if c.label.plain == "study")
+        studies = [str(table.get_cell(row.key, study)) for row in table.ordered_rows]
+        assert sorted(s for s in studies if s != "-") == ["grid 01-02 10:00", "grid 01-03 11:30"]
+        for name, shown in (("baseline", None), ("tanh", "+ activation tanh")):
+            table.move_cursor(row=names(app).index(name))
+            await pilot.pause()
+            detail = str(app.query_one("#runs-detail").render())
+            assert "relu" not in detail and "epochs" in detail
+            assert (shown or "+") in detail if shown else "+" not in detail

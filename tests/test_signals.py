@@ -204,6 +204,18 @@ def test_second_ctrl_c_leaves_at_once(monkeypatch):
         assert exits == [130]
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_stop_message_starts_a_line_of_its_own_on_a_terminal(monkeypatch, terminal):
+    """On a terminal the progress bar's line is cleared first, so the message is not glued onto it."""
+    said = []
+    monkeypatch.setattr("fcn_tui.signals._isatty", lambda fd: terminal)
+    monkeypatch.setattr("fcn_tui.signals._say", lambda line, fd=2: said.append(line))
+    with StopOnSignals():
+        signal.raise_signal(signal.SIGINT)
+    [line] = said
+    assert line.startswith("\r\x1b[2Kfcn-tui: SIGINT: stopping" if terminal else "fcn-tui: SIGINT: stopping")
+
+
 def test_a_signal_ignored_before_the_run_stays_ignored():
     """`nohup fcn-tui run ...` ignores SIGHUP: closing the SSH session must not stop the run."""
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -66,3 +66,12 @@ def test_swept_seeds_print_mean_and_std_per_setting():
     [row] = [cells(line) for line in lines if line.startswith("│")]
     assert row == ["all runs", "3", "completed", "92.00 ± 1.00", "92.00 ± 1.00", "91.00 ± 1.00", "15", "20.0"]
     assert "mean ± std over seeds 0, 1, 2" in " ".join(lines)
+
+
+def test_a_one_column_pivot_keeps_its_title_whole():
+    name = "learning-rates-of-rmsprop-and-adam-at-one-epoch-each"  # one word, wider than the table
+    preset = preset_from_text(f'name = "{name}"\n[sweep]\n"optim.name" = ["rmsprop", "adam"]\n"optim.lr" = [0.001, 0.1]\n', "o.toml")
+    records = [record(c, val=0.9, test=0.89) for c in preset.runs() if c.optim.lr == 0.001]  # one column
+    lines = shown(comparison_table(records, preset))
+    assert lines[0] == name
+    assert cells(lines[2]) == ["optim.name \\ optim.lr", "0.001"]

@@ -155,6 +155,29 @@ async def test_quitting_mid_run_asks_then_saves_the_run_as_stopped(tiny_preset, 
     assert summaries(out)[0]["status"] == "stopped"
 
 
+async def test_the_quit_question_is_whole_at_60x20_and_no_toast_covers_its_buttons(tiny_preset, tmp_path):
+    app = scripted_app(tiny_preset, tmp_path / "runs")
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(pilot)
+        app.running = True  # as while a run trains
+        app.notify("the data is ready: starting the run")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        app.notify("CPU busy: training with 1 thread")  # e.g. the data finished loading just now
+        await pilot.pause()
+        dialog = app.screen.query_one(".dialog")
+        question = " ".join(rendered(dialog.query_one(".dialog-title")).split())
+        assert question == "A run is going. Stop it (it is saved as stopped) and quit?"  # wrapped, not cut
+        no = app.screen.query_one("#no")
+        assert app.screen.region.contains_region(no.region) and str(no.label) == "No (n)"
+        assert list(app._notifications) == []  # nothing drawn over the dialog
+        await pilot.press("n")
+        await pilot.pause()
+        assert [n.message for n in app._notifications] == ["CPU busy: training with 1 thread"]  # shown once answered
+        app.running = False
+
+
 HANGUP_SCRIPT = """
 import sys, time
 from pathlib import Path

@@ -309,10 +309,43 @@ def test_a_worker_s_progress_line_agrees_with_its_epoch():
     assert progress_line(record("running", 1, {})) is None  # its value is not written yet
     assert progress_line(record("running", 1, {1: 0.636})) == "running, epoch 1/2, val acc 63.60%"
     assert progress_line(record("running", 1, {}, continued_after=1)) == "continuing after epoch 1"
-    assert progress_line(record("running", 2, {2: 0.7}, continued_after=1), first=True) == (
-        "continued after epoch 1: running, epoch 2/2, val acc 70.00%")  # its start came and went between looks
+    assert progress_line(record("running", 2, {2: 0.7}, continued_after=1), first=True) is None  # the last: told at its end
+    assert progress_line(record("completed", 2, {2: 0.7}, continued_after=1, val_acc=0.7), first=True) == (
+        "continued after epoch 1: completed, epoch 2/2, val acc 70.00%")  # its start came and went between looks
     finished = record("completed", 2, {1: 0.6, 2: 0.7}, val_acc=0.7)
     assert progress_line(finished) == "completed, epoch 2/2, val acc 70.00%"
     unsampled = RunRecord(path=Path("001-trial-0"), summary={"name": "trial 0", "status": "running", "epochs": None},
                           config=None)
     assert progress_line(unsampled) is None
+
+
+def test_every_worker_run_gets_a_starting_line_and_no_running_line_at_its_last_epoch():
+    """Progress read from the storage every few seconds misses short states: a run first seen
+    finished still gets its starting line; `running, epoch 1/1` just before `completed` is not said."""
+    import io
+
+    from rich.console import Console
+
+    from fcn_tui import runner
+    from fcn_tui.cli import StudyPresenter
+    from fcn_tui.console import Reporter
+    from fcn_tui.runs import RunRecord
+
+    def record(name, status, epoch, worker="w1"):
+        return RunRecord(path=Path(f"00{name}-run"), summary={"name": f"run{name}", "status": status, "epochs_completed": epoch,
+                                                              "epochs": 1, "worker": worker, "val_acc": 0.5}, config=None,
+                         metrics=[{"epoch": 1.0, "val_acc": 0.5}] if epoch else [])
+
+    out = io.StringIO()
+    present = StudyPresenter(Reporter(Console(file=out, width=120), interactive=False))
+    present.show(runner.WorkersProgress(name="grid", workers_alive=2, records=[record(1, "running", 0), record(2, "completed", 1, "w2")]))
+    present.show(runner.WorkersProgress(name="grid", workers_alive=2, records=[record(1, "running", 1), record(2, "completed", 1, "w2")]))
+    present.show(runner.WorkersProgress(name="grid", workers_alive=2, records=[record(1, "completed", 1), record(2, "completed", 1, "w2")]))
+    present.show(runner.Waiting(running=1))
+    assert out.getvalue().splitlines() == [
+        "  [w1] run1: starting",
+        "  [w2] run2: starting",
+        "  [w2] run2: completed, epoch 1/1, val acc 50.00%",
+        "  [w1] run1: completed, epoch 1/1, val acc 50.00%",
+        "  no run left to claim; waiting for 1 run of other workers",
+    ]

@@ -137,9 +137,15 @@ class FcnApp(App):
         self.last_sweep: Path | None = None
         self._signals: list[int] = []
         self._status_shape: list[int] = []  # line lengths of the status shown (see update_status)
+        self._held_toasts: list[tuple[str, bool, dict]] = []  # raised while a yes/no question is open
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:
-        """A toast in plain text: the names, paths and errors in it are never read as markup."""
+        """A toast in plain text: the names, paths and errors in it are never read as markup.
+        While a yes/no question is open, toasts wait until it is answered: on a small terminal
+        they would cover its buttons."""
+        if isinstance(self.screen, ConfirmDialog):
+            self._held_toasts.append((message, markup, kwargs))
+            return
         super().notify(message, markup=markup, **kwargs)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -589,11 +595,15 @@ class FcnApp(App):
             return
 
         def answer(yes: bool | None) -> None:
+            held, self._held_toasts = self._held_toasts, []
+            for message, markup, kwargs in held:
+                self.notify(message, markup=markup, **kwargs)
             if yes:
                 self.quit_when_stopped = True
                 self.stop_event.set()
                 self.notify("stopping the run, then quitting…")
 
+        self.clear_notifications()  # none covers the question's buttons
         self.push_screen(ConfirmDialog("A run is going. Stop it (it is saved as stopped) and quit?"), answer)
 
     def action_tab(self, tab: str) -> None:

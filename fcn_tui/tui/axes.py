@@ -46,6 +46,16 @@ def nice_ticks(lo: float, hi: float, max_ticks: int, integer: bool = False) -> l
     return ticks
 
 
+def readable_ticks(lo: float, hi: float, max_ticks: int) -> list[float]:
+    """`nice_ticks`, with at least two ticks where the range allows: a short chart's one label
+    (`1`) says no value of the curves."""
+    for n in range(max_ticks, max_ticks + 8):
+        ticks = nice_ticks(lo, hi, n)
+        if len(ticks) >= 2:
+            return ticks
+    return ticks
+
+
 def tick_labels(ticks: Sequence[float]) -> list[str]:
     """Labels with as many decimals as the step needs, and no more (`0.5 1 1.5` reads `0.5 1.0 1.5`)."""
     if len(ticks) < 2:

@@ -89,9 +89,12 @@ class RunChart(PlotextPlot):
         super().on_mount()
         self.replot()
 
-    def x_extent(self) -> float:
-        """The largest x of the curves (0 without any)."""
-        return max((max(c.xs) for c in self.curves() if c.xs), default=0.0)
+    def x_extent(self, overlays: bool = True) -> float:
+        """The largest x of the curves, or of the current run's alone (0 without any)."""
+        curves = self.curves()
+        if not overlays:
+            curves = curves[min(len(self.overlays), len(OVERLAY_COLORS)):]  # `curves()` lists the overlays first
+        return max((max(c.xs) for c in curves if c.xs), default=0.0)
 
     def curves(self) -> list[Curve]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -120,7 +123,7 @@ class RunChart(PlotextPlot):
                 real = axes.log_ticks(10**lo, 10**hi, max_y)
                 plt.yticks([math.log10(t) for t in real], [f"{t:g}" for t in real])
             else:
-                ticks = axes.nice_ticks(lo, hi, max_y)
+                ticks = axes.readable_ticks(lo, hi, max_y)
                 plt.yticks(ticks, axes.tick_labels(ticks))
         for c in curves:  # lines first, then every point on top of them
             if c.line and len(c.xs) > 1:
@@ -298,8 +301,10 @@ class TrainCharts(Vertical, can_focus=True):
         if not (force or loss.dirty or acc.dirty):
             return
         loss.best = acc.best
-        x_max = max(loss.x_extent(), acc.x_extent())
-        loss.x_max = acc.x_max = max(1.0, x_max if x_max else float(self.planned_epochs))
+        # the current run's epochs set the x range (longer overlaid runs leave through the right
+        # edge, a 3-epoch run is not squeezed into a fifth of the width); the overlays' without one
+        own = max(loss.x_extent(overlays=False), acc.x_extent(overlays=False)) or float(self.planned_epochs)
+        loss.x_max = acc.x_max = max(1.0, own or max(loss.x_extent(), acc.x_extent()))
         with self.app.batch_update():
             loss.replot()
             acc.replot()

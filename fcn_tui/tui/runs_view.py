@@ -7,8 +7,8 @@ what tells it apart (`fit_name`: of a sweep or search name, the settings that va
 name, the end after a start shared with other runs; cut in the middle with `…` if still too long). Settings are written short (`1e-3`).
 `/` filters the rows by text (every word must appear in the name, status, folder or a setting
 such as `adam`, `lr=1e-3`, `optim.lr=0.001`); escape clears the filter.
-The first column marks runs: `●` picked, `~` trained on a data subset, `+` differs from other
-runs in a setting the columns do not show (a run can have both); a legend line says so and the
+The first column marks runs: `●` picked, `~` trained on a data subset, `+` a setting the
+columns do not show is not the default (a run can have both); a legend line says so and the
 detail line under the table names the highlighted run's folder, epochs, best epoch and those
 settings. The history is read again each time the tab is shown and with `g` (runs written by
 other processes appear); the highlighted run stays highlighted.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +38,7 @@ from textual.widgets import DataTable, Input, Static
 
 from fcn_tui.config import Config
 from fcn_tui.rundiff import best_epoch, diff_table, short_setting
-from fcn_tui.runs import RunRecord
+from fcn_tui.runs import STUDY_MANIFEST, RunRecord
 from fcn_tui.tui.column_table import ColumnTable
 
 STATUS_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "incomplete": "yellow",
@@ -56,8 +55,8 @@ KEEP_VISIBLE = 6  # columns after the name that must fit beside it: status .. lr
 BEST_FIRST = {"best val", "test"}  # columns whose first sort puts the highest value on top
 SUBSET_MARK, HIDDEN_MARK, PICK_MARK = "~", "+", "●"
 # settings the columns show, or that change where a run trains and not what it learns
-SHOWN_KEYS = {"optim.name", "optim.lr", "model.init", "model.dropout", "model.batchnorm", "model.hidden",
-              "data.subset", "train.device", "train.compile", "train.seed"}
+SHOWN_KEYS = {"name", "optim.name", "optim.lr", "model.init", "model.dropout", "model.batchnorm", "model.hidden",
+              "data.subset", "train.epochs", "train.device", "train.compile", "train.seed"}
 
 
 def _cfg(record: RunRecord, key: str) -> Any:
@@ -131,21 +130,25 @@ def shared_start(name: str, others: list[str], width: int) -> int:
     return next((cut for cut in cuts if 1 + len(name) - cut <= width), cuts[-1])
 
 
-def fit_name(name: str, names: list[str], width: int) -> str:
+def settings_forms(name: str, names: list[str]) -> list[str]:
+    """A sweep or search name written ever shorter: whole, the settings that vary among its kind
+    (`…optim.lr=0.01,model.dropout=0.2`), their keys by the last part (`…lr=0.01,dropout=0.2`),
+    their values alone (`…0.01,0.2`)."""
+    parts = varying_parts(name, names)
+    dropped = "…" if len(parts) < name.count(",") + 1 else ""
+    return [name, *(dropped + ",".join(shown) for shown in
+                    (parts, [short_key(p) for p in parts], [p.partition("=")[2] or p for p in parts]))]
+
+
+def fit_name(name: str, names: list[str], width: int, level: int = 0) -> str:
     """`name` in `width` characters, shortened only as far as needed to fit: a sweep or search
-    name to the settings that vary among its kind (`…lr=0.01,dropout=0.2`), their keys by the
-    last part, then their values alone (`…0.01,0.2`); another name without the start it shares
-    with another run's (`…run-2`); what is still too long cut in the middle, keeping its end."""
+    name by `settings_forms` (at least to form `level`), another name without the start it
+    shares with another run's (`…run-2`); what is still too long cut in the middle, keeping its end."""
+    if is_settings_name(name):
+        forms = settings_forms(name, names)
+        return next((form for form in forms[level:] if len(form) <= width), cut_middle(forms[-1], width))
     if len(name) <= width:
         return name
-    if is_settings_name(name):
-        parts = varying_parts(name, names)
-        dropped = "…" if len(parts) < name.count(",") + 1 else ""
-        for shown in (parts, [short_key(p) for p in parts], [p.partition("=")[2] or p for p in parts]):
-            text = dropped + ",".join(shown)
-            if len(text) <= width:
-                return text
-        return cut_middle(text, width)
     if start := shared_start(name, names, width):
         name = "…" + name[start:]
     return cut_middle(name, width)
@@ -162,8 +165,15 @@ def is_settings_name(name: str) -> bool:
 
 
 def fit_names(names: list[str], width: int) -> list[str]:
-    """Each name fitted to `width` by `fit_name`, so the parts that tell runs apart stay on screen."""
-    return [fit_name(name, names, width) for name in names]
+    """Each name fitted to `width` by `fit_name`, so the parts that tell runs apart stay on screen;
+    every settings name shortened alike (`lr=0.1` above `lr=1e-3`, never `optim.lr=0.1`): to the
+    form the longest of them needs."""
+    level = 0
+    for name in names:
+        if is_settings_name(name):
+            forms = settings_forms(name, names)
+            level = max(level, next((i for i, form in enumerate(forms) if len(form) <= width), len(forms) - 1))
+    return [fit_name(name, names, width, level) for name in names]
 
 
 def cut_middle(text: str, width: int) -> str:
@@ -177,6 +187,22 @@ def cut_middle(text: str, width: int) -> str:
     return text[: width - 1 - tail] + "…" + text[len(text) - tail:]
 
 
+STUDY_FOLDER = re.compile(r"\d{4}(\d{2})(\d{2})-(\d{2})(\d{2})\d{2}-(.+)")  # `timestamp()-slug` of a study folder
+
+
+def study_label(record: RunRecord) -> str | None:
+    """The study a run belongs to, by its folder (`grid 12-04 20:04`: the study's name and when it
+    started, so two studies of one grid are told apart); None for a run of its own."""
+    folder = record.path.parent
+    if not (folder / STUDY_MANIFEST).is_file():
+        return None
+    match = STUDY_FOLDER.fullmatch(folder.name)
+    if not match:
+        return folder.name  # a study kept in a database: its folder is its name
+    month, day, hour, minute, name = match.groups()
+    return f"{name} {month}-{day} {hour}:{minute}"
+
+
 # (label, display, sort key); the sort key puts missing values last. The name is cut in `refill`.
 COLUMNS: list[tuple[str, Callable[[RunRecord], Any], Callable[[RunRecord], Any]]] = [
     ("name", lambda r: r.name, lambda r: r.name),
@@ -186,6 +212,8 @@ COLUMNS: list[tuple[str, Callable[[RunRecord], Any], Callable[[RunRecord], Any]]
     ("time", lambda r: _seconds(r.get("wall_s")), lambda r: r.get("wall_s")),
     ("optim", lambda r: _cfg(r, "optim.name") or "-", lambda r: _cfg(r, "optim.name")),
     ("lr", _setting("optim.lr"), lambda r: _cfg(r, "optim.lr")),
+    ("epochs", _setting("train.epochs"), lambda r: _cfg(r, "train.epochs")),
+    ("study", lambda r: study_label(r) or "-", lambda r: study_label(r)),
     ("init", lambda r: INIT_SHORT.get(_cfg(r, "model.init"), _cfg(r, "model.init") or "-"), lambda r: _cfg(r, "model.init")),
     ("drop", _setting("model.dropout"), lambda r: _cfg(r, "model.dropout")),
     ("bn", _setting("model.batchnorm"), lambda r: _cfg(r, "model.batchnorm")),
@@ -194,23 +222,14 @@ COLUMNS: list[tuple[str, Callable[[RunRecord], Any], Callable[[RunRecord], Any]]
 
 
 def hidden_settings(records: list[RunRecord]) -> dict[str, list[tuple[str, Any]]]:
-    """For each run (by path), the settings the columns do not show in which it differs from
-    the usual value among `records`: the most common one (on a tie, the default if it is one)."""
-    flats = {str(r.path): r.config.flat() for r in records if r.config is not None}
+    """For each run (by path), the settings the columns do not show whose value is not the
+    default (`Config()`, the baseline): what else makes the run what it is."""
     defaults = Config().flat()
-    unusual: dict[str, list[tuple[str, Any]]] = {path: [] for path in flats}
-    for key in defaults:
-        if key in SHOWN_KEYS:
-            continue
-        counts = Counter(repr(flat.get(key)) for flat in flats.values())
-        if len(counts) < 2:
-            continue
-        top = max(counts.values())
-        usual = repr(defaults[key]) if counts[repr(defaults[key])] == top else counts.most_common(1)[0][0]
-        for path, flat in flats.items():
-            if repr(flat.get(key)) != usual:
-                unusual[path].append((key, flat.get(key)))
-    return unusual
+    return {
+        str(r.path): [(key, value) for key, value in r.config.flat().items()
+                      if key not in SHOWN_KEYS and key in defaults and value != defaults[key]]
+        for r in records if r.config is not None
+    }
 
 
 def search_text(record: RunRecord) -> str:
@@ -387,7 +406,7 @@ class RunsView(Vertical):
         if any(SUBSET_MARK in m for m in marks):
             parts.append(f"{SUBSET_MARK} data subset")
         if any(HIDDEN_MARK in m for m in marks):
-            parts.append(f"{HIDDEN_MARK} other settings differ (below)")
+            parts.append(f"{HIDDEN_MARK} other settings not default (below)")
         if len(self.picked) == 2:
             parts.append("d: diff of the 2 picked")
         legend = self.query_one("#runs-legend", Static)
@@ -427,7 +446,6 @@ class RunsView(Vertical):
             if extra:
                 parts.append(f"{HIDDEN_MARK} " + ", ".join(f"{k.rpartition('.')[2]} {short_setting(v)}"
                                                            for k, v in extra))
-            parts.append(f"{_cfg(record, 'model.activation')}")
         if record.get("error"):
             parts.append(f"error: {record.get('error')}")
         detail.update(Text(" · ".join(parts)))
