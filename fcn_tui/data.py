@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 import torch
 
+from fcn_tui.errors import DataError
+
 CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -59,10 +61,6 @@ HOW_TO_POINT = (
     "point fcn-tui at a folder holding the four IDX files with --data-dir DIR "
     "or the FCN_TUI_DATA environment variable"
 )
-
-
-class DataError(RuntimeError):
-    """The dataset is missing, unreadable or malformed; the message names the file."""
 
 
 def default_data_dir() -> Path:

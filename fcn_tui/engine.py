@@ -58,6 +58,7 @@ from torch import nn
 from fcn_tui import events as ev
 from fcn_tui.config import Config, config_to_dict
 from fcn_tui.data import MEAN, STD, Split
+from fcn_tui.errors import CheckpointError, DeviceError
 from fcn_tui.model import build_mlp
 from fcn_tui.pack import Stack
 
@@ -66,14 +67,6 @@ PROGRESS_EVERY = 10  # batches between loss reads (each read is a host sync on C
 
 
 CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's layout changes; older ones are refused
-
-
-class DeviceError(RuntimeError):
-    """The requested device does not exist here; the message says what is available."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint does not belong to this run or cannot be used; the message says why."""
 
 
 def cuda_available() -> bool:

@@ -33,6 +33,7 @@ import torch
 
 from fcn_tui.config import Config, ModelConfig
 from fcn_tui.engine import EVAL_BATCH
+from fcn_tui.errors import MemoryCheckError
 from fcn_tui.model import INPUT_FEATURES, NUM_CLASSES
 
 FLOAT = 4  # bytes of an fp32 value: parameters, gradients, optimizer state, activations
@@ -40,10 +41,6 @@ TRAIN_IMAGES, TEST_IMAGES = 60000, 10000  # Fashion-MNIST's sizes, before the da
 RUNTIME_BYTES = 192 * 2**20  # libraries and buffers PyTorch touches on its first training steps:
 # measured 150 to 170 MiB on the CPU whatever the model's size
 GIB = 2**30
-
-
-class MemoryCheckError(RuntimeError):
-    """The run would need more memory than the device has; the message says how much of each."""
 
 
 @dataclass(frozen=True)

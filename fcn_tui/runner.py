@@ -41,6 +41,7 @@ from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
+from fcn_tui.errors import CheckpointError
 from fcn_tui.runs import (
     STUDY_MANIFEST,
     RunBusy,
@@ -497,7 +498,7 @@ def train_trial(store: StudyStore, frozen, folder: Path, backend: Any, should_st
             try:
                 trainer = _new_trainer(backend, config, split, should_stop, state, prune)
             except Exception as err:
-                if state is None or type(err).__name__ != "CheckpointError":
+                if state is None or not isinstance(err, CheckpointError):
                     raise
                 note = f"cannot continue {continue_dir.name} ({err}): a new folder"
                 continue_dir = state = None
@@ -702,7 +703,7 @@ def _train_single(planned, position: int, total: int, backend: Any, should_stop:
             state, cannot = _checkpoint_of(planned)
             trainer = _new_trainer(backend, config, split, should_stop, state)
         except Exception as err:
-            if type(err).__name__ != "CheckpointError":
+            if not isinstance(err, CheckpointError):
                 raise
             planned.continue_dir, cannot = None, str(err)
             trainer = _new_trainer(backend, config, split, should_stop)

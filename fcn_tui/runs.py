@@ -55,6 +55,7 @@ from typing import Any, BinaryIO
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml, parse_toml
+from fcn_tui.errors import RunBusy, RunWriteError, UnreadableFile
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; elsewhere appends follow links as before
@@ -63,10 +64,6 @@ try:
 except ImportError:  # pragma: no cover - Windows: single runs are not claimed
     fcntl = None
 O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # POSIX: opening a folder's handle fails on a file
-
-
-class RunWriteError(OSError):
-    """A run's files could not be written (disk full, permissions); the message names the path."""
 
 
 def slug(text: str, limit: int = 80) -> str:
@@ -335,10 +332,6 @@ def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
 
 
 RUN_LOCK = ".run.lock"  # a run folder's claim: locked while a process trains the run, kept after
-
-
-class RunBusy(Exception):
-    """Another live process trains this run; the message names it (pid and host)."""
 
 
 def claim_run_folder(run_dir: Path) -> int:
@@ -629,10 +622,6 @@ MAX_METRICS_FILE = 64 << 20  # ~800,000 epochs of metrics
 FINITE_KEYS = ("epochs_completed", "val_acc", "best_val_acc", "test_acc", "wall_s", "samples_per_s")
 LOSS_KEYS = ("train_loss", "val_loss", "test_loss")  # NaN or inf is a diverged run's honest loss
 TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version", "cpu_kernels", "cpu_model")
-
-
-class UnreadableFile(ValueError):
-    """A run file that is not what the program writes; the message is the reason, one line."""
 
 
 def read_file_text(path: Path, limit: int) -> str | None:

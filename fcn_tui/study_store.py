@@ -176,8 +176,9 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
             except ImportError as err:
                 raise StudyError(f"{describe(spec)}: needs the psycopg driver ({err}); pip install 'psycopg[binary]'") from None
             except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError, ArgumentError, ...
+                from sqlalchemy.exc import IntegrityError, ProgrammingError  # loaded: the storage uses it
                 reason = str(getattr(err, "orig", None) or err).strip().splitlines()
-                if type(err).__name__ in ("IntegrityError", "ProgrammingError") and attempt + 1 < SCHEMA_TRIES:
+                if isinstance(err, (IntegrityError, ProgrammingError)) and attempt + 1 < SCHEMA_TRIES:
                     # several machines creating Optuna's tables in an empty database at the same moment:
                     # one wins, the others find the tables made on their next try
                     time.sleep(0.2 + random.random() * (attempt + 1))

@@ -34,6 +34,7 @@ from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, 
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, all_keys, format_value, load_preset
+from fcn_tui.errors import DataError
 from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
@@ -293,7 +294,7 @@ class FcnApp(App):
         try:
             backend = self.backend_factory()
         except Exception as err:  # noqa: BLE001 - DataError, a broken torch install, ...
-            message = str(err) if type(err).__name__ == "DataError" else f"{type(err).__name__}: {err}"
+            message = str(err) if isinstance(err, DataError) else f"{type(err).__name__}: {err}"
             self.post_message(DataFailed(message))
             return
         if backend is None:
