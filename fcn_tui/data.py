@@ -34,13 +34,9 @@ from urllib.parse import urlsplit
 import torch
 
 from fcn_tui.errors import DataError
+from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
 
-CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-MEAN, STD = 0.2860, 0.3530  # training-set pixel statistics on [0, 1]
-IMAGE_SIDE = 28
+CLASSES = CLASS_NAMES  # the name earlier callers import
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

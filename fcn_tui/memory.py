@@ -34,7 +34,7 @@ import torch
 from fcn_tui.config import Config, ModelConfig
 from fcn_tui.engine import EVAL_BATCH
 from fcn_tui.errors import MemoryCheckError
-from fcn_tui.model import INPUT_FEATURES, NUM_CLASSES
+from fcn_tui.fashion import INPUT_FEATURES, NUM_CLASSES
 
 FLOAT = 4  # bytes of an fp32 value: parameters, gradients, optimizer state, activations
 TRAIN_IMAGES, TEST_IMAGES = 60000, 10000  # Fashion-MNIST's sizes, before the data is loaded

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from fcn_tui.events import Predictions
+from fcn_tui.fashion import NUM_CLASSES
 from fcn_tui.runs import FolderHandle, atomic_write
 
 PREDICTIONS = "predictions.npz"
-NUM_CLASSES = 10
 MAX_IMAGES = 70000  # the whole of Fashion-MNIST; a file claiming more is not ours
 MAX_FILE = 64 << 20  # the 10,000 test images take ~200 KB; more is not ours
 NO_PREDICTIONS = f"this run has no {PREDICTIONS} (runs made before it was saved, or failed ones, have none)"

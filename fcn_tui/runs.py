@@ -56,6 +56,7 @@ from typing import Any, BinaryIO
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml, parse_toml
 from fcn_tui.errors import RunBusy, RunWriteError, UnreadableFile
+from fcn_tui.fashion import CLASS_NAMES
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; elsewhere appends follow links as before
@@ -259,12 +260,10 @@ def overwrite_in_place(path: Path, text: str, folder: FolderHandle | None = None
 
 
 def confusion_csv(matrix: list[list[int]]) -> str:
-    from fcn_tui.data import CLASSES  # here, not at the top: data imports torch, history readers must not
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["true\\predicted", *CLASSES])
-    for name, row in zip(CLASSES, matrix):
+    writer.writerow(["true\\predicted", *CLASS_NAMES])
+    for name, row in zip(CLASS_NAMES, matrix):
         writer.writerow([name, *row])
     return buf.getvalue()
 

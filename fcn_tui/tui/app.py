@@ -35,6 +35,7 @@ from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, all_keys, format_value, load_preset
 from fcn_tui.errors import DataError
+from fcn_tui.fashion import NUM_CLASSES
 from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
@@ -751,8 +752,8 @@ class FcnApp(App):
             return
         try:
             classes, matrix = read_confusion(record.path / "confusion.csv")
-            if len(classes) != 10:
-                raise UnreadableFile(f"confusion.csv has {len(classes)} classes, not 10")
+            if len(classes) != NUM_CLASSES:
+                raise UnreadableFile(f"confusion.csv has {len(classes)} classes, not {NUM_CLASSES}")
         except UnreadableFile as err:
             self.notify(str(err), title=f"{record.name}: no test matrix", severity="warning")
             return
