@@ -66,6 +66,7 @@ from fcn_tui.config import (
     preset_from_text,
     preset_to_toml,
 )
+from fcn_tui.formatting import short_value
 from fcn_tui.runs import RunRecord, read_run
 
 JOURNAL = "study.journal"
@@ -404,16 +405,6 @@ def distributions(preset: Preset) -> dict[str, tuple[BaseDistribution, dict[Any,
         else:
             out[p.key] = (FloatDistribution(p.low, p.high, log=p.log), {})
     return out
-
-
-def short_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def suggest(trial: optuna.Trial, preset: Preset, config: Config | None) -> Config:
