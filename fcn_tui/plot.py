@@ -30,18 +30,11 @@ from pathlib import Path
 
 from fcn_tui import events as ev
 from fcn_tui.config import ConfigError, load_preset
+from fcn_tui.errors import UnreadableFile
 from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
+from fcn_tui.fileio import atomic_write, read_file_text
 from fcn_tui.formatting import setting_label
-from fcn_tui.runs import (
-    MAX_SMALL_FILE,
-    STUDY_MANIFEST,
-    RunRecord,
-    UnreadableFile,
-    atomic_write,
-    find_runs,
-    read_file_text,
-    slug,
-)
+from fcn_tui.runs import MAX_SMALL_FILE, STUDY_MANIFEST, RunRecord, find_runs, slug
 from fcn_tui.study import Comparison, compare, varying_keys
 
 DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 KB

@@ -28,8 +28,9 @@ from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import all_keys
+from fcn_tui.fileio import atomic_write_text
 from fcn_tui.formatting import name_value, percent, setting_label
-from fcn_tui.runs import RunRecord, atomic_write_text
+from fcn_tui.runs import RunRecord
 
 SUMMARY_COLUMNS = (
     "epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc", "test_acc",

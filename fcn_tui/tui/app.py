@@ -36,7 +36,8 @@ from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, all_keys, format_value, load_preset
 from fcn_tui.errors import DataError
 from fcn_tui.fashion import NUM_CLASSES
-from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
+from fcn_tui.fileio import atomic_write_text
+from fcn_tui.runs import RunRecord, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
