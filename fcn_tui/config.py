@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fcn_tui.formatting import name_value as _name_value
+
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
 INITS = (
     "default",
@@ -464,14 +466,6 @@ class Preset:
             name = ",".join(f"{k}={_name_value(v)}" for k, v in values.items())
             runs.append(self.config.with_values({**values, "name": name}, self.source))
         return runs
-
-
-def _name_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def preset_from_dict(data: dict[str, Any], source: str) -> Preset:

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fcn_tui import events as ev
-from fcn_tui.study import percent
+from fcn_tui.formatting import duration, percent
 
 
 def epoch_line(e: ev.EpochEnded) -> str:
@@ -33,13 +33,6 @@ def epoch_line(e: ev.EpochEnded) -> str:
 def plural(count: int, noun: str) -> str:
     """`1 epoch`, `2 epochs`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class Reporter:

@@ -33,12 +33,10 @@ from urllib.parse import urlsplit
 
 import torch
 
-CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-MEAN, STD = 0.2860, 0.3530  # training-set pixel statistics on [0, 1]
-IMAGE_SIDE = 28
+from fcn_tui.errors import DataError
+from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
+
+CLASSES = CLASS_NAMES  # the name earlier callers import
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -59,10 +57,6 @@ HOW_TO_POINT = (
     "point fcn-tui at a folder holding the four IDX files with --data-dir DIR "
     "or the FCN_TUI_DATA environment variable"
 )
-
-
-class DataError(RuntimeError):
-    """The dataset is missing, unreadable or malformed; the message names the file."""
 
 
 def default_data_dir() -> Path:

@@ -57,7 +57,9 @@ from torch import nn
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, config_to_dict
-from fcn_tui.data import MEAN, STD, Split
+from fcn_tui.data import Split
+from fcn_tui.errors import CheckpointError, DeviceError
+from fcn_tui.fashion import IMAGE_SIDE, INPUT_FEATURES, MEAN, NUM_CLASSES, STD
 from fcn_tui.model import build_mlp
 from fcn_tui.pack import Stack
 
@@ -66,14 +68,6 @@ PROGRESS_EVERY = 10  # batches between loss reads (each read is a host sync on C
 
 
 CHECKPOINT_FORMAT = 2  # bumped when the checkpoint's layout changes; older ones are refused
-
-
-class DeviceError(RuntimeError):
-    """The requested device does not exist here; the message says what is available."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint does not belong to this run or cannot be used; the message says why."""
 
 
 def cuda_available() -> bool:
@@ -135,7 +129,7 @@ def to_inputs(images: torch.Tensor, normalize: bool, device: torch.device) -> to
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flips and/or shifts of up to 2 pixels (zero-filled) of a flat batch."""
     n = len(x)
-    images = x.view(n, 28, 28)
+    images = x.view(n, IMAGE_SIDE, IMAGE_SIDE)
     device = x.device
     if "flip" in kind:
         flip = torch.rand(n, device=device, generator=generator) < 0.5
@@ -145,11 +139,11 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
         padded = nn.functional.pad(images, (pad, pad, pad, pad))
         dy = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
         dx = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
-        steps = torch.arange(28, device=device)
+        steps = torch.arange(IMAGE_SIDE, device=device)
         rows = (dy[:, None] + steps)[:, :, None]
         cols = (dx[:, None] + steps)[:, None, :]
         images = padded[torch.arange(n, device=device)[:, None, None], rows, cols]
-    return images.reshape(n, 784)
+    return images.reshape(n, INPUT_FEATURES)
 
 
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
@@ -194,12 +188,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool = Fal
             logits = logits.float()
             loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").double()
             predicted = logits.argmax(1)
-            confusion += torch.bincount(yb * 10 + predicted, minlength=100)
+            confusion += torch.bincount(yb * NUM_CLASSES + predicted, minlength=NUM_CLASSES**2)
             if per_image is not None:
                 per_image.append((predicted.cpu(), logits.softmax(1).cpu()))
     finally:
         model.train(was_training)
-    matrix = confusion.view(10, 10).cpu()
+    matrix = confusion.view(NUM_CLASSES, NUM_CLASSES).cpu()
     n = len(x)
     return float(loss_sum) / n, float(matrix.diagonal().sum()) / n, matrix.tolist()
 
@@ -741,7 +735,7 @@ def _clone(value):
 def predictions(true: torch.Tensor, per_image: list) -> ev.Predictions:
     """`evaluate`'s per-batch results as compact numpy arrays (uint8 labels, float16 probabilities)."""
     predicted = torch.cat([p for p, _ in per_image]) if per_image else torch.zeros(0, dtype=torch.int64)
-    probs = torch.cat([q for _, q in per_image]) if per_image else torch.zeros(0, 10)
+    probs = torch.cat([q for _, q in per_image]) if per_image else torch.zeros(0, NUM_CLASSES)
     return ev.Predictions(
         true=true.cpu().to(torch.uint8).numpy(),
         predicted=predicted.to(torch.uint8).numpy(),

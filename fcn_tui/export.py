@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fcn_tui.runs import CHECKPOINT, METRICS_COLUMNS, STUDY_MANIFEST, RunWriteError, atomic_write_text, find_runs
+from fcn_tui.errors import RunWriteError
+from fcn_tui.fileio import atomic_write_text
+from fcn_tui.runs import CHECKPOINT, METRICS_COLUMNS, STUDY_MANIFEST, find_runs
 from fcn_tui.study import CONFIG_COLUMNS, RESULT_COLUMNS, result_row, results_rows, rows_to_csv
 
 PER_EPOCH_COLUMNS = ("run_id", "name", "status", *CONFIG_COLUMNS, *METRICS_COLUMNS)

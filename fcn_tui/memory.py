@@ -38,7 +38,8 @@ import torch
 
 from fcn_tui.config import Config, ModelConfig
 from fcn_tui.engine import EVAL_BATCH
-from fcn_tui.model import INPUT_FEATURES, NUM_CLASSES
+from fcn_tui.errors import MemoryCheckError
+from fcn_tui.fashion import INPUT_FEATURES, NUM_CLASSES
 
 FLOAT = 4  # bytes of an fp32 value: parameters, gradients, optimizer state, activations
 TRAIN_IMAGES, TEST_IMAGES = 60000, 10000  # Fashion-MNIST's sizes, before the data is loaded
@@ -50,10 +51,6 @@ CPU_PACK = 4  # runs per pack on the CPU: packing measured 1.1-1.35x there (4 to
 GPU_PACK_MAX = 64  # runs per pack on a GPU at most: one H200 went from 7.8 M to 10.6 M model-samples/s
 # between 12 and 48 packed models; past that the GEMMs fill the GPU and only memory grows
 GPU_HEADROOM = 0.9  # of the free GPU memory a pack may plan on: the allocator's blocks round up
-
-
-class MemoryCheckError(RuntimeError):
-    """The run would need more memory than the device has; the message says how much of each."""
 
 
 @dataclass(frozen=True)

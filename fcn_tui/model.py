@@ -12,9 +12,8 @@ import itertools
 from torch import nn
 
 from fcn_tui.config import ModelConfig
+from fcn_tui.fashion import INPUT_FEATURES, NUM_CLASSES
 
-INPUT_FEATURES = 28 * 28
-NUM_CLASSES = 10
 ACTIVATION_LAYERS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
 

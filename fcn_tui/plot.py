@@ -30,17 +30,12 @@ from pathlib import Path
 
 from fcn_tui import events as ev
 from fcn_tui.config import ConfigError, load_preset
-from fcn_tui.runs import (
-    MAX_SMALL_FILE,
-    STUDY_MANIFEST,
-    RunRecord,
-    UnreadableFile,
-    atomic_write,
-    find_runs,
-    read_file_text,
-    slug,
-)
-from fcn_tui.study import Comparison, compare, setting_label, varying_keys
+from fcn_tui.errors import UnreadableFile
+from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
+from fcn_tui.fileio import atomic_write, read_file_text
+from fcn_tui.formatting import setting_label
+from fcn_tui.runs import MAX_SMALL_FILE, STUDY_MANIFEST, RunRecord, find_runs, slug
+from fcn_tui.study import Comparison, compare, varying_keys
 
 DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 KB
 FONT_SIZE = 10
@@ -295,7 +290,6 @@ def plot_mistakes(plt, label: str, path: Path, predictions, images) -> Path:
     probability given to the predicted class, most confident first."""
     import numpy as np
 
-    from fcn_tui.data import CLASSES
 
     wrong = np.flatnonzero(predictions.true != predictions.predicted)
     confidence = predictions.probs[wrong, predictions.predicted[wrong]].astype(np.float32)
@@ -305,8 +299,8 @@ def plot_mistakes(plt, label: str, path: Path, predictions, images) -> Path:
         ax.set_axis_off()
     for ax, i in zip(axes.flat, worst.tolist()):
         true, predicted = int(predictions.true[i]), int(predictions.predicted[i])
-        ax.imshow(images[i].reshape(28, 28), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(f"{CLASSES[true]} →\n{CLASSES[predicted]} {100 * float(predictions.probs[i, predicted]):.0f}%",
+        ax.imshow(images[i].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"{CLASS_NAMES[true]} →\n{CLASS_NAMES[predicted]} {100 * float(predictions.probs[i, predicted]):.0f}%",
                      fontsize=FONT_SIZE - 2)
     total = len(predictions.true)
     if len(wrong):

@@ -2,7 +2,7 @@
 
 - `save_predictions(path, predictions)` writes numpy's compressed archive of three arrays:
   `true` and `predicted` uint8 (N,) and `probs` float16 (N, 10), one row per test image in
-  test-set order (about 200 KB for the 10,000 test images), atomically (`runs.atomic_write`).
+  test-set order (about 200 KB for the 10,000 test images), atomically (`fileio.atomic_write`).
 - `read_predictions(run_dir)` returns `(Predictions, "")` or `(None, reason)` and never raises for
   what the folder holds: every member's header (dtype, shape, size) is checked before its data is
   read, the arrays load with `allow_pickle=False`, and labels and probabilities must be in range.
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from fcn_tui.events import Predictions
-from fcn_tui.runs import FolderHandle, atomic_write
+from fcn_tui.fashion import NUM_CLASSES
+from fcn_tui.fileio import FolderHandle, atomic_write
 
 PREDICTIONS = "predictions.npz"
-NUM_CLASSES = 10
 MAX_IMAGES = 70000  # the whole of Fashion-MNIST; a file claiming more is not ours
 MAX_FILE = 64 << 20  # the 10,000 test images take ~200 KB; more is not ours
 NO_PREDICTIONS = f"this run has no {PREDICTIONS} (runs made before it was saved, or failed ones, have none)"
@@ -30,7 +30,7 @@ MEMBERS = {"true": ("|u1", 1), "predicted": ("|u1", 1), "probs": ("<f2", 2)}  # 
 
 def save_predictions(path: Path, predictions: Predictions, folder: FolderHandle | None = None) -> None:
     """Write `predictions` to `path` (compressed npz, uint8 labels, float16 probabilities), through
-    `folder`'s handle when given (`runs.FolderHandle`)."""
+    `folder`'s handle when given (`fileio.FolderHandle`)."""
     import numpy as np
 
     arrays = {

@@ -3,6 +3,7 @@
 - `short_number(x)` writes a setting's number so that it stays readable in a narrow column:
   `1e-3`, `3e-4`, `2.5e-5`, `0.05`, `0.9`, `6000` (never `0.00`).
 - `short_setting(value)` is any config value that way (`adam`, `yes`, `400,400`).
+  (Both live in `fcn_tui.formatting`; they are imported here for the diff table.)
 - `best_epoch(record)` is the epoch of the best validation accuracy (the first one on a tie).
 - `settings_diff(a, b)` lists `(key, value in a, value in b)` for every key that differs.
 - `diff_table(a, b)` is all of it as one Rich table: results first, then the differing settings.
@@ -19,39 +20,10 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from fcn_tui.formatting import percent, seconds, short_setting
 from fcn_tui.runs import RunRecord
 
-SMALL = 1e-2  # below this a decimal needs 3+ zeros: written as mantissa and exponent
-LARGE = 1e5  # from here on too: 100000 is harder to read than 1e5
 NAME_WIDTH = 30  # two columns of this and the labels fit an 80-column terminal
-
-
-def short_number(value: Any) -> str:
-    """`1e-3`, `3e-4`, `2.5e-5`, `0.05`, `0.1`, `15`, `1e6`: at most 3 significant digits."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int) and abs(value) < LARGE:
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    if value == 0:
-        return "0"
-    if SMALL <= abs(value) < LARGE:
-        return f"{value:.3g}"
-    mantissa, exponent = f"{value:.2e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def short_setting(value: Any) -> str:
-    """A config value for a narrow table cell: `1e-3`, `yes` / `no`, `400,400`, `adam`, `-`."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return ",".join(short_setting(v) for v in value)
-    return short_number(value)
 
 
 def best_epoch(record: RunRecord) -> tuple[int, float] | None:
@@ -73,26 +45,15 @@ def settings_diff(a: RunRecord, b: RunRecord) -> list[tuple[str, Any, Any]]:
     return [(k, flat_a[k], flat_b.get(k)) for k in flat_a if flat_a[k] != flat_b.get(k)]
 
 
-def _percent(value: Any) -> str:
-    return f"{100 * value:.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
-
-
 def _loss(value: Any) -> str:
     if not isinstance(value, (int, float)):
         return "-"
     return f"{value:.4f}" if math.isfinite(value) else str(value)  # nan, inf: a diverged run's honest loss
 
 
-def _seconds(value: Any) -> str:
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "-"
-    minutes, seconds = divmod(round(value), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
-
-
 def _best(record: RunRecord) -> str:
     best = best_epoch(record)
-    return f"epoch {best[0]} ({_percent(best[1])})" if best else "-"
+    return f"epoch {best[0]} ({percent(best[1])})" if best else "-"
 
 
 def _epochs(record: RunRecord) -> str:
@@ -106,14 +67,14 @@ def _epochs(record: RunRecord) -> str:
 # (label, cell of one run): the final numbers, in the order a researcher reads them
 RESULT_ROWS = [
     ("status", lambda r: r.status),
-    ("best val acc %", lambda r: _percent(r.get("best_val_acc"))),
+    ("best val acc %", lambda r: percent(r.get("best_val_acc"))),
     ("best val epoch", _best),
-    ("val acc %", lambda r: _percent(r.get("val_acc"))),
-    ("test acc %", lambda r: _percent(r.get("test_acc"))),
+    ("val acc %", lambda r: percent(r.get("val_acc"))),
+    ("test acc %", lambda r: percent(r.get("test_acc"))),
     ("train loss", lambda r: _loss(r.get("train_loss"))),
     ("val loss", lambda r: _loss(r.get("val_loss"))),
     ("epochs", _epochs),
-    ("wall time", lambda r: _seconds(r.get("wall_s"))),
+    ("wall time", lambda r: seconds(r.get("wall_s"))),
 ]
 
 

@@ -44,32 +44,37 @@ import json
 import math
 import os
 import re
-import secrets
 import socket
-import tempfile
 import time
 import tomllib
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml, parse_toml
+from fcn_tui.errors import RunBusy, RunWriteError, UnreadableFile
+from fcn_tui.fashion import CLASS_NAMES
+from fcn_tui.fileio import (  # the file-I/O toolbox: imported from here by earlier callers too
+    FILE_MODE,
+    O_NOFOLLOW,
+    FolderHandle,
+    atomic_write,
+    atomic_write_text,
+    close_quietly,
+    open_append,
+    overwrite_in_place,
+    read_file_text,
+    write_error,
+)
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
-O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; elsewhere appends follow links as before
 try:
     import fcntl  # POSIX: run folders are claimed with flock
 except ImportError:  # pragma: no cover - Windows: single runs are not claimed
     fcntl = None
-O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)  # POSIX: opening a folder's handle fails on a file
-
-
-class RunWriteError(OSError):
-    """A run's files could not be written (disk full, permissions); the message names the path."""
 
 
 def slug(text: str, limit: int = 80) -> str:
@@ -113,164 +118,11 @@ def new_run_dir(out_root: Path, name: str) -> Path:
     return unique_dir(Path(out_root), f"{timestamp()}-{slug(name)}")
 
 
-def write_error(path: Path, err: OSError, doing: str = "cannot write") -> RunWriteError:
-    """The one-line error for a failed write: it says `disk full` when it is, and names a planted link."""
-    reason = err.strerror or str(err)
-    if err.errno == errno.ENOSPC:
-        reason = f"disk full: {reason}"
-    elif err.errno == errno.ELOOP:
-        reason = "a symbolic link is in the way; not followed"
-    return RunWriteError(f"{path}: {doing} ({reason})")
-
-
-def _file_mode() -> int:
-    """0o666 less the umask: what `open()` would have given (mkstemp makes files 0o600)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-FILE_MODE = _file_mode()  # read once at import, before any worker thread exists
-
-
-def atomic_write(path: Path, fill: Callable[[BinaryIO], Any], folder: FolderHandle | None = None) -> None:
-    """Write a file through `fill(binary file)` so that readers see the old or the new content.
-
-    The temporary file is created fresh beside `path` (exclusive create, unique name: a link
-    planted there is never followed) and renamed over `path`, which replaces a link at `path`
-    instead of writing through it. With `folder` (a handle of `path`'s folder) the file is written
-    through that handle.
-    """
-    path = Path(path)
-    if folder is not None:
-        _atomic_write_in(folder, path.name, fill)
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise write_error(path, err) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):  # POSIX; Windows has no mode bits to set
-                os.fchmod(f.fileno(), FILE_MODE)
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise write_error(path, err) from None
-        raise
-
-
-def _atomic_write_in(folder: FolderHandle, name: str, fill: Callable[[BinaryIO], Any]) -> None:
-    """`atomic_write` of `folder/name` through the folder's handle: the temp file is created and
-    renamed relative to the handle, so a folder swapped for a link meanwhile is never followed."""
-    path = folder.path / name
-    for _ in range(100):  # a unique name, as mkstemp picks one
-        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o600, dir_fd=folder.fd)
-            break
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise write_error(path, err) from None
-    else:
-        raise write_error(path, OSError(errno.EEXIST, "no free temporary file name"))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), FILE_MODE)
-            fill(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, name, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=folder.fd)
-        if isinstance(err, OSError):
-            raise write_error(path, err) from None
-        raise
-
-
-class FolderHandle:
-    """A run folder opened once, without following a link (`O_DIRECTORY | O_NOFOLLOW`): files are
-    written by name relative to it, so a folder replaced by a link mid-run is never written through
-    (the run's files stay in the folder that was opened, wherever it was moved)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        try:
-            self.fd = os.open(self.path, os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        except OSError as err:
-            raise write_error(self.path, err, "cannot open the run folder") from None
-        weakref.finalize(self, _close_quietly, self.fd)
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-def open_append(path: Path, folder: FolderHandle | None = None) -> int:
-    """A descriptor appending to `path` (created if missing), never through a link: a symbolic
-    link is not followed (O_NOFOLLOW) and a file with another hard link (a name of a file elsewhere)
-    is refused. With `folder`, `path`'s name is opened through the folder's handle."""
-    path = Path(path)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW
-    try:
-        if folder is None:
-            fd = os.open(path, flags, FILE_MODE)
-        else:
-            fd = os.open(path.name, flags, FILE_MODE, dir_fd=folder.fd)
-    except OSError as err:
-        raise write_error(path, err) from None
-    if os.fstat(fd).st_nlink > 1:
-        os.close(fd)
-        raise RunWriteError(f"{path}: cannot write (a hard link is in the way; not appended through)")
-    return fd
-
-
-def atomic_write_text(path: Path, text: str, folder: FolderHandle | None = None) -> None:
-    """Write a text file (UTF-8) atomically; see `atomic_write`."""
-    data = text.encode("utf-8")
-    atomic_write(path, lambda f: f.write(data), folder)
-
-
-def overwrite_in_place(path: Path, text: str, folder: FolderHandle | None = None) -> bool:
-    """Last resort on a full disk: rewrite a file in its own blocks (no temp file, not atomic),
-    never through a link; created if missing. True if it worked."""
-    data = text.encode("utf-8")
-    flags = os.O_WRONLY | os.O_CREAT | O_NOFOLLOW
-    try:
-        if folder is None:
-            fd = os.open(path, flags, FILE_MODE)
-        else:
-            fd = os.open(Path(path).name, flags, FILE_MODE, dir_fd=folder.fd)
-    except OSError:
-        return False
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.ftruncate(fd, len(data))
-        os.fsync(fd)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def confusion_csv(matrix: list[list[int]]) -> str:
-    from fcn_tui.data import CLASSES  # here, not at the top: data imports torch, history readers must not
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["true\\predicted", *CLASSES])
-    for name, row in zip(CLASSES, matrix):
+    writer.writerow(["true\\predicted", *CLASS_NAMES])
+    for name, row in zip(CLASS_NAMES, matrix):
         writer.writerow([name, *row])
     return buf.getvalue()
 
@@ -343,10 +195,6 @@ def load_checkpoint(run_dir: Path) -> tuple[dict | None, str]:
 RUN_LOCK = ".run.lock"  # a run folder's claim: locked while a process trains the run, kept after
 
 
-class RunBusy(Exception):
-    """Another live process trains this run; the message names it (pid and host)."""
-
-
 def claim_run_folder(run_dir: Path) -> int:
     """Claim `run_dir` for this process: an exclusive `flock` on its lock file (created if missing,
     never through a link), held while the returned descriptor is open. The system releases it when
@@ -388,7 +236,7 @@ def release_run_folder(claim: int | None) -> None:
     """Let go of a claim from `claim_run_folder` (the lock file stays: removing it would let two
     processes hold locks on two different files of one name)."""
     if claim is not None:
-        _close_quietly(claim)
+        close_quietly(claim)
 
 
 def save_torch(path: Path, obj: Any, folder: FolderHandle | None = None) -> None:
@@ -653,29 +501,6 @@ MAX_METRICS_FILE = 64 << 20  # ~800,000 epochs of metrics
 FINITE_KEYS = ("epochs_completed", "val_acc", "best_val_acc", "test_acc", "wall_s", "samples_per_s")
 LOSS_KEYS = ("train_loss", "val_loss", "test_loss")  # NaN or inf is a diverged run's honest loss
 TEXT_KEYS = ("name", "device", "error", "started_at", "finished_at", "host", "torch_version", "cpu_kernels", "cpu_model")
-
-
-class UnreadableFile(ValueError):
-    """A run file that is not what the program writes; the message is the reason, one line."""
-
-
-def read_file_text(path: Path, limit: int) -> str | None:
-    """The text of a regular file (None if absent); UnreadableFile if it is not UTF-8 text we wrote."""
-    try:
-        if not path.is_file():  # a FIFO or device planted there would block or never end
-            if path.exists() or path.is_symlink():
-                raise UnreadableFile(f"{path.name} is not a regular file")
-            return None
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as err:
-        raise UnreadableFile(f"{path.name}: cannot read ({err.strerror or err})") from None
-    if len(data) > limit:
-        raise UnreadableFile(f"{path.name} is larger than {limit >> 20} MiB")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise UnreadableFile(f"{path.name} is not UTF-8 text (byte {err.start})") from None
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:

@@ -28,7 +28,9 @@ from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import all_keys
-from fcn_tui.runs import RunRecord, atomic_write_text
+from fcn_tui.fileio import atomic_write_text
+from fcn_tui.formatting import name_value, percent, setting_label
+from fcn_tui.runs import RunRecord
 
 SUMMARY_COLUMNS = (
     "epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc", "test_acc",
@@ -41,10 +43,9 @@ PIVOT_CAPTION = "each cell: validation accuracy % / test accuracy %"
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A CSV cell: lists and booleans as in run names, numbers kept numbers, None empty."""
+    if isinstance(value, (list, tuple, bool)):
+        return name_value(value)
     return "" if value is None else value
 
 
@@ -83,21 +84,6 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = RESULT_CO
     writer.writeheader()
     writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
-
-
-def percent(value: Any) -> str:
-    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else "-"
-
-
-def setting_label(value: Any) -> str:
-    """A config value as shown in tables and figures: `0.001`, `true`, `[400,400]`, `adam`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    if isinstance(value, float) and len(repr(value)) > 8:
-        return f"{value:.4g}"  # a searched value (0.0011187343350529033) as 0.001119; grid values stay as typed
-    return "?" if value is None else str(value)
 
 
 # --- grouping ------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ from fcn_tui.config import (
     preset_from_text,
     preset_to_toml,
 )
+from fcn_tui.formatting import short_value
 from fcn_tui.runs import RunRecord, read_run
 
 JOURNAL = "study.journal"
@@ -178,8 +179,9 @@ def open_storage(spec: str | Path, on_stale: Callable[[optuna.Study, FrozenTrial
             except ImportError as err:
                 raise StudyError(f"{describe(spec)}: needs the psycopg driver ({err}); pip install 'psycopg[binary]'") from None
             except Exception as err:  # noqa: BLE001 - sqlalchemy's OperationalError, ArgumentError, ...
+                from sqlalchemy.exc import IntegrityError, ProgrammingError  # loaded: the storage uses it
                 reason = str(getattr(err, "orig", None) or err).strip().splitlines()
-                if type(err).__name__ in ("IntegrityError", "ProgrammingError") and attempt + 1 < SCHEMA_TRIES:
+                if isinstance(err, (IntegrityError, ProgrammingError)) and attempt + 1 < SCHEMA_TRIES:
                     # several machines creating Optuna's tables in an empty database at the same moment:
                     # one wins, the others find the tables made on their next try
                     time.sleep(0.2 + random.random() * (attempt + 1))
@@ -405,16 +407,6 @@ def distributions(preset: Preset) -> dict[str, tuple[BaseDistribution, dict[Any,
         else:
             out[p.key] = (FloatDistribution(p.low, p.high, log=p.log), {})
     return out
-
-
-def short_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def suggest(trial: optuna.Trial, preset: Preset, config: Config | None) -> Config:

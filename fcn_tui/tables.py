@@ -23,18 +23,17 @@ from rich.table import Table
 from rich.text import Text
 
 from fcn_tui import events as ev
-from fcn_tui.rundiff import short_setting
+from fcn_tui.formatting import STATUS_COLOURS, percent, seconds, short_setting
 from fcn_tui.runs import RunRecord
-from fcn_tui.study import Comparison, best_line, compare, percent, pivot_table, row_table, subtitle, varying_keys
-
-STATUS_STYLES = {ev.DIVERGED: "red", ev.FAILED: "red", ev.UNREADABLE: "red", ev.STOPPED: "yellow",
-                 ev.INCOMPLETE: "yellow"}
+from fcn_tui.study import Comparison, best_line, compare, pivot_table, row_table, subtitle, varying_keys
 
 
 def _styled(text: str) -> Text:
-    for status, style in STATUS_STYLES.items():
-        if text.startswith(status):
-            return Text(text, style=style)
+    """A cell that names a run status (`failed`, `stopped (2)`) in its colour; a completed run's
+    cells show numbers, so `completed` is not coloured here."""
+    for status, colour in STATUS_COLOURS.items():
+        if status != ev.COMPLETED and text.startswith(status):
+            return Text(text, style=colour)
     return Text(text)
 
 
@@ -84,13 +83,6 @@ def _rank(record: RunRecord) -> tuple:
     return (record.status != ev.COMPLETED, best is None, -(best or 0.0))
 
 
-def _time(value) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    minutes, seconds = divmod(round(value), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
-
-
 def runs_table(records: list[RunRecord], preset=None, width: int | None = None) -> Table:
     """One row per run, best validation accuracy first: name, results, then the varying settings.
     With `width`, the name column is cut (to no less than `MIN_NAME`) so that the table fits."""
@@ -117,7 +109,7 @@ def _runs_table(records: list[RunRecord], preset, name_width: int) -> Table:
     for record in sorted(records, key=_rank):
         done = record.status == ev.COMPLETED
         test = Text(percent(record.get("test_acc"))) if done else _styled(record.status)
-        cells = [Text(record.name), Text(percent(record.get("best_val_acc"))), test, Text(_time(record.get("wall_s")))]
+        cells = [Text(record.name), Text(percent(record.get("best_val_acc"))), test, Text(seconds(record.get("wall_s")))]
         cells += [Text(short_setting(record.config.get(k) if record.config else None)) for k in keys]
         table.add_row(*cells)
     return table

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fcn_tui.fashion import IMAGE_SIDE, INPUT_FEATURES
 from fcn_tui.runs import load_torch_file
 
 MODEL = "model.pt"
-PIXELS = 28 * 28
 MAX_MODEL = 1 << 30  # 1 GiB: far beyond any MLP the form allows; more is not ours
 
 
@@ -39,9 +39,9 @@ def first_layer(run_dir: Path) -> tuple[Any, str]:
         return None, f"{MODEL} is not a saved state dict"
     for key, value in state.items():  # Sequential keys in layer order: "0.weight" first
         is_tensor = isinstance(value, torch.Tensor)
-        if is_tensor and value.dim() == 2 and value.shape[1] == PIXELS and str(key).endswith("weight"):
+        if is_tensor and value.dim() == 2 and value.shape[1] == INPUT_FEATURES and str(key).endswith("weight"):
             return value.detach().float().numpy().copy(), ""
-    return None, f"{MODEL} has no layer that reads the {PIXELS} pixels"
+    return None, f"{MODEL} has no layer that reads the {INPUT_FEATURES} pixels"
 
 
 def unit_image(row: Any) -> tuple[Any, float]:
@@ -52,4 +52,4 @@ def unit_image(row: Any) -> tuple[Any, float]:
     weights = np.nan_to_num(np.asarray(row, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     scale = float(np.abs(weights).max()) if weights.size else 0.0
     levels = 127.5 + 127.5 * (weights / scale if scale > 0 else weights)
-    return np.clip(np.rint(levels), 0, 255).astype(np.uint8).reshape(28, 28), scale
+    return np.clip(np.rint(levels), 0, 255).astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE), scale

@@ -9,7 +9,8 @@ import pytest
 from textual.widgets import DataTable, Input
 
 from fcn_tui.config import Config
-from fcn_tui.rundiff import best_epoch, settings_diff, short_number, short_setting
+from fcn_tui.formatting import short_number, short_setting
+from fcn_tui.rundiff import best_epoch, settings_diff
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog

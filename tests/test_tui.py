@@ -380,13 +380,6 @@ async def test_the_command_palette_lists_the_actions(tmp_path):
             "Comparison table"} <= titles
 
 
-def test_class_names_match_the_data_module():
-    from fcn_tui.data import CLASSES
-    from fcn_tui.tui.confusion import CLASSES as SHOWN
-
-    assert SHOWN == CLASSES
-
-
 def test_opening_the_app_module_does_not_import_torch():
     code = "import sys, fcn_tui.tui.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -34,7 +34,10 @@ from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, 
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, all_keys, check_preset, format_value, load_preset
-from fcn_tui.runs import RunRecord, atomic_write_text, find_runs, slug
+from fcn_tui.errors import DataError
+from fcn_tui.fashion import NUM_CLASSES
+from fcn_tui.fileio import atomic_write_text
+from fcn_tui.runs import RunRecord, find_runs, slug
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
@@ -299,7 +302,7 @@ class FcnApp(App):
         try:
             backend = self.backend_factory()
         except Exception as err:  # noqa: BLE001 - DataError, a broken torch install, ...
-            message = str(err) if type(err).__name__ == "DataError" else f"{type(err).__name__}: {err}"
+            message = str(err) if isinstance(err, DataError) else f"{type(err).__name__}: {err}"
             self.post_message(DataFailed(message))
             return
         if backend is None:
@@ -765,8 +768,8 @@ class FcnApp(App):
             return
         try:
             classes, matrix = read_confusion(record.path / "confusion.csv")
-            if len(classes) != 10:
-                raise UnreadableFile(f"confusion.csv has {len(classes)} classes, not 10")
+            if len(classes) != NUM_CLASSES:
+                raise UnreadableFile(f"confusion.csv has {len(classes)} classes, not {NUM_CLASSES}")
         except UnreadableFile as err:
             self.notify(str(err), title=f"{record.name}: no test matrix", severity="warning")
             return

@@ -23,12 +23,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-# The names of fcn_tui.data.CLASSES (a test checks they agree), kept here so that drawing the
-# matrix never imports the data module and with it torch.
-CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
+from fcn_tui.fashion import CLASS_NAMES, NUM_CLASSES
+
 SHORT = ("T-sh", "Trou", "Pull", "Drss", "Coat", "Sand", "Shrt", "Snkr", "Bag", "Boot")  # 4 wide
 TOP_PAIRS = 3
 CURSOR = Style(reverse=True, underline=True)  # the chosen cell stands out on any shade
@@ -47,7 +43,7 @@ def shade(fraction: float, diagonal: bool) -> Style:
 
 def confused_pairs(matrix: list[list[int]], top: int = TOP_PAIRS) -> list[tuple[int, int, int]]:
     """The `top` largest off-diagonal cells as (true, predicted, count), largest first."""
-    cells = [(matrix[t][p], t, p) for t in range(10) for p in range(10) if t != p and matrix[t][p] > 0]
+    cells = [(matrix[t][p], t, p) for t in range(NUM_CLASSES) for p in range(NUM_CLASSES) if t != p and matrix[t][p] > 0]
     cells.sort(key=lambda c: (-c[0], c[1], c[2]))
     return [(t, p, n) for n, t, p in cells[:top]]
 
@@ -128,7 +124,7 @@ class ConfusionView(Static, can_focus=True):
         if self.matrix is None:
             return
         true, predicted = self.cursor
-        self.chosen = ((true + rows) % 10, (predicted + columns) % 10)
+        self.chosen = ((true + rows) % NUM_CLASSES, (predicted + columns) % NUM_CLASSES)
         self.redraw()
         # a narrow terminal scrolls the matrix (the arrows no longer do): keep the cell in view
         left = 0 if self.chosen[1] == 0 else 12 + 5 * self.chosen[1]  # the first column brings the class names
@@ -197,14 +193,14 @@ class ConfusionView(Static, can_focus=True):
                 style = shade(share, t == p) + CURSOR if (t, p) == cursor else shade(share, t == p)
                 cells.append(Text(text.rjust(4) + " ", style=style))
             cells.append(Text(f"{100 * row[t] / row_total:6.1f}%"))
-            table.add_row(Text(CLASSES[t], style="bold" if t == cursor[0] else ""), *cells)
+            table.add_row(Text(CLASS_NAMES[t], style="bold" if t == cursor[0] else ""), *cells)
         pairs = confused_pairs(matrix)
         lines = [Text("most confused (true → predicted):", style="bold")]
         for t, p, n in pairs:
             amount = f"{100 * n / (sum(matrix[t]) or 1):.1f}%" if self.percent else f"{n}"
-            lines.append(Text(f"  {CLASSES[t]} → {CLASSES[p]}: {amount}"))
+            lines.append(Text(f"  {CLASS_NAMES[t]} → {CLASS_NAMES[p]}: {amount}"))
         if not pairs:
             lines.append(Text("  none"))
         t, p = cursor
-        lines.append(Text.assemble(("cell: ", "bold"), f"true {CLASSES[t]} → predicted {CLASSES[p]}: {matrix[t][p]:,}"))
+        lines.append(Text.assemble(("cell: ", "bold"), f"true {CLASS_NAMES[t]} → predicted {CLASS_NAMES[p]}: {matrix[t][p]:,}"))
         return Group(title, keys, table, *lines)

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.text import Text
 
-from fcn_tui.tui.confusion import CLASSES
+from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
 from fcn_tui.tui.tiles import Tile, TileScreen
 
 
@@ -36,7 +36,7 @@ class MistakesScreen(TileScreen):
 
     @property
     def cell_name(self) -> str:
-        return f"true {CLASSES[self.true]} → predicted {CLASSES[self.predicted]}"
+        return f"true {CLASS_NAMES[self.true]} → predicted {CLASS_NAMES[self.predicted]}"
 
     def load(self) -> tuple[list[Tile], str, str]:
         from fcn_tui.predictions import cell_images, check_test_set, read_predictions
@@ -53,7 +53,7 @@ class MistakesScreen(TileScreen):
             return [], self.cell_name, problem
         index, confidence = cell_images(predictions, self.true, self.predicted)
         tiles = [
-            Tile(images[i].reshape(28, 28), Text(f"{100 * p:.1f}%  test image #{i}"[:28]), f"{100 * p:.1f}% #{i}")
+            Tile(images[i].reshape(IMAGE_SIDE, IMAGE_SIDE), Text(f"{100 * p:.1f}%  test image #{i}"[:28]), f"{100 * p:.1f}% #{i}")
             for i, p in zip(index.tolist(), confidence.tolist())
         ]
         kind = "right" if self.true == self.predicted else "wrong"

@@ -8,9 +8,7 @@ the marker on its points, so the curves stay apart on a 16-colour terminal and u
 
 from __future__ import annotations
 
-from typing import Any
-
-from fcn_tui.rundiff import short_setting
+from fcn_tui.formatting import short_setting
 from fcn_tui.runs import RunRecord
 
 # plotext colour names (the 16 ANSI colours), none of them the current run's cyan, yellow or gray;
@@ -38,11 +36,6 @@ class Overlay:
         self.val_acc = [100 * m["val_acc"] for m in metrics]
 
 
-def _value(value: Any) -> str:
-    """As the Runs table writes it: 3 significant digits (`4.17e-4`, `0.459`), `yes`, `400,400`."""
-    return short_setting(value)
-
-
 def _cut(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
@@ -61,7 +54,7 @@ def setting_label(record: RunRecord, keys: list[str]) -> str:
     for key in keys:
         short = SHORT_KEYS.get(key, key.rsplit(".", 1)[-1])
         raw = flat.get(key, "-")
-        value = ZERO_MEANS[key] if key in ZERO_MEANS and raw == 0 else _value(raw)
+        value = ZERO_MEANS[key] if key in ZERO_MEANS and raw == 0 else short_setting(raw)  # as the Runs table writes it
         parts.append(f"{short}={value}" if short else value)
     return " ".join(parts)
 

@@ -22,7 +22,6 @@ run folder is a row with status `unreadable`; the detail line gives the reason.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -37,12 +36,11 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from fcn_tui.config import Config
-from fcn_tui.rundiff import best_epoch, diff_table, short_setting
+from fcn_tui.formatting import percent, seconds, short_setting, status_style
+from fcn_tui.rundiff import best_epoch, diff_table
 from fcn_tui.runs import STUDY_MANIFEST, RunRecord
 from fcn_tui.tui.column_table import ColumnTable
 
-STATUS_STYLE = {"completed": "green", "running": "cyan", "stopped": "yellow", "incomplete": "yellow",
-                "diverged": "red", "failed": "red", "unreadable": "red"}
 INIT_SHORT = {"random_normal": "normal", "xavier_normal": "xav_norm", "xavier_uniform": "xav_unif",
               "kaiming_normal": "kai_norm", "kaiming_uniform": "kai_unif"}  # keeps the table narrow
 MAX_OVERLAYS = 8  # one per colour of the charts' overlay palette; more would be unreadable
@@ -61,21 +59,6 @@ SHOWN_KEYS = {"name", "optim.name", "optim.lr", "model.init", "model.dropout", "
 
 def _cfg(record: RunRecord, key: str) -> Any:
     return record.config.get(key) if record.config is not None else None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _percent(value: Any) -> str:
-    return f"{100 * value:.2f}" if _number(value) else "-"
-
-
-def _seconds(value: Any) -> str:
-    if not _number(value):
-        return "-"
-    minutes, seconds = divmod(round(value), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
 
 
 def _setting(key: str) -> Callable[[RunRecord], str]:
@@ -206,10 +189,10 @@ def study_label(record: RunRecord) -> str | None:
 # (label, display, sort key); the sort key puts missing values last. The name is cut in `refill`.
 COLUMNS: list[tuple[str, Callable[[RunRecord], Any], Callable[[RunRecord], Any]]] = [
     ("name", lambda r: r.name, lambda r: r.name),
-    ("status", lambda r: Text(r.status, style=STATUS_STYLE.get(r.status, "")), lambda r: r.status),
-    ("best val", lambda r: _percent(r.get("best_val_acc")), lambda r: r.get("best_val_acc")),
-    ("test", lambda r: _percent(r.get("test_acc")), lambda r: r.get("test_acc")),
-    ("time", lambda r: _seconds(r.get("wall_s")), lambda r: r.get("wall_s")),
+    ("status", lambda r: Text(r.status, style=status_style(r.status)), lambda r: r.status),
+    ("best val", lambda r: percent(r.get("best_val_acc")), lambda r: r.get("best_val_acc")),
+    ("test", lambda r: percent(r.get("test_acc")), lambda r: r.get("test_acc")),
+    ("time", lambda r: seconds(r.get("wall_s")), lambda r: r.get("wall_s")),
     ("optim", lambda r: _cfg(r, "optim.name") or "-", lambda r: _cfg(r, "optim.name")),
     ("lr", _setting("optim.lr"), lambda r: _cfg(r, "optim.lr")),
     ("epochs", _setting("train.epochs"), lambda r: _cfg(r, "train.epochs")),

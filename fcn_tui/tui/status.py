@@ -17,23 +17,11 @@ import time
 from rich.text import Text
 
 from fcn_tui import events as ev
+from fcn_tui.formatting import duration, percent, status_style
 
 PREPARING = "preparing the run: data split, memory check"  # ctrl+r pressed, no RunStarted yet
 FIRST_BATCHES = "loading data to the device, then the first batches"  # RunStarted, no progress yet
 IDLE = "No run yet: set up the model on the Setup tab (F1) and press ctrl+r."
-STATUS_STYLES = {ev.COMPLETED: "bold green", ev.STOPPED: "bold yellow"}  # others: bold red
-
-
-def duration(seconds: float) -> str:
-    """`75` -> `1:15`, `3725` -> `1:02:05`."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 class RunState:
@@ -95,8 +83,9 @@ def status_text(run: RunState, data_error: str | None = None, stopping: bool = F
             body.append(" · stopping…", style="yellow")
     else:
         body = Text.assemble(
-            (done.status, STATUS_STYLES.get(done.status, "bold red")),
-            f" · val {pct(done.val_acc)} (best {pct(done.best_val_acc)}) · test {pct(done.test_acc)}"
+            (done.status, status_style(done.status, bold=True, other="red")),
+            f" · val {percent(done.val_acc, '%')} (best {percent(done.best_val_acc, '%')})"
+            f" · test {percent(done.test_acc, '%')}"
             f" · {duration(done.wall_s)} · {done.samples_per_s:,.0f} samples/s",
         )
     lines = [head, body]

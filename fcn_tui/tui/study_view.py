@@ -29,15 +29,13 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from fcn_tui.rundiff import short_setting
+from fcn_tui.formatting import percent, short_setting, status_style
 from fcn_tui.tui.charts import BEST, TRAIN, VAL, Curve, RunChart, best_index
 from fcn_tui.tui.column_table import ColumnTable
 from fcn_tui.tui.overlays import SHORT_KEYS, setting_label
 from fcn_tui.tui.runs_view import cut, cut_middle
 
 REFRESH_S = 1.0  # the storage is read once a second, and only while the tab is shown
-STATUS_STYLE = {"running": "bold green", "completed": "", "pruned": "yellow", "stopped": "yellow",
-                "failed": "red", "incomplete": "red", "diverged": "red", "queued": "dim"}
 LABELS = {"optim.name": "optim", "model.activation": "act"}  # where SHORT_KEYS shows a value alone
 MAX_TITLE_NAME = 32  # a study's name is cut to this in the title line: its counts must stay on screen
 
@@ -51,11 +49,6 @@ class StudyRows(Message):
         self.records = records
         self.keys = keys
         self.error = error
-
-
-def short(value: Any) -> str:
-    """A setting for a narrow cell: 3 significant digits (`4.17e-4`, `0.272`), `400,400`, `yes`."""
-    return short_setting(value)
 
 
 def key_label(key: str) -> str:
@@ -221,12 +214,12 @@ class StudyView(Vertical):
         acc, best = r.get("val_acc"), r.get("best_val_acc")
         epochs = r.get("epochs") or (r.config.train.epochs if r.config else "?")
         cells = [
-            Text(str(r.get("run") or "-")), Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+            Text(str(r.get("run") or "-")), Text(r.status, style=status_style(r.status)),
             Text(str(r.get("worker") or r.get("host") or "-")),
             Text(f"{r.get('epochs_completed') or 0}/{epochs}"),
-            Text(f"{100 * acc:.2f}" if isinstance(acc, (int, float)) else "-"),
-            Text(f"{100 * best:.2f}" if isinstance(best, (int, float)) else "-"),
-            *(Text(short(r.config.get(k))) if r.config else Text("-") for k in keys),
+            Text(percent(acc)),
+            Text(percent(best)),
+            *(Text(short_setting(r.config.get(k))) if r.config else Text("-") for k in keys),
         ]
         if not keys:
             cells.append(Text(r.name))

@@ -1,0 +1,36 @@
+"""The program's exception classes that several modules raise or catch, in one light module.
+
+Importing this pulls in nothing (no torch, optuna or Textual), so a front end can catch
+`DataError` or `CheckpointError` by type without loading the library that raises it. The modules
+that raise them re-export them (`from fcn_tui.engine import CheckpointError` keeps working).
+"""
+
+from __future__ import annotations
+
+
+class DataError(RuntimeError):
+    """The dataset is missing, unreadable or malformed; the message names the file."""
+
+
+class DeviceError(RuntimeError):
+    """The requested device does not exist here; the message says what is available."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not belong to this run or cannot be used; the message says why."""
+
+
+class MemoryCheckError(RuntimeError):
+    """The run would need more memory than the device has; the message says how much of each."""
+
+
+class RunWriteError(OSError):
+    """A run's files could not be written (disk full, permissions); the message names the path."""
+
+
+class RunBusy(Exception):
+    """Another live process trains this run; the message names it (pid and host)."""
+
+
+class UnreadableFile(ValueError):
+    """A run file that is not what the program writes; the message is the reason, one line."""
