@@ -32,6 +32,7 @@ from typing import Any
 from fcn_tui import events as ev
 from fcn_tui.backend import InterleavedPack, Member, new_trainer
 from fcn_tui.config import Config
+from fcn_tui.errors import CheckpointError, MemoryCheckError
 from fcn_tui.runs import RunRecorder, RunWriteError, mark_failed
 
 
@@ -94,7 +95,7 @@ def train_packs(runs: list[PackRun], backend: Any, should_stop: Callable[[], boo
     try:
         pack = _start_pack(runs, backend, should_stop)
     except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder made
-        if type(err).__name__ == "MemoryCheckError" and len(runs) > 1:
+        if isinstance(err, MemoryCheckError) and len(runs) > 1:
             half = len(runs) // 2
             yield from train_packs(runs[:half], backend, should_stop, checkpoint_every_s)
             yield from train_packs(runs[half:], backend, should_stop, checkpoint_every_s)
@@ -123,14 +124,14 @@ def _start_pack(runs: list[PackRun], backend: Any, should_stop: Callable[[], boo
     try:
         return new_pack(backend, _members(runs, should_stop), split)
     except Exception as err:
-        if type(err).__name__ != "CheckpointError":
+        if not isinstance(err, CheckpointError):
             raise
     for run in runs:  # which run's checkpoint it was: each one tried alone
         if run.state is not None:
             try:
                 new_trainer(backend, run.config, split, lambda: True, run.state)
             except Exception as err:
-                if type(err).__name__ != "CheckpointError":
+                if not isinstance(err, CheckpointError):
                     raise
                 run.drop_checkpoint(str(err))
     return new_pack(backend, _members(runs, should_stop), split)
