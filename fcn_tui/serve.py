@@ -179,18 +179,21 @@ def terminal_size(width: Any, height: Any) -> tuple[int, int] | None:
     return max(1, min(width, MAX_COLUMNS)), max(1, min(height, MAX_ROWS))
 
 
-def die_with_parent(parent: int) -> Callable[[], None]:
+def die_with_parent(parent: int) -> Callable[[], None] | None:
     """For the app's process, run before it starts: a hang-up when the server (`parent`) dies, even
-    by SIGKILL, as when its tab closes (its run is saved). Linux only: elsewhere the app ends at
-    the end of its input."""
-    def arrange() -> None:
-        import ctypes
+    by SIGKILL, as when its tab closes (its run is saved). Linux only (None elsewhere: there the
+    app ends at the end of its input). libc is found here, before the fork: the child only calls it."""
+    if sys.platform != "linux" or HANG_UP is None:
+        return None
+    import ctypes
 
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, HANG_UP)
-        except (OSError, AttributeError):
-            return
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def arrange() -> None:
+        prctl(PR_SET_PDEATHSIG, HANG_UP)
         if os.getppid() != parent:  # the server died before the line above
             os.kill(os.getpid(), HANG_UP)
     return arrange
@@ -217,7 +220,7 @@ class TabApp(AppService):
             stderr=asyncio.subprocess.PIPE,
             env=self._build_environment(width=width, height=height),
             start_new_session=True,  # Ctrl-C in the server's terminal reaches the server only
-            preexec_fn=die_with_parent(os.getpid()) if sys.platform == "linux" and HANG_UP else None,
+            preexec_fn=die_with_parent(os.getpid()),
         )
         self.processes.add(process)
         self._stdin = process.stdin
