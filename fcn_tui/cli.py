@@ -112,6 +112,22 @@ def load_presets(paths: list[Path], overrides: list[str] | None, device: str | N
         raise fail(str(err)) from None
 
 
+def seeded(presets: list, seeds: str | None) -> list:
+    """The presets with `train.seed` swept over `--seeds` (`0,1,2`), or as they are."""
+    if seeds is None:
+        return presets
+    from fcn_tui.config import ConfigError, with_seeds
+
+    try:
+        values = [int(part) for part in seeds.split(",")]
+    except ValueError:
+        raise fail(f"--seeds: expected whole numbers separated by commas (e.g. 0,1,2), got {seeds!r}") from None
+    try:
+        return [with_seeds(preset, values) for preset in presets]
+    except ConfigError as err:
+        raise fail(str(err)) from None
+
+
 def ensure_writable(out: Path) -> None:
     import os
 
@@ -406,10 +422,11 @@ def run(
     study: StudyOption = None,
     pack: PackOption = "auto",
     checkpoint_every: CheckpointOption = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", metavar="LIST", help="Train every run once per seed, e.g. 0,1,2 (sweeps train.seed): tables show mean ± std over them.")] = None,
 ) -> None:
     """Train the runs of one or more presets headlessly, writing each to OUT."""
     pack_size = parse_pack(pack)
-    loaded = load_presets(presets, set_, device)
+    loaded = seeded(load_presets(presets, set_, device), seeds)
     worker_devices = parse_devices(devices)
     check_out(out)  # created only once everything below has been checked
     from rich.markup import escape  # user text (names, paths, errors) is never read as markup

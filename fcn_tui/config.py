@@ -527,6 +527,22 @@ def _checked_values(config: Config, key: str, values: list[Any], where: str) -> 
     return tuple(checked)
 
 
+def with_seeds(preset: Preset, seeds: list[int], source: str = "--seeds") -> Preset:
+    """`preset` with `train.seed` swept over `seeds` (after its own sweep), so that every run is
+    trained once per seed and the study's tables show mean ± std over them."""
+    keys = {key for key, _ in preset.sweep} | {p.key for p in (preset.search.params if preset.search else ())}
+    if "train.seed" in keys:
+        raise ConfigError(f"{source}: {preset.source} already varies train.seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: a seed is listed twice")
+    for seed in seeds:
+        preset.config.with_values({"train.seed": seed}, source)  # an error names the seed
+    total = math.prod(len(values) for _, values in preset.sweep) * len(seeds)
+    if total > MAX_SWEEP_RUNS:
+        raise ConfigError(f"{source}: {total:,} runs, more than {MAX_SWEEP_RUNS:,}")
+    return check_preset(dataclasses.replace(preset, sweep=(*preset.sweep, ("train.seed", tuple(seeds)))))
+
+
 def check_preset(preset: Preset) -> Preset:
     """Refuse what no run of the preset could train: BatchNorm on with batches of one sample in
     any combination of the base settings, the sweep and the search; and a search with nothing to

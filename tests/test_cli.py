@@ -187,3 +187,22 @@ def test_at_80_columns_lines_break_between_words_and_the_summary_gives_the_name_
         assert any(number in line for line in lines), (number, lines)
     assert "test %" in text and "test acc %" not in text
     assert any(line.startswith(name[:30]) for line in lines), lines  # the name, not a 10-character sliver
+
+
+def test_seeds_train_every_run_once_per_seed_and_the_table_shows_mean_and_std(tiny_preset, synthetic_data_dir, tmp_path):
+    out = tmp_path / "runs"
+    result = run_cli(tiny_preset, "--data-dir", synthetic_data_dir, "--out", out, "--seeds", "0,1,2",
+                     "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    [study] = [p for p in out.iterdir() if p.is_dir()]
+    seeds = sorted(json.loads((d / "summary.json").read_text())["seed"] for d in study.iterdir() if d.is_dir())
+    assert seeds == [0, 1, 2]
+    assert "mean ± std over seeds 0, 1, 2" in result.output
+
+
+def test_seeds_that_are_not_numbers_or_repeat_are_refused(tiny_preset, tmp_path):
+    for seeds, expected in (("0,x", "--seeds: expected whole numbers"), ("1,1", "--seeds: a seed is listed twice"),
+                            ("-1", "--seeds: train.seed")):
+        result = run_cli(tiny_preset, "--out", tmp_path / "runs", "--seeds", seeds)
+        assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "runs").exists()
