@@ -600,11 +600,11 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
+    where = f"{describe(storage)}; runs go to {folder}" if is_url(storage) else str(folder)  # a study folder: said once
+    reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {where}"))
     choice = apply_threads(threads)
     if choice.note():
         reporter.print(escape(choice.note()))
-    where = f"{describe(storage)}; runs go to {folder}" if is_url(storage) else str(folder)  # a study folder: said once
-    reporter.print(escape(f"worker {label or 'here'}: study {store.name} in {where}"))
     options = runner.RunOptions(out=out, storage=storage if is_url(storage) else None, study_name=store.name,
                                 device=device, worker=label, pack=packing[0], checkpoint_every_s=packing[1])
     present = StudyPresenter(reporter)
