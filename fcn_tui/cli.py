@@ -434,7 +434,7 @@ def run(
     from fcn_tui import runner
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter
-    from fcn_tui.cpu import apply_threads, busy_cores, choose_threads, usable_cores
+    from fcn_tui.cpu import apply_threads, busy_cores, choose_threads, threads_from_env, usable_cores
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
     from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
@@ -489,7 +489,7 @@ def run(
     if count == 1:
         choice = apply_threads(threads)
     else:  # each worker process gets its share of the free cores
-        choice = choose_threads(usable_cores(), 0.0 if threads else busy_cores(), usable_cores())
+        choice = choose_threads(usable_cores(), 0.0 if threads or threads_from_env() else busy_cores(), usable_cores())
     if choice.note():
         reporter.print(escape(choice.note()))
     plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, choice.threads // count),

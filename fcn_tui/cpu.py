@@ -116,15 +116,23 @@ def choose_threads(cores: int, busy: float, default: int) -> ThreadChoice:
     return ThreadChoice(threads=min(default, free), cores=cores, busy=busy, default=default)
 
 
+def threads_from_env() -> bool:
+    """Whether the environment chose the thread count (`OMP_NUM_THREADS`, as batch systems and
+    users set it): torch reads it, and the load is then not looked at."""
+    return bool(os.environ.get("OMP_NUM_THREADS", "").strip())
+
+
 def apply_threads(threads: int | None) -> ThreadChoice:
-    """Set torch's thread count: `threads` when the user gave one, else `choose_threads` from
-    the load now. Imports torch."""
+    """Set torch's thread count: `threads` when the user gave one, torch's own when
+    `OMP_NUM_THREADS` chose it, else `choose_threads` from the load now. Imports torch."""
     import torch
 
     default = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
         return ThreadChoice(threads=threads, cores=usable_cores(), busy=0.0, default=threads)
+    if threads_from_env():
+        return ThreadChoice(threads=default, cores=usable_cores(), busy=0.0, default=default)
     choice = choose_threads(usable_cores(), busy_cores(), default)
     if choice.threads != default:
         torch.set_num_threads(choice.threads)

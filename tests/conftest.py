@@ -93,6 +93,7 @@ def _idle_cpu(monkeypatch):
     """The machine's load never changes a test's thread count or output (`fcn_tui.cpu`); the
     tests of that choice set the load they want."""
     monkeypatch.setattr("fcn_tui.cpu.busy_cores", lambda *args, **kwargs: 0.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same for the processes tests start (the suite loads the CPU)
 
 
 # --- a throw-away PostgreSQL server for the study tests ----------------------------------------

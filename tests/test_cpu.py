@@ -59,7 +59,8 @@ def test_busy_cores_reads_this_machines_counters():
 
 
 @pytest.fixture
-def two_threads():
+def two_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS")  # the thread count is fcn-tui's to choose here
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -108,3 +109,13 @@ def test_cpu_model_names_the_processor(monkeypatch, tmp_path):
         assert cpu.cpu_model()  # the architecture, never empty
     finally:
         cpu.cpu_model.cache_clear()
+
+
+def test_a_thread_count_set_in_the_environment_is_kept_without_looking_at_the_load(monkeypatch, two_threads,
+                                                                               tiny_preset, synthetic_data_dir, tmp_path):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # as a batch system sets it
+    monkeypatch.setattr(cpu, "busy_cores", lambda *a, **k: 1.0)
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
+    output, summary = run(tiny_preset, synthetic_data_dir, tmp_path / "runs")
+    assert "CPU busy" not in output
+    assert summary["threads"] == 2
