@@ -21,20 +21,17 @@ matplotlib (Agg backend) is imported only here.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_tui import events as ev
-from fcn_tui.config import ConfigError, load_preset
 from fcn_tui.errors import UnreadableFile
 from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
-from fcn_tui.fileio import atomic_write, read_file_text
+from fcn_tui.fileio import atomic_write
 from fcn_tui.formatting import setting_label
-from fcn_tui.runs import MAX_SMALL_FILE, STUDY_MANIFEST, RunRecord, find_runs, slug
+from fcn_tui.runs import RunRecord, find_runs, is_study_folder, read_confusion, slug, study_preset
 from fcn_tui.study import Comparison, compare, varying_keys
 
 DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 KB
@@ -80,17 +77,12 @@ def study_groups(folder: Path, warn: Callable[[str], None] | None = None) -> lis
     by_parent: dict[Path, list[RunRecord]] = {}
     for record in records:
         parent = record.path.parent
-        key = parent if (parent / STUDY_MANIFEST).is_file() else Path("")
+        key = parent if is_study_folder(parent) else Path("")
         by_parent.setdefault(key, []).append(record)
     groups = []
     names = []
     for parent, recs in by_parent.items():
-        preset = None
-        if parent != Path(""):
-            try:
-                preset = load_preset(parent / STUDY_MANIFEST)
-            except ConfigError:
-                preset = None
+        preset = study_preset(parent) if parent != Path("") else None
         name = preset.config.name if preset is not None else (parent.name or "runs")
         names.append(name)
         comparison = compare(recs, preset, title=name)
@@ -242,26 +234,6 @@ def plot_heatmap(plt, comparison: Comparison, path: Path) -> Path:
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="validation accuracy (%)")
     return _save(plt, fig, path)
-
-
-def read_confusion(path: Path) -> tuple[list[str], list[list[int]]]:
-    """Class names and the matrix (rows true, columns predicted) of a run's confusion.csv;
-    UnreadableFile (one line) unless it is a square table of counts under a header."""
-    text = read_file_text(path, MAX_SMALL_FILE) or ""
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as err:
-        raise UnreadableFile(f"{path.name} is not a valid CSV file ({err})") from None
-    classes = rows[0][1:] if rows else []
-    if not classes or len(rows) != len(classes) + 1 or any(len(row) != len(classes) + 1 for row in rows):
-        raise UnreadableFile(f"{path.name} is not a square matrix under a header of class names")
-    try:
-        matrix = [[int(v) for v in row[1:]] for row in rows[1:]]
-    except ValueError:
-        raise UnreadableFile(f"{path.name} holds a cell that is not a whole number") from None
-    if any(v < 0 for row in matrix for v in row):
-        raise UnreadableFile(f"{path.name} holds a negative count")
-    return classes, matrix
 
 
 def plot_confusion(plt, record: RunRecord, label: str, path: Path,

@@ -6,7 +6,8 @@ A run folder holds
                   flushed (fsync) per epoch;
 - `summary.json`  status and final numbers, rewritten atomically (temp file + rename) at the
                   start (status `running`), after every epoch and at the end;
-- `confusion.csv` the 10x10 test confusion matrix, class names as header and first column;
+- `confusion.csv` the 10x10 test confusion matrix, class names as header and first column
+                  (`read_confusion` reads it back);
 - `predictions.npz` every test image's true and predicted class and class probabilities
                   (`fcn_tui.predictions`), for the views of the network's mistakes;
 - `model.pt`      the trained state_dict;
@@ -54,7 +55,16 @@ from pathlib import Path
 from typing import Any
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_toml, parse_toml
+from fcn_tui.config import (
+    Config,
+    ConfigError,
+    Preset,
+    config_from_dict,
+    config_to_dict,
+    config_to_toml,
+    load_preset,
+    parse_toml,
+)
 from fcn_tui.errors import RunBusy, RunWriteError, UnreadableFile
 from fcn_tui.fashion import CLASS_NAMES
 from fcn_tui.fileio import (  # the file-I/O toolbox: imported from here by earlier callers too
@@ -127,6 +137,26 @@ def confusion_csv(matrix: list[list[int]]) -> str:
     return buf.getvalue()
 
 
+def read_confusion(path: Path) -> tuple[list[str], list[list[int]]]:
+    """Class names and the matrix (rows true, columns predicted) of a run's confusion.csv;
+    UnreadableFile (one line) unless it is a square table of counts under a header."""
+    text = read_file_text(path, MAX_SMALL_FILE) or ""
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise UnreadableFile(f"{path.name} is not a valid CSV file ({err})") from None
+    classes = rows[0][1:] if rows else []
+    if not classes or len(rows) != len(classes) + 1 or any(len(row) != len(classes) + 1 for row in rows):
+        raise UnreadableFile(f"{path.name} is not a square matrix under a header of class names")
+    try:
+        matrix = [[int(v) for v in row[1:]] for row in rows[1:]]
+    except ValueError:
+        raise UnreadableFile(f"{path.name} holds a cell that is not a whole number") from None
+    if any(v < 0 for row in matrix for v in row):
+        raise UnreadableFile(f"{path.name} holds a negative count")
+    return classes, matrix
+
+
 def _torch_version() -> str:
     try:
         import torch
@@ -152,6 +182,22 @@ CHECKPOINT_EVERY_S = 30.0  # a checkpoint is a write of the whole training state
 # epochs take milliseconds (packed runs on a GPU) one per epoch bounds the speed; a killed worker
 # loses at most this much of a run's training, and a stop always writes its last epoch's
 STUDY_MANIFEST = "sweep.toml"  # a study folder's preset, written when the study is created
+
+
+def is_study_folder(folder: Path) -> bool:
+    """Whether `folder` is a study's (a sweep's or a search's): it holds the study's preset."""
+    return (Path(folder) / STUDY_MANIFEST).is_file()
+
+
+def study_preset(folder: Path) -> Preset | None:
+    """The preset of the study in `folder` (its `sweep.toml`); None when it has none or it cannot
+    be read (the runs are then shown without it)."""
+    if not is_study_folder(folder):
+        return None
+    try:
+        return load_preset(Path(folder) / STUDY_MANIFEST)
+    except ConfigError:
+        return None
 
 
 def metrics_line(event: ev.EpochEnded) -> str:

@@ -132,6 +132,13 @@ def test_leaf_modules_import_nothing_heavy():
         assert (leaf, package, third_party) == (leaf, allowed, set())
 
 
+def test_the_app_never_imports_the_figure_module():
+    """The app reads a run's confusion.csv and a study's preset through `fcn_tui.runs`, as the
+    figures do: nothing in `fcn_tui.tui` imports `fcn_tui.plot` (matplotlib's module)."""
+    edges = graph(top_level_only=False)
+    assert {m for m in edges if m.startswith("fcn_tui.tui") and "fcn_tui.plot" in edges[m]} == set()
+
+
 def test_optuna_is_imported_only_by_the_study_modules():
     importing = set()
     for path in PACKAGE.rglob("*.py"):

@@ -23,9 +23,8 @@ from fcn_tui.data import load_fashion_mnist, make_split
 from fcn_tui.engine import Trainer, to_inputs
 from fcn_tui.events import Predictions
 from fcn_tui.model import build_mlp
-from fcn_tui.plot import read_confusion
 from fcn_tui.predictions import NO_PREDICTIONS, PREDICTIONS, cell_images, check_test_set, read_predictions
-from fcn_tui.runs import confusion_csv, find_runs, record_run
+from fcn_tui.runs import confusion_csv, find_runs, read_confusion, record_run
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.mistakes import MistakesScreen

@@ -34,10 +34,10 @@ from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, 
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, all_keys, check_preset, format_value, load_preset
-from fcn_tui.errors import DataError
+from fcn_tui.errors import DataError, UnreadableFile
 from fcn_tui.fashion import NUM_CLASSES
 from fcn_tui.fileio import atomic_write_text
-from fcn_tui.runs import RunRecord, find_runs, slug
+from fcn_tui.runs import RunRecord, find_runs, is_study_folder, read_confusion, slug, study_preset
 from fcn_tui.tui.charts import AccuracyChart, LossChart, Overlay, TrainCharts
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.dialogs import ConfirmDialog, PathDialog, TableDialog
@@ -733,20 +733,16 @@ class FcnApp(App):
 
     def action_compare(self) -> None:
         """The comparison table of the highlighted run's sweep, else of every run."""
-        from fcn_tui.runs import STUDY_MANIFEST
         from fcn_tui.tables import app_comparison
 
         record = self.runs_view.highlighted()
         preset, title = None, f"all runs in {self.out}"
         records: list[RunRecord] = list(self.runs_view.records)
         sweep_dir = record.path.parent if record is not None else None
-        if sweep_dir is not None and (sweep_dir / STUDY_MANIFEST).is_file():
+        if sweep_dir is not None and is_study_folder(sweep_dir):
             records = find_runs(sweep_dir)
-            try:
-                preset = load_preset(sweep_dir / STUDY_MANIFEST)
-                title = preset.config.name
-            except ConfigError:
-                title = sweep_dir.name
+            preset = study_preset(sweep_dir)
+            title = preset.config.name if preset is not None else sweep_dir.name
         if not records:
             self.notify("no runs to compare yet")
             return
@@ -755,9 +751,6 @@ class FcnApp(App):
 
     def action_run_mistakes(self) -> None:
         """The highlighted run's test matrix in the Confusion view, where enter shows a cell's images."""
-        from fcn_tui.plot import read_confusion
-        from fcn_tui.runs import UnreadableFile
-
         record = self.runs_view.highlighted()
         if record is None:
             self.notify("no run highlighted")
