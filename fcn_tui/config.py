@@ -680,7 +680,8 @@ def search_toml(search: Search) -> str:
 
 def load_preset(path: str | Path, overrides: dict[str, Any] | None = None) -> Preset:
     """Read and validate a preset file; `overrides` (dotted keys) apply to its base config."""
-    from fcn_tui.runs import UnreadableFile, read_file_text  # the one bounded reader (runs imports this module)
+    from fcn_tui.errors import UnreadableFile
+    from fcn_tui.fileio import read_file_text  # the one bounded reader
 
     path = Path(path)
     source = str(path)

@@ -33,6 +33,7 @@ from fcn_tui import events as ev
 from fcn_tui.backend import InterleavedPack, Member, new_trainer
 from fcn_tui.config import Config
 from fcn_tui.errors import CheckpointError, MemoryCheckError
+from fcn_tui.run_events import RunCrashed, RunStarting, Trained
 from fcn_tui.runs import RunRecorder, RunWriteError, mark_failed
 
 
@@ -80,7 +81,6 @@ class PackRun:
         """The run ended with `status` and `error` (a study's run tells its trial)."""
 
     def crashed(self, message: str, bad_input: bool = False):
-        from fcn_tui.runner import RunCrashed
 
         self.status, self.error, self.halted, self.finished = ev.FAILED, message, True, True
         self.conclude()
@@ -139,7 +139,6 @@ def _start_pack(runs: list[PackRun], backend: Any, should_stop: Callable[[], boo
 
 def _open_folders(runs: list[PackRun], checkpoint_every_s: float | None) -> Iterator[Any]:
     """Each run's folder and recorder, and its RunStarting; a run whose folder fails is halted."""
-    from fcn_tui.runner import RunStarting
 
     for run in runs:
         try:
@@ -156,7 +155,6 @@ def _open_folders(runs: list[PackRun], checkpoint_every_s: float | None) -> Iter
 
 def _train(pack: Any, runs: list[PackRun], should_stop: Callable[[], bool],
            checkpoint_every_s: float | None) -> Iterator[Any]:
-    from fcn_tui.runner import Trained
 
     yield from _open_folders(runs, checkpoint_every_s)
     stream = pack.events()

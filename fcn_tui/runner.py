@@ -48,6 +48,7 @@ from typing import Any
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
 from fcn_tui.packs import PackRun, train_packs
+from fcn_tui.run_events import RunCrashed, RunSkipped, RunStarting, Trained
 from fcn_tui.runs import (
     STUDY_MANIFEST,
     RunBusy,
@@ -118,43 +119,6 @@ class StudyOpened:
     total: int  # runs in the study
     created: bool
     skipped: tuple[RunRecord, ...] = ()  # resume: runs already finished
-
-
-@dataclass(frozen=True)
-class RunStarting:
-    position: int  # 1-based number of the run in its study (or in the list of single runs)
-    total: int
-    name: str
-    run_dir: Path
-    note: str = ""  # e.g. why an earlier attempt could not be continued
-
-
-@dataclass(frozen=True)
-class RunSkipped:
-    position: int
-    total: int
-    name: str
-    run_dir: Path
-
-
-@dataclass(frozen=True)
-class Trained:
-    """An engine event (`fcn_tui.events`) of the run being trained."""
-
-    event: ev.Event
-    position: int
-    total: int
-    run_dir: Path
-
-
-@dataclass(frozen=True)
-class RunCrashed:
-    """A run that could not start (bad data, device or memory: `bad_input`) or broke outside the engine."""
-
-    name: str
-    message: str
-    run_dir: Path | None = None
-    bad_input: bool = False
 
 
 @dataclass(frozen=True)
