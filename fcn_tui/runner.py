@@ -767,13 +767,6 @@ class WorkerPlan:
     data_dir: Path | None = None
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def worker_command(store: StudyStore, options: RunOptions, plan: WorkerPlan, index: int) -> list[str]:
     command = [sys.executable, "-m", "fcn_tui", "worker", "--storage", store.spec, "--study", store.name,
                "--out", str(options.out), "--threads", str(plan.threads), "--label", f"w{index + 1}"]
