@@ -27,15 +27,13 @@ figure in turn, so a burst of load elsewhere on the machine hits them alike:
 
 `--tiny` is a smoke mode for tests: one repetition of 5 steps, on any data folder (the
 synthetic test fixture works). The table goes to stdout, progress to stderr; `--json` prints
-everything as JSON instead of the table. fcn-tui sets `OMP_WAIT_POLICY=PASSIVE` unless it is
-set (`fcn_tui.cpu`; the table says the policy in force), but measure on an otherwise idle
-machine for the numbers you publish.
+everything as JSON instead of the table (it says the OpenMP wait policy when one is set);
+measure on an otherwise idle machine for the numbers you publish.
 
 `--busy` measures instead how training shares a busy CPU: headless engine runs of `--steps`
 (default 100) batches of 256, each in a fresh process, without and then with a CPU hog beside
-them (a Python busy loop, one core), for fcn-tui's default (passive OpenMP waiting, threads
-from the free cores, `fcn_tui.cpu`) and for the old behaviour (OpenMP loaded with its own
-spinning wait policy, torch's thread count); it reports each one's busy / idle ratio
+them (a Python busy loop, one core), for fcn-tui's default (threads from the free cores at
+start-up, `fcn_tui.cpu`) and for the old behaviour (torch's thread count); it reports each one's busy / idle ratio
 (target: the default keeps at least 40 % of its idle speed). The repetitions alternate idle and
 busy so that load from elsewhere hits both alike.
 """
@@ -360,9 +358,7 @@ HOG = "while True: pass"  # one core kept busy, the way any CPU-bound neighbour 
 BUSY_CHILD = """
 import json, sys
 mode, data_dir, steps, bench_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-if mode == "old":
-    import torch  # OpenMP loads before fcn_tui could set its wait policy: the behaviour before fcn_tui.cpu
-import fcn_tui  # noqa: F401 - default: sets the passive wait policy before torch loads
+import fcn_tui  # noqa: F401
 from fcn_tui.cpu import apply_threads
 sys.path.insert(0, bench_dir)
 import bench_train
@@ -430,7 +426,7 @@ def busy_table(results: dict) -> str:
         f"{'samples/s':<26}{'idle':>10}{'busy':>10}{'busy/idle':>11}  threads idle/busy",
     ]
     for mode in BUSY_MODES:
-        label = "default (fcn_tui.cpu)" if mode == "default" else "old (spinning OpenMP)"
+        label = "default (fcn_tui.cpu)" if mode == "default" else "old (torch's threads)"
         t = results["threads"]
         lines.append(f"{label:<26}{f[f'{mode}_idle']:>10,.0f}{f[f'{mode}_busy']:>10,.0f}{r[mode]:>10.2f}x"
                      f"  {','.join(map(str, t[f'{mode}_idle']))} / {','.join(map(str, t[f'{mode}_busy']))}")

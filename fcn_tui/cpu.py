@@ -1,21 +1,19 @@
-"""How training shares the CPU: OpenMP's wait policy and the thread count chosen at start-up.
+"""How training shares the CPU: the thread count chosen at start-up.
 
-torch's CPU kernels run on OpenMP (GNU libgomp in the PyPI wheels). By default its threads spin
-for a while between parallel regions, waiting for work; when another process keeps one of the
-cores busy, every parallel region waits for the thread that shares a core with it while the
-others spin, and a run falls to a few percent of its speed (measured on 2 cores with one CPU
-hog beside it: 2,000-4,500 samples/s against 30,000-60,000 idle). Two things keep a run at a
-fair share or better (`benchmarks/bench_train.py --busy` measures both):
+torch's CPU kernels run on OpenMP (GNU libgomp in the PyPI wheels), whose threads spin for a
+while between parallel regions, waiting for work. When another process keeps one of the cores
+busy, every parallel region waits for the thread that shares a core with it while the others
+spin, and a 2-thread run falls to a fraction of its speed. `choose_threads()` therefore trains
+on the cores that are free at start-up (the cores this process may use minus those other
+processes keep busy, at least one) when the machine is busy, and leaves torch's own choice alone
+on an idle one; one thread has no other thread to wait for. The spinning itself is kept: a
+passive wait policy (`OMP_WAIT_POLICY=PASSIVE`) made the idle machine 37 % slower (42,163
+against 67,224 samples/s in `benchmarks/bench_train.py --busy`), for every run, to help only
+runs whose neighbour starts after them. The thread count does not change a run's numbers for
+this model (its matrix multiplies give the same bits on 1 or 2 threads).
 
-- `prepare_openmp()` sets `OMP_WAIT_POLICY=PASSIVE` (waiting threads sleep instead of spinning)
-  unless the user set it; the OpenMP runtime reads it once, when torch is first imported, so the
-  package's `__init__` calls it before any module imports torch;
-- `choose_threads()` trains on the cores that are free at start-up (the cores this process may
-  use minus those other processes keep busy, at least one) when the machine is busy, and leaves
-  torch's own choice alone on an idle one. The thread count does not change a run's numbers
-  for this model (its matrix multiplies give the same bits on 1 or 2 threads).
-
-`--threads N` overrides the choice. No torch import at module level: `--help` stays fast.
+`--threads N` and `OMP_NUM_THREADS` override the choice. No torch import at module level:
+`--help` stays fast.
 """
 
 from __future__ import annotations
@@ -27,17 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-WAIT_POLICY = "PASSIVE"  # sleeping waiters: a busy neighbour costs a fair share, not 95 % of the speed
 BUSY_SAMPLE_S = 0.2  # how long start-up watches the CPU: long enough to see a steady hog, short to wait
 STAT = Path("/proc/stat")  # Linux's CPU time counters; elsewhere the 1-minute load average is used
 CPUINFO = Path("/proc/cpuinfo")  # Linux's CPU description; elsewhere `platform.processor()`
 MODEL_KEYS = ("model name", "Model", "Hardware")  # x86, then ARM boards' spellings
-
-
-def prepare_openmp() -> None:
-    """Passive OpenMP waiting for this process and its children, unless the user chose a policy.
-    Has an effect only before torch (and so the OpenMP runtime) is first loaded."""
-    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
 
 
 @functools.cache

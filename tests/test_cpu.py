@@ -23,14 +23,11 @@ def child_env(**extra):
     return {**env, **extra}
 
 
-def test_fcn_tui_waits_passively_unless_the_user_chose_a_policy():
-    """OpenMP reads the policy when torch loads it; fcn_tui sets it first (the spinning default
-    loses 80-95 % of the speed beside one CPU hog)."""
+def test_fcn_tui_leaves_openmps_wait_policy_alone():
+    """Spinning waits are the fastest on an idle machine (passive ones cost 37 % there); a busy
+    one is handled by the thread count instead."""
     ours = subprocess.run([sys.executable, "-c", WAIT_POLICY_CHILD], env=child_env(), capture_output=True, text=True, check=True)
-    assert ours.stdout.strip() == "PASSIVE"
-    theirs = subprocess.run([sys.executable, "-c", WAIT_POLICY_CHILD], env=child_env(OMP_WAIT_POLICY="ACTIVE"),
-                            capture_output=True, text=True, check=True)
-    assert theirs.stdout.strip() == "ACTIVE"
+    assert ours.stdout.strip() == "None"
 
 
 @pytest.mark.parametrize(("cores", "busy", "default", "threads"), [
