@@ -46,8 +46,8 @@ TRAIN_IMAGES, TEST_IMAGES = 60000, 10000  # Fashion-MNIST's sizes, before the da
 RUNTIME_BYTES = 192 * 2**20  # libraries and buffers PyTorch touches on its first training steps:
 # measured 150 to 170 MiB on the CPU whatever the model's size
 GIB = 2**30
-CPU_PACK = 4  # runs per pack on the CPU: packing measured 1.1-1.35x there (4 to 12 models on 2 cores),
-# so a few already take the gain, and fewer members keep each run's first epoch close
+CPU_PACK = 1  # runs per pack on the CPU: the seed study took as long packed in fours as one run at a
+# time (64.7 s against 64.4 s, 2 cores, bench_study.py --epochs 3): each run's GEMMs already fill the cores
 GPU_PACK_MAX = 64  # runs per pack on a GPU at most: one H200 went from 7.8 M to 10.6 M model-samples/s
 # between 12 and 48 packed models; past that the GEMMs fill the GPU and only memory grows
 GPU_HEADROOM = 0.9  # of the free GPU memory a pack may plan on: the allocator's blocks round up

@@ -217,6 +217,7 @@ def test_a_sweep_started_from_the_app_packs_and_its_training_tab_shows_one_run_a
         yield from real(runs, *args, **kwargs)
 
     monkeypatch.setattr(runner, "train_packs", spy)
+    monkeypatch.setattr("fcn_tui.memory.CPU_PACK", 4)  # `auto` packs here as it does on a GPU
     posted = []
     preset = load_preset(grid(tmp_path, "'optim.lr' = [0.01, 0.02, 0.03]\n", epochs=2))
     run_queue([preset], tmp_path / "runs", TorchBackend.load(synthetic_data_dir), threading.Event(), posted.append)
