@@ -12,6 +12,7 @@ import threading
 import types
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 from rich.style import Style
 from rich.text import Text
@@ -53,8 +54,10 @@ class LrBackend(ScriptedBackend):
 
 
 def earlier_runs(out: Path, *configs: Config) -> None:
-    """Runs in `out` as the app or `fcn-tui run` would have written them."""
-    run_queue([Preset(c) for c in configs], out, LrBackend(), threading.Event(), lambda message: None)
+    """Runs in `out` as the app or `fcn-tui run` would have written them, stamped a year ago: the
+    Runs tab lists the newest first, and a run trained in the same second would tie with them."""
+    with mock.patch("fcn_tui.runs.timestamp", lambda: "20250101-120000"):
+        run_queue([Preset(c) for c in configs], out, LrBackend(), threading.Event(), lambda message: None)
 
 
 def plot_rows(chart) -> list[str]:

@@ -39,6 +39,8 @@ async def settle(pilot) -> None:
     for _ in range(4):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+    pilot.app.redraw()  # what the twice-a-second timer would draw next: a loaded machine may not have run it yet
+    await pilot.pause()
     for field in pilot.app.query(Input):
         field.cursor_blink = False  # a blinking cursor would make screenshots differ
 
