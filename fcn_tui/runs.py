@@ -600,7 +600,17 @@ def process_alive(pid: Any, host: Any) -> bool | None:
         return False
     except PermissionError:
         return True
-    return True
+    return process_state(pid) != b"Z"  # a zombie (killed, its parent not yet told) never writes again
+
+
+def process_state(pid: Any) -> bytes:
+    """The state letter of process `pid` here (/proc/PID/stat: R, S, T, Z, ...); b"" when unknown."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read(4096)
+    except (OSError, ValueError, TypeError):
+        return b""
+    return stat[stat.rfind(b")") + 2:][:1]  # after the command name, which may hold anything
 
 
 def _process_alive(pid: Any, host: Any) -> bool:

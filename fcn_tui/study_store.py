@@ -493,17 +493,7 @@ def process_alive(host: Any, pid: Any) -> bool | None:
 def process_paused(pid: Any) -> bool:
     """Whether process `pid` here exists but is stopped or traced (state T or t) or a zombie (Z),
     from /proc/PID/stat; False where there is no /proc."""
-    return process_state(pid) in (b"T", b"t", b"Z")
-
-
-def process_state(pid: Any) -> bytes:
-    """The state letter of process `pid` here (/proc/PID/stat: R, S, T, Z, ...); b"" when unknown."""
-    try:
-        with open(f"/proc/{int(pid)}/stat", "rb") as f:
-            stat = f.read(4096)
-    except (OSError, ValueError, TypeError):
-        return b""
-    return stat[stat.rfind(b")") + 2:][:1]  # after the command name, which may hold anything
+    return runs.process_state(pid) in (b"T", b"t", b"Z")
 
 
 def _still_there(trial: FrozenTrial) -> bool:
@@ -511,7 +501,7 @@ def _still_there(trial: FrozenTrial) -> bool:
     could go on writing into the run's folder, so the run is not continued there."""
     pid, host = attr(trial, "pid"), attr(trial, "host")
     # a zombie (killed, its parent not yet told) never writes again: its runs continue in their folders
-    return pid != os.getpid() and runs.process_alive(pid, host) is True and process_state(pid) != b"Z"
+    return pid != os.getpid() and runs.process_alive(pid, host) is True
 
 
 def claimant_alive(trial: FrozenTrial) -> bool | None:

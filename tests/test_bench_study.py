@@ -23,7 +23,7 @@ def test_smoke_run_times_a_study_packed_and_alone(synthetic_data_dir):
     assert results["runs"] == 4 and results["same_runs"] and results["statuses_agree"]
     walls = results["wall_s"]
     assert set(walls) == {"pack_1", "pack_auto"} and all(w > 0 for w in walls.values())
-    assert results["speedup"] == round(walls["pack_1"] / walls["pack_auto"], 2)
+    assert abs(results["speedup"] - walls["pack_1"] / walls["pack_auto"]) <= 0.02  # of the unrounded times
     assert results["settings"]["presets"] == ["dropout", "batchnorm"]
     assert 0 <= results["max_val_acc_diff"] <= 0.05  # within rounding: the same runs, packed
 

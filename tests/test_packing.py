@@ -237,7 +237,8 @@ def test_the_runs_of_a_killed_worker_not_yet_reaped_continue_in_their_own_folder
     import time
     from types import SimpleNamespace
 
-    from fcn_tui.study_store import _still_there, process_state
+    from fcn_tui.runs import process_alive, process_state
+    from fcn_tui.study_store import _still_there
 
     dead = subprocess.Popen(["true"])
     alive = subprocess.Popen(["sleep", "30"])
@@ -247,6 +248,7 @@ def test_the_runs_of_a_killed_worker_not_yet_reaped_continue_in_their_own_folder
             time.sleep(0.01)
         host = socket.gethostname()
         assert not _still_there(SimpleNamespace(user_attrs={"pid": dead.pid, "host": host}))
+        assert process_alive(dead.pid, host) is False  # its run folder reads as cut off, so it is continued there
         assert _still_there(SimpleNamespace(user_attrs={"pid": alive.pid, "host": host}))
     finally:
         alive.kill()
