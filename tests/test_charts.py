@@ -174,6 +174,28 @@ async def test_after_a_run_the_legend_hides_no_point_the_axis_is_shared_and_keys
         assert "m" not in app.active_bindings
 
 
+async def test_an_epoch_that_arrives_between_a_resize_and_the_redraw_is_drawn_with_its_best_mark(tmp_path):
+    app = FcnApp(preset=Preset(config(name="adam")), out=tmp_path / "runs", backend_factory=ScriptedBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await settle(pilot)
+        charts = app.charts
+        charts.clear_run(3)
+        for epoch, acc in ((1, 0.70), (2, 0.75)):
+            charts.add_epoch(epoch, 1.0 / epoch, 1.1 / epoch, acc, acc)
+        app.redraw()
+        charts.add_epoch(3, 0.3, 0.35, 0.80, 0.80)  # the best epoch so far
+        for chart in (app.loss_chart, app.acc_chart):  # the terminal was resized: each replots as it renders
+            chart.plotted_size = chart.size.__class__(1, 1)
+            chart.render()
+        app.redraw()  # the timer's redraw still sets the x range and the best mark
+        assert app.loss_chart.x_max == app.acc_chart.x_max == 3
+        for chart in (app.loss_chart, app.acc_chart):
+            best = [c for c in chart.curves() if c.line is None]
+            assert [c.xs for c in best] == [[3]]  # the best mark on the last epoch, in both charts
+            assert "\n".join(plot_rows(chart)).count("*") == 1
+
+
 async def test_overlays_are_labelled_by_their_settings_and_coloured_apart(tmp_path):
     out = tmp_path / "runs"
     earlier_runs(out, config(name="run", **{"optim.name": "adam", "optim.lr": 0.001}),

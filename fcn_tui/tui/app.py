@@ -409,8 +409,7 @@ class FcnApp(App):
             run.epoch, run.step = event.epoch, run.steps
             run.global_step = event.epoch * run.steps
             run.phase = "testing" if event.epoch == event.epochs else ""
-            self.loss_chart.add_epoch(event.epoch, event.train_loss, event.val_loss)
-            self.acc_chart.add_epoch(event.epoch, event.train_acc, event.val_acc)
+            self.charts.add_epoch(event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc)
             self.confusion.show("val", event.val_confusion, f"validation, epoch {event.epoch}/{event.epochs}")
         elif isinstance(event, ev.RunFinished):
             run.finished, run.phase = event, ""

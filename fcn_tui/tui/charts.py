@@ -131,7 +131,6 @@ class RunChart(PlotextPlot):
         for c in curves:
             if c.point and c.xs:
                 plt.scatter(c.xs, c.ys, color=c.color, marker=c.point)
-        self.dirty = False
         if refresh:
             self.refresh()
 
@@ -290,6 +289,13 @@ class TrainCharts(Vertical, can_focus=True):
         self.loss.clear_run()
         self.acc.clear_run()
 
+    def add_epoch(self, epoch: int, train_loss: float, val_loss: float, train_acc: float, val_acc: float) -> None:
+        """One epoch's figures on both charts; the loss chart marks the same best epoch at once (a
+        resize may replot it before the next redraw)."""
+        self.loss.add_epoch(epoch, train_loss, val_loss)
+        self.acc.add_epoch(epoch, train_acc, val_acc)
+        self.loss.best = self.acc.best
+
     def set_overlays(self, overlays: list[Overlay]) -> None:
         """Draw `overlays` over the charts from the next redraw (at once when Train is shown again)."""
         self.loss.set_overlays(overlays)
@@ -300,7 +306,6 @@ class TrainCharts(Vertical, can_focus=True):
         loss, acc = self.loss, self.acc
         if not (force or loss.dirty or acc.dirty):
             return
-        loss.best = acc.best
         # the current run's epochs set the x range (longer overlaid runs leave through the right
         # edge, a 3-epoch run is not squeezed into a fifth of the width); the overlays' without one
         own = max(loss.x_extent(overlays=False), acc.x_extent(overlays=False)) or float(self.planned_epochs)
@@ -308,6 +313,7 @@ class TrainCharts(Vertical, can_focus=True):
         with self.app.batch_update():
             loss.replot()
             acc.replot()
+            loss.dirty = acc.dirty = False  # only here: a resize's replot leaves the x range and best epoch to this
             self.update_legend()
 
     def update_legend(self) -> None:
