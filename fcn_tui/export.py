@@ -41,7 +41,7 @@ def check_export_target(csv_path: Path) -> None:
             return
     except (OSError, ValueError):  # a name too long to exist: writing it fails and says so
         return
-    from fcn_tui.study_store import JOURNAL  # optuna: only when the file is there to compare
+    from fcn_tui.studies.store import JOURNAL  # optuna: only when the file is there to compare
 
     if csv_path.name in (JOURNAL, STUDY_MANIFEST, *RUN_FILES):
         raise KeptFileError(f"{csv_path}: a file fcn-tui keeps a study or a run in")

@@ -21,7 +21,7 @@ from fcn_tui import events as ev
 SMALL = 1e-2  # below this a decimal needs 3+ zeros: written as mantissa and exponent
 LARGE = 1e5  # from here on too: 100000 is harder to read than 1e5
 LONG_FLOAT = 8  # a float whose repr is longer was searched, not typed (0.0011187343350529033)
-QUEUED = "queued"  # a study's run waiting for a worker (fcn_tui.study_store.QUEUED; never on disk)
+QUEUED = "queued"  # a study's run waiting for a worker (fcn_tui.studies.store.QUEUED; never on disk)
 
 # --- settings ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ group `runs`). For each group, under `OUT/<group>/`:
 - `val_acc_heatmap.png`     for a sweep of exactly two settings: validation accuracy per pair
                             (mean over seeds when the seed is swept too).
 A study folder (an Optuna journal) also gets `optimization_history.png` and
-`param_importances.png` (`fcn_tui.study_plots`).
+`param_importances.png` (`fcn_tui.studies.plots`).
 The last three need at least two runs. A run folder that cannot be read back (`unreadable`)
 or a damaged `confusion.csv` or `predictions.npz` is skipped with a one-line warning; the other
 figures are still written. Each PNG goes to a fresh temporary file renamed into place (never through a link).
@@ -358,7 +358,7 @@ def plot_folder(folder: Path, out: Path, warn: Callable[[str], None] | None = No
             written.append(plot_heatmap(plt, group.comparison, target / "val_acc_heatmap.png"))
     if test.problem:
         warn(f"mistakes figures skipped: no test images ({test.problem})")
-    from fcn_tui.study_plots import plot_studies
+    from fcn_tui.studies.plots import plot_studies
 
     written += plot_studies(plt, Path(folder), Path(out), _save, warn)
     return written

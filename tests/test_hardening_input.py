@@ -220,7 +220,7 @@ def test_an_output_folder_that_cannot_be_created_exits_2(tiny_preset, synthetic_
 
 def test_odd_preset_names_and_runs_in_the_same_second_get_distinct_folders(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("fcn_tui.runs.timestamp", lambda: "20250101-120000")
-    monkeypatch.setattr("fcn_tui.runner.timestamp", lambda: "20250101-120000")
+    monkeypatch.setattr("fcn_tui.studies.runner.timestamp", lambda: "20250101-120000")
     single = tmp_path / "single.toml"
     single.write_text(TINY_PRESET.replace('name = "tiny"', "name = 'a/b: c*?'").replace("epochs = 2", "epochs = 1"))
     sweep = tmp_path / "sweep.toml"

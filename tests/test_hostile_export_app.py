@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from fcn_tui.cli import app as cli_app
 from fcn_tui.config import load_preset
-from fcn_tui.study_store import JOURNAL, StudyStore
+from fcn_tui.studies.store import JOURNAL, StudyStore
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import ConfirmDialog
 from fcn_tui.tui.scripted import ScriptedBackend

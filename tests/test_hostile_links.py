@@ -114,9 +114,9 @@ def sweep_preset(tmp_path: Path) -> Path:
 
 
 def test_a_link_planted_at_the_journal_mid_study_is_never_written_through(tmp_path, synthetic_data_dir):
-    from fcn_tui import runner as study_runner
     from fcn_tui.backend import TorchBackend
-    from fcn_tui.study_store import JOURNAL, StudyError
+    from fcn_tui.studies import runner as study_runner
+    from fcn_tui.studies.store import JOURNAL, StudyError
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
@@ -134,7 +134,7 @@ def test_a_link_planted_at_the_journal_mid_study_is_never_written_through(tmp_pa
 
 
 def test_resume_of_a_study_whose_journal_is_a_link_is_refused_in_one_line(tmp_path, synthetic_data_dir):
-    from fcn_tui.study_store import JOURNAL
+    from fcn_tui.studies.store import JOURNAL
 
     preset, out = sweep_preset(tmp_path), tmp_path / "out"
     assert cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "train.epochs=1").exit_code == 0
@@ -151,7 +151,7 @@ def test_resume_of_a_study_whose_journal_is_a_link_is_refused_in_one_line(tmp_pa
 
 
 def test_a_journal_with_another_hard_link_is_never_appended_to(tmp_path, synthetic_data_dir):
-    from fcn_tui.study_store import JOURNAL
+    from fcn_tui.studies.store import JOURNAL
 
     preset, out = sweep_preset(tmp_path), tmp_path / "out"
     assert cli("run", preset, "--data-dir", synthetic_data_dir, "--out", out, "--set", "train.epochs=1").exit_code == 0

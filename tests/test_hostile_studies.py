@@ -9,11 +9,11 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from fcn_tui import runner
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.runs import read_run
-from fcn_tui.study_store import JOURNAL, StudyStore
+from fcn_tui.studies import runner
+from fcn_tui.studies.store import JOURNAL, StudyStore
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.conftest import TINY_PRESET
 from tests.test_studies import grid, stop_in_run

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fcn_tui import runner
 from fcn_tui.cli import app
 from fcn_tui.config import preset_from_text
-from fcn_tui.study_store import JOURNAL, StudyError, StudyNotFound, StudyStore, claimant_alive, process_paused
+from fcn_tui.studies import runner
+from fcn_tui.studies.store import JOURNAL, StudyError, StudyNotFound, StudyStore, claimant_alive, process_paused
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.test_workers import WAIT_S, fcn_tui, finish
 
@@ -108,7 +108,7 @@ def test_a_storage_away_longer_than_the_bound_stops_the_run_in_one_line(tmp_path
                                                                        monkeypatch):
     """The storage gone for longer than `OUTAGE_S`: the run stops as `stopped` (its folder says
     so) and the error says what happened in one line, not SQLAlchemy's words."""
-    from fcn_tui import study_store
+    from fcn_tui.studies import store as study_store
 
     monkeypatch.setattr(study_store, "OUTAGE_S", 1.0)
     preset = preset_from_text(two_runs(tmp_path, 3).read_text(), "two.toml")
@@ -355,7 +355,7 @@ def test_a_journal_damaged_while_in_use_is_said_to_be(tmp_path, damage, message)
 
 def test_resume_after_a_journal_cut_short_says_so_within_seconds(tmp_path, monkeypatch):
     """Cut after the study's preset, before its runs were all queued: not a 2-minute silence."""
-    from fcn_tui import study_store
+    from fcn_tui.studies import store as study_store
 
     monkeypatch.setattr(study_store, "PLAN_STALL_S", 3, raising=False)  # the default, 10 s, is as bounded
     preset = preset_from_text(two_runs(tmp_path, 1).read_text(), "two.toml")

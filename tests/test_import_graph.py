@@ -15,7 +15,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fcn_tui"
 # The only files that may import optuna, at any depth. study_plots draws Optuna's importances.
-OPTUNA_FILES = {"fcn_tui/study_store.py", "fcn_tui/runner.py", "fcn_tui/study_plots.py"}
+OPTUNA_FILES = {"fcn_tui/studies/store.py", "fcn_tui/studies/runner.py", "fcn_tui/studies/plots.py"}
 # Leaf modules: the standard library and these fcn_tui modules only, so anything may import them.
 LEAVES = {
     "fcn_tui.errors": set(),

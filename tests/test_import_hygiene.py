@@ -8,7 +8,7 @@ import sys
 def test_engine_imports_no_ui_library():
     code = (
         "import sys, fcn_tui.engine, fcn_tui.runs, fcn_tui.data, fcn_tui.config, fcn_tui.events, fcn_tui.memory,"
-        " fcn_tui.runner, fcn_tui.study_store, fcn_tui.backend, fcn_tui.queue, fcn_tui.study;"
+        " fcn_tui.studies.runner, fcn_tui.studies.store, fcn_tui.backend, fcn_tui.studies.queue, fcn_tui.study;"
         "print(sorted(m for m in ('textual', 'rich', 'typer', 'plotext') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

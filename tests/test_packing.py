@@ -16,12 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from fcn_tui import events as ev
-from fcn_tui import runner
 from fcn_tui.backend import TorchBackend
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.runs import CHECKPOINT, read_metrics, read_run
-from fcn_tui.study_store import StudyStore
+from fcn_tui.studies import runner
+from fcn_tui.studies.store import StudyStore
 from tests.conftest import TINY_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,7 +238,7 @@ def test_the_runs_of_a_killed_worker_not_yet_reaped_continue_in_their_own_folder
     from types import SimpleNamespace
 
     from fcn_tui.runs import process_alive, process_state
-    from fcn_tui.study_store import _still_there
+    from fcn_tui.studies.store import _still_there
 
     dead = subprocess.Popen(["true"])
     alive = subprocess.Popen(["sleep", "30"])

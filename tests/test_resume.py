@@ -43,10 +43,10 @@ def statuses(study: Path) -> list[tuple[str, str]]:
 
 def test_resume_skips_completed_runs_continues_stopped_ones_and_takes_over_dead_ones(sweep, synthetic_data_dir, tmp_path):
     from fcn_tui import events as ev
-    from fcn_tui import runner as study_runner
     from fcn_tui.backend import TorchBackend
     from fcn_tui.config import load_preset
-    from fcn_tui.study_store import StudyStore
+    from fcn_tui.studies import runner as study_runner
+    from fcn_tui.studies.store import StudyStore
 
     sweep.write_text(sweep.read_text().replace("epochs = 1", "epochs = 3"))
     out = tmp_path / "out"

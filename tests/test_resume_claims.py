@@ -21,10 +21,10 @@ import torch
 from typer.testing import CliRunner
 
 from fcn_tui import events as ev
-from fcn_tui import runner
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.runs import CHECKPOINT, read_metrics, read_run
+from fcn_tui.studies import runner
 from tests.conftest import TINY_PRESET
 
 cli = CliRunner()

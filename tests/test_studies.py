@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from fcn_tui import events as ev
-from fcn_tui import runner
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import read_run
-from fcn_tui.study_store import StudyStore
+from fcn_tui.studies import runner
+from fcn_tui.studies.store import StudyStore
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.conftest import TINY_PRESET
 
@@ -173,7 +173,7 @@ def test_a_claim_still_being_written_is_not_taken_for_a_dead_worker(tmp_path, mo
     import os
     import socket
 
-    from fcn_tui import study_store
+    from fcn_tui.studies import store as study_store
 
     study = stop_in_run(grid(tmp_path), tmp_path / "out", run=1)
     store = StudyStore.open(study)
@@ -190,7 +190,7 @@ def test_a_claim_still_being_written_is_not_taken_for_a_dead_worker(tmp_path, mo
 
 
 def test_a_worker_that_died_before_saying_who_it_is_loses_its_claim_after_a_grace(tmp_path, monkeypatch):
-    from fcn_tui import study_store
+    from fcn_tui.studies import store as study_store
 
     study = stop_in_run(grid(tmp_path), tmp_path / "out", run=1)
     store = StudyStore.open(study)

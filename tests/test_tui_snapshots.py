@@ -26,7 +26,7 @@ SIZES = [(80, 24), (120, 40)]
 def app(tmp_path, monkeypatch) -> FcnApp:
     """The app with an Adam run of three scripted epochs set up, writing to ./runs."""
     monkeypatch.chdir(tmp_path)
-    for module in ("fcn_tui.runs", "fcn_tui.runner"):  # Runs shows the run's folder name
+    for module in ("fcn_tui.runs", "fcn_tui.studies.runner"):  # Runs shows the run's folder name
         monkeypatch.setattr(f"{module}.timestamp", lambda: "20260101-120000")
     # the system readout of the Train view: the same figures on every machine
     monkeypatch.setattr(SystemMonitor, "read", lambda self, device="": Sample(cpu_percent=97.0, cores=2, rss=412 * MIB))

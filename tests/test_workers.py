@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fcn_tui.study_store import StudyStore
+from fcn_tui.studies.store import StudyStore
 
 GRID = """
 name = "grid"
@@ -187,8 +187,8 @@ def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, pos
     fails that trial (exactly once) and trains the run again."""
     import psycopg
 
-    from fcn_tui import runner
     from fcn_tui.config import preset_from_text
+    from fcn_tui.studies import runner
     from fcn_tui.tui.scripted import ScriptedBackend
 
     preset = preset_from_text(GRID.format(epochs=2), "grid.toml")
@@ -212,7 +212,7 @@ def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, pos
 def test_workers_take_the_devices_in_turn_with_their_share_of_the_threads(tmp_path):
     from types import SimpleNamespace
 
-    from fcn_tui import runner
+    from fcn_tui.studies import runner
 
     store = SimpleNamespace(spec=str(tmp_path / "study"), name="grid")
     plan = runner.WorkerPlan(count=4, devices=["cuda:0", "cuda:1"], threads=4)
@@ -326,10 +326,10 @@ def test_every_worker_run_gets_a_starting_line_and_no_running_line_at_its_last_e
 
     from rich.console import Console
 
-    from fcn_tui import runner
     from fcn_tui.cli import StudyPresenter
     from fcn_tui.console import Reporter
     from fcn_tui.runs import RunRecord
+    from fcn_tui.studies import runner
 
     def record(name, status, epoch, worker="w1"):
         return RunRecord(path=Path(f"00{name}-run"), summary={"name": f"run{name}", "status": status, "epochs_completed": epoch,

@@ -144,11 +144,11 @@ class StudyView(Vertical):
     @work(thread=True, exit_on_error=False, group="study", description="read the study")
     def load(self) -> None:
         from fcn_tui.runs import read_metrics
-        from fcn_tui.study_store import StudyError, StudyStore, describe
+        from fcn_tui.studies.store import StudyError, StudyStore, describe
 
         spec = self.spec
         if spec is None:
-            from fcn_tui.runner import newest_study_folder_any
+            from fcn_tui.studies.runner import newest_study_folder_any
 
             folder = newest_study_folder_any(self.out)
             if folder is None:

@@ -1,6 +1,6 @@
 """The training queue, run in the app's thread worker: the study runner's events as messages.
 
-`run_queue` drives `fcn_tui.runner.run_presets`, the same runner `fcn-tui run` uses, so the app's
+`run_queue` drives `fcn_tui.studies.runner.run_presets`, the same runner `fcn-tui run` uses, so the app's
 run folders, studies and numbers are the CLI's. It touches no widget: every event goes to the UI
 through `post` (`App.post_message`, thread-safe) wrapped in a message from `messages.py`. It
 stops between batches once `stop` is set, and the runs in progress are saved as `stopped`.
@@ -23,7 +23,7 @@ from fcn_tui.tui.messages import Progress, QueueDone, RunError, SweepWritten, Tr
 def run_queue(presets: list[Preset], out: Path, backend: Any, stop: threading.Event,
               post: Callable[[Any], Any]) -> None:
     """Run every planned run of `presets` in order; a failing run is reported, the rest go on."""
-    from fcn_tui import runner  # Optuna: imported in this thread, after the app's first paint
+    from fcn_tui.studies import runner  # Optuna: imported in this thread, after the app's first paint
 
     follow = OneAtATime()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fcn_tui.runs import study_folder_name
-from fcn_tui.study_store import JOURNAL, StudyError, StudyStore, run_status
+from fcn_tui.studies.store import JOURNAL, StudyError, StudyStore, run_status
 
 
 def find_studies(folder: Path) -> list[Path]:

@@ -6,15 +6,15 @@ count runs and report numbers the same way.
         ...  # StudyOpened, RunStarting, Trained(engine event), RunSkipped, RunCrashed, Waiting, StudyFinished
 
 - A preset without `[sweep]` or `[search]` is one run (a pack of one), written to `OUT/<time>-<name>/`
-  (`--resume` continues or skips it by its configuration, `fcn_tui.queue`).
-- A preset with either is a study (`fcn_tui.study_store`): its runs are trials of an Optuna
+  (`--resume` continues or skips it by its configuration, `fcn_tui.studies.queue`).
+- A preset with either is a study (`fcn_tui.studies.store`): its runs are trials of an Optuna
   study, queued once when the study is created. With the default storage the study is the folder
   `OUT/<time>-<name>/` (journal, `sweep.toml`, one folder per run, `results.csv`/`.md`); with
   `storage=URL` (PostgreSQL, SQLite) the runs this machine trains go to `OUT/<study name>/`.
 - `work` is one worker: it takes over the runs of dead workers, claims queued runs and trains
   them until none is queued or running anywhere (it waits while other workers train, so it can
   take over theirs if they die). It claims a pack at a time: up to `RunOptions.pack` queued runs
-  of one `pack_key` (search trials sampled together), trained at once (`fcn_tui.packs`), each
+  of one `pack_key` (search trials sampled together), trained at once (`fcn_tui.studies.packs`), each
   still a run with its own folder and trial. A claimed run continues from its checkpoint when its
   folder is on this host, else starts from epoch 1 in a new folder.
 - `--resume` (`resume=True`) is driven by the storage: completed, diverged and pruned runs are
@@ -47,8 +47,6 @@ from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
-from fcn_tui.packs import PackRun, train_packs
-from fcn_tui.run_events import RunCrashed, RunSkipped, RunStarting, Trained
 from fcn_tui.runs import (
     STUDY_MANIFEST,
     RunBusy,
@@ -66,7 +64,9 @@ from fcn_tui.runs import (
     unique_dir,
 )
 from fcn_tui.signals import PARENT_ENV
-from fcn_tui.study_store import (
+from fcn_tui.studies.events import RunCrashed, RunSkipped, RunStarting, Trained
+from fcn_tui.studies.packs import PackRun, train_packs
+from fcn_tui.studies.store import (
     JOURNAL,
     StudyError,
     StudyNotFound,
@@ -247,7 +247,7 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
             atomic_write_text(folder / STUDY_MANIFEST, study_manifest(preset))
             store, created = StudyStore.create_or_join(folder, name, preset)
     total = len(store.latest_runs())
-    from fcn_tui.study_store import describe
+    from fcn_tui.studies.store import describe
 
     return store, folder, StudyOpened(name=name, folder=folder, storage=describe(store.spec), total=total,
                                       created=created, skipped=tuple(skipped))
@@ -685,7 +685,7 @@ def run_single(preset: Preset, position: int, total: int, backend: Any, should_s
                options: RunOptions) -> Iterator[RunnerEvent]:
     """A preset of one run: trained (a pack of one) into `OUT/<time>-<name>/`, or skipped /
     continued by `resume`."""
-    from fcn_tui.queue import plan
+    from fcn_tui.studies.queue import plan
 
     planned = plan([preset], Path(options.out), resume=options.resume)[0].runs[0]
     config = planned.config
@@ -733,7 +733,7 @@ def _claim_earlier_attempt(planned, position: int, total: int) -> tuple[int | No
 
 
 class SingleRun(PackRun):
-    """A run of its own (no study): its folder planned by `fcn_tui.queue`."""
+    """A run of its own (no study): its folder planned by `fcn_tui.studies.queue`."""
 
     def __init__(self, planned, position: int, total: int, state: dict | None, note: str) -> None:
         super().__init__(planned.config, position, total, state, None, note)

@@ -1,5 +1,5 @@
-"""What the runner yields about each run, whether it trains alone or in a pack (`fcn_tui.runner`
-re-exports these; `fcn_tui.packs` yields them without importing the runner)."""
+"""What the runner yields about each run, whether it trains alone or in a pack (`fcn_tui.studies.runner`
+re-exports these; `fcn_tui.studies.packs` yields them without importing the runner)."""
 
 from __future__ import annotations
 

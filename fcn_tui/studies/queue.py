@@ -1,4 +1,4 @@
-"""Where a single run's folder goes, and what `--resume` does with it (`fcn_tui.runner.run_single`).
+"""Where a single run's folder goes, and what `--resume` does with it (`fcn_tui.studies.runner.run_single`).
 
 A preset without `[sweep]` or `[search]` is one run, written to `OUT/<time>-<name>/`. With
 `resume=True`, a run already `completed` with the same configuration directly under OUT is
@@ -10,7 +10,7 @@ that a live process is training (its folder's claim, `runs.claim_run_folder`) is
 second time: the runner says who holds it. Nothing is
 deleted: an earlier attempt without a checkpoint, a damaged (`unreadable`) run folder, a link or
 a folder that is not a run stays as it is beside the new one. Studies (sweeps and searches) are
-planned in their storage instead (`fcn_tui.runner`, `fcn_tui.study_store`). Imports no torch.
+planned in their storage instead (`fcn_tui.studies.runner`, `fcn_tui.studies.store`). Imports no torch.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ from fcn_tui import events as ev
 from fcn_tui.backend import InterleavedPack, Member, new_trainer
 from fcn_tui.config import Config
 from fcn_tui.errors import CheckpointError, MemoryCheckError
-from fcn_tui.run_events import RunCrashed, RunStarting, Trained
 from fcn_tui.runs import RunRecorder, RunWriteError, mark_failed
+from fcn_tui.studies.events import RunCrashed, RunStarting, Trained
 
 
 class PackRun:
