@@ -1,7 +1,7 @@
-"""The seed study's wall time with and without packing, in one run of this script.
+"""The seed study's wall time with and without packing (or without and with bf16), in one run.
 
     python benchmarks/bench_study.py [--epochs N] [--data-dir DIR] [--device D] [--workers N]
-                                     [--amp] [--pack auto] [--set KEY=VALUE ...] [--json]
+                                     [--amp] [--pack auto] [--compare pack|amp] [--set KEY=VALUE ...] [--json]
 
 The seed study is `presets/optimizers.toml dropout.toml init.toml batchnorm.toml` (19 runs, 15
 epochs each). It is trained twice with `fcn-tui run`, each into a fresh folder: once with
@@ -11,6 +11,9 @@ given); `--workers`, `--device`, `--amp` (`train.amp = true`: bf16 where the dev
 every run, results), the ratio, and the largest difference in validation (and test) accuracy
 between the two studies' tables, run by run. Compare ratios measured in one run of this script,
 never absolute times across machines. `--json` prints everything as JSON instead.
+
+`--compare amp` trains it in fp32 and then with `train.amp = true` instead (both with `--pack`),
+so the two wall times and the tables' differences are bf16's speed-up and accuracy cost.
 """
 
 from __future__ import annotations
@@ -40,13 +43,13 @@ def study_tables(out: Path) -> dict[tuple[str, str], dict[str, str]]:
     return rows
 
 
-def train(args: argparse.Namespace, pack: str, out: Path) -> float:
-    """`fcn-tui run` of the seed study with `--pack pack` into `out`; its wall time in seconds."""
+def train(args: argparse.Namespace, pack: str, amp: bool, out: Path) -> float:
+    """`fcn-tui run` of the seed study with `--pack pack` (and bf16 if `amp`) into `out`; its wall time in seconds."""
     command = [sys.executable, "-m", "fcn_tui", "run", *[str(ROOT / "presets" / f"{p}.toml") for p in args.presets],
                "--pack", pack, "--out", str(out)]
     if args.epochs:
         command += ["--set", f"train.epochs={args.epochs}"]
-    if args.amp:
+    if amp:
         command += ["--set", "train.amp=true"]
     for setting in args.set or []:
         command += ["--set", setting]
@@ -56,7 +59,7 @@ def train(args: argparse.Namespace, pack: str, out: Path) -> float:
         command += ["--workers", str(args.workers)]
     if args.data_dir:
         command += ["--data-dir", str(args.data_dir)]
-    print(f"bench_study: --pack {pack} ...", file=sys.stderr, flush=True)
+    print(f"bench_study: --pack {pack}{' bf16' if amp else ''} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -76,24 +79,33 @@ def largest_difference(a: dict, b: dict, column: str) -> tuple[float | None, str
     return max(gaps) if gaps else (None, None)
 
 
+def variants(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
+    """The two studies to train: (label, --pack, bf16), the reference first."""
+    if args.compare == "amp":
+        return [(f"pack_{args.pack}_fp32", args.pack, False), (f"pack_{args.pack}_bf16", args.pack, True)]
+    return [("pack_1", "1", args.amp), (f"pack_{args.pack}", args.pack, args.amp)]
+
+
 def measure(args: argparse.Namespace) -> dict:
+    (first, *_), (second, *_) = plan = variants(args)
     with tempfile.TemporaryDirectory(prefix="fcn-tui-bench-study-") as tmp:
         walls, tables = {}, {}
-        for pack in ("1", args.pack):
-            out = Path(tmp) / f"pack-{pack}"
-            walls[pack] = train(args, pack, out)
-            tables[pack] = study_tables(out)
-    one, packed = tables["1"], tables[args.pack]
+        for label, pack, amp in plan:
+            out = Path(tmp) / label
+            walls[label] = train(args, pack, amp, out)
+            tables[label] = study_tables(out)
+    one, packed = tables[first], tables[second]
     return {
         "settings": {"presets": list(args.presets), "epochs": args.epochs, "device": args.device or "preset's",
-                     "workers": args.workers or 1, "amp": args.amp, "pack": args.pack, "set": args.set or [],
+                     "workers": args.workers or 1, "amp": args.amp, "pack": args.pack, "compare": args.compare,
+                     "set": args.set or [],
                      "data_dir": str(args.data_dir) if args.data_dir else None},
         "machine": {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                     "cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
         "runs": len(one),
         "same_runs": one.keys() == packed.keys(),
-        "wall_s": {"pack_1": round(walls["1"], 2), f"pack_{args.pack}": round(walls[args.pack], 2)},
-        "speedup": round(walls["1"] / walls[args.pack], 2) if walls[args.pack] > 0 else None,
+        "wall_s": {label: round(wall, 2) for label, wall in walls.items()},
+        "speedup": round(walls[first] / walls[second], 2) if walls[second] > 0 else None,
         **{f"max_{col}_diff": largest_difference(one, packed, col)[0] for col in ("val_acc", "test_acc")},
         **{f"max_{col}_diff_run": largest_difference(one, packed, col)[1] for col in ("val_acc", "test_acc")},
         "statuses_agree": all(one[k]["status"] == packed[k]["status"] for k in one.keys() & packed.keys()),
@@ -103,11 +115,13 @@ def measure(args: argparse.Namespace) -> dict:
 def table(results: dict) -> str:
     s = results["settings"]
     head = (f"seed study ({', '.join(s['presets'])}): {results['runs']} runs, epochs {s['epochs'] or 'as preset'}, "
-            f"device {s['device']}, {s['workers']} worker(s), amp {s['amp']}, {results['machine']['cores']} cores")
+            f"device {s['device']}, {s['workers']} worker(s), "
+            f"{'fp32 against bf16' if s['compare'] == 'amp' else 'amp ' + str(s['amp'])}, {results['machine']['cores']} cores")
     lines = [head]
     for label, wall in results["wall_s"].items():
-        lines.append(f"  {label.replace('_', ' '):<12} {wall:>9.1f} s")
-    lines.append(f"  speed-up      {results['speedup']:>8.2f}x  (--pack 1 time / --pack {s['pack']} time)")
+        lines.append(f"  {label.replace('_', ' '):<17} {wall:>9.1f} s")
+    first, second = (label.replace("_", " ") for label in results["wall_s"])
+    lines.append(f"  speed-up      {results['speedup']:>8.2f}x  ({first} time / {second} time)")
     for key, label in (("max_val_acc_diff", "val"), ("max_test_acc_diff", "test")):
         gap = results[key]
         where = f" ({results[key + '_run']})" if gap else ""
@@ -126,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="worker processes per study (default 1)")
     parser.add_argument("--amp", action="store_true", help="train.amp = true in both studies")
     parser.add_argument("--pack", default="auto", help="the packed study's --pack (default auto)")
+    parser.add_argument("--compare", choices=("pack", "amp"), default="pack",
+                        help="pack: --pack 1 against --pack (default); amp: fp32 against bf16, both with --pack")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting for both studies")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
