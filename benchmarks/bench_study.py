@@ -39,7 +39,8 @@ def study_tables(out: Path) -> dict[tuple[str, str], dict[str, str]]:
     for results in sorted(out.glob("*/results.csv")):
         with open(results, newline="") as f:
             for row in csv.DictReader(f):
-                rows[(results.parent.name.split("-", 2)[-1], row["name"])] = row
+                preset = results.parent.name.split("-", 2)[-1].split(",")[0]  # the name, without the --set values
+                rows[(preset, row["name"])] = row
     return rows
 
 
