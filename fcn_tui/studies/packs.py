@@ -10,7 +10,9 @@ The backend trains the pack (`backend.pack_trainer(members, split)`, else
 hands each of its events to the run (`PackRun.on_event`, where a study's run reports to its
 trial). A pack of one is a single run: there is one path.
 
-- A run that ends (last epoch, diverged, pruned, stopped) leaves the pack; the others go on.
+- A run that ends (last epoch, diverged, pruned, stopped) leaves the pack; the others go on. With
+  `refill`, the next compatible queued run (the runner claims it) takes its slot from the pack's
+  next epoch, so a long queue keeps the pack full.
 - A run whose folder cannot be written, or whose event the front end failed to show (the error
   thrown back into this generator), is failed and halted (its `should_stop` turns true); the
   others go on.
@@ -87,8 +89,11 @@ class PackRun:
         return RunCrashed(self.name, message, self.run_dir, bad_input=bad_input)
 
 
+Refill = Callable[[Config], "PackRun | None"]  # the next queued run that packs with this config, claimed; None: none
+
+
 def train_packs(runs: list[PackRun], backend: Any, should_stop: Callable[[], bool],
-                checkpoint_every_s: float | None = None) -> Iterator[Any]:
+                checkpoint_every_s: float | None = None, refill: Refill | None = None) -> Iterator[Any]:
     """Train `runs` (of one pack_key) as one pack, or as smaller ones where it does not fit."""
     if not runs:
         return
@@ -97,13 +102,13 @@ def train_packs(runs: list[PackRun], backend: Any, should_stop: Callable[[], boo
     except Exception as err:  # noqa: BLE001 - DataError, DeviceError, MemoryCheckError: no folder made
         if isinstance(err, MemoryCheckError) and len(runs) > 1:
             half = len(runs) // 2
-            yield from train_packs(runs[:half], backend, should_stop, checkpoint_every_s)
-            yield from train_packs(runs[half:], backend, should_stop, checkpoint_every_s)
+            yield from train_packs(runs[:half], backend, should_stop, checkpoint_every_s, refill)
+            yield from train_packs(runs[half:], backend, should_stop, checkpoint_every_s, refill)
             return
         for run in runs:
             yield run.crashed(str(err), bad_input=True)
         return
-    yield from _train(pack, runs, should_stop, checkpoint_every_s)
+    yield from _train(pack, runs, should_stop, checkpoint_every_s, refill)
 
 
 def _members(runs: list[PackRun], should_stop: Callable[[], bool]) -> list[Member]:
@@ -154,22 +159,17 @@ def _open_folders(runs: list[PackRun], checkpoint_every_s: float | None) -> Iter
 
 
 def _train(pack: Any, runs: list[PackRun], should_stop: Callable[[], bool],
-           checkpoint_every_s: float | None) -> Iterator[Any]:
+           checkpoint_every_s: float | None, refill: Refill | None = None) -> Iterator[Any]:
 
     yield from _open_folders(runs, checkpoint_every_s)
     stream = pack.events()
     try:
         for k, event in stream:
             run = runs[k]
-            if run.halted:
-                continue
-            yield from _record(run, event, pack.members[k])
-            if run.halted:
-                continue
-            try:
-                yield Trained(event, run.position, run.total, run.run_dir)
-            except Exception as err:  # noqa: BLE001 - thrown back by a front end that could not show it
-                yield _failed(run, f"{type(err).__name__}: {err}")
+            if not run.halted:
+                yield from _deliver(run, event, pack.members[k])
+            if isinstance(event, ev.RunFinished) and refill is not None:  # its slot is free
+                yield from _take_slot(pack, runs, run.config, refill, should_stop, checkpoint_every_s)
     except Exception as err:  # noqa: BLE001 - a bug in the pack: its unfinished runs fail, the study goes on
         for run in runs:
             if not run.finished:
@@ -182,6 +182,37 @@ def _train(pack: Any, runs: list[PackRun], should_stop: Callable[[], bool],
                 if run.recorder is not None:
                     run.recorder.fail(ev.STOPPED, run.error)
                 run.conclude()
+
+
+def _deliver(run: PackRun, event: ev.Event, member: Any) -> Iterator[Any]:
+    """The event written to the run's folder, told to the run, then to the front end."""
+    yield from _record(run, event, member)
+    if run.halted:
+        return
+    try:
+        yield Trained(event, run.position, run.total, run.run_dir)
+    except Exception as err:  # noqa: BLE001 - thrown back by a front end that could not show it
+        yield _failed(run, f"{type(err).__name__}: {err}")
+
+
+def _take_slot(pack: Any, runs: list[PackRun], config: Config, refill: Refill, should_stop: Callable[[], bool],
+               checkpoint_every_s: float | None) -> Iterator[Any]:
+    """A run left the pack: the next compatible queued run joins it from its next epoch (a pack
+    that has ended, or one of another backend, takes none)."""
+    if should_stop() or not getattr(pack, "can_add", lambda _: False)(config):
+        return
+    run = refill(config)
+    if run is None:
+        return
+    member = _members([run], should_stop)[0]
+    try:
+        index = pack.add(member)
+    except CheckpointError as err:  # its checkpoint does not fit: it starts afresh, in a new folder
+        run.drop_checkpoint(str(err))
+        index = pack.add(_members([run], should_stop)[0])
+    assert index == len(runs), "the pack numbers its members in the order they join"
+    runs.append(run)
+    yield from _open_folders([run], checkpoint_every_s)
 
 
 def _record(run: PackRun, event: ev.Event, member: Any) -> list:
