@@ -1,7 +1,7 @@
 """The seed study's wall time with and without packing (or without and with bf16), in one run.
 
     python benchmarks/bench_study.py [--epochs N] [--data-dir DIR] [--device D] [--workers N]
-                                     [--amp] [--pack auto] [--compare pack|amp] [--set KEY=VALUE ...] [--json]
+                                     [--threads N] [--amp] [--pack auto] [--compare pack|amp] [--set KEY=VALUE ...] [--json]
 
 The seed study is `presets/optimizers.toml dropout.toml init.toml batchnorm.toml` (19 runs, 15
 epochs each). It is trained twice with `fcn-tui run`, each into a fresh folder: once with
@@ -58,6 +58,8 @@ def train(args: argparse.Namespace, pack: str, amp: bool, out: Path) -> float:
         command += ["--device", args.device]
     if args.workers:
         command += ["--workers", str(args.workers)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
     if args.data_dir:
         command += ["--data-dir", str(args.data_dir)]
     print(f"bench_study: --pack {pack}{' bf16' if amp else ''} ...", file=sys.stderr, flush=True)
@@ -98,7 +100,8 @@ def measure(args: argparse.Namespace) -> dict:
     one, packed = tables[first], tables[second]
     return {
         "settings": {"presets": list(args.presets), "epochs": args.epochs, "device": args.device or "preset's",
-                     "workers": args.workers or 1, "amp": args.amp, "pack": args.pack, "compare": args.compare,
+                     "workers": args.workers or 1, "threads": args.threads, "amp": args.amp, "pack": args.pack,
+                     "compare": args.compare,
                      "set": args.set or [],
                      "data_dir": str(args.data_dir) if args.data_dir else None},
         "machine": {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -116,7 +119,7 @@ def measure(args: argparse.Namespace) -> dict:
 def table(results: dict) -> str:
     s = results["settings"]
     head = (f"seed study ({', '.join(s['presets'])}): {results['runs']} runs, epochs {s['epochs'] or 'as preset'}, "
-            f"device {s['device']}, {s['workers']} worker(s), "
+            f"device {s['device']}, {s['workers']} worker(s), {s['threads'] or 'free-core'} threads, "
             f"{'fp32 against bf16' if s['compare'] == 'amp' else 'amp ' + str(s['amp'])}, {results['machine']['cores']} cores")
     lines = [head]
     for label, wall in results["wall_s"].items():
@@ -139,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("FCN_TUI_DATA"))
     parser.add_argument("--device", default=None, help="train on this device (default: the presets' auto)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes per study (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of both studies (default: fcn-tui's choice from the free cores at each start,"
+                             " which a busy moment can lower for one of the two)")
     parser.add_argument("--amp", action="store_true", help="train.amp = true in both studies")
     parser.add_argument("--pack", default="auto", help="the packed study's --pack (default auto)")
     parser.add_argument("--compare", choices=("pack", "amp"), default="pack",

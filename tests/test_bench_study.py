@@ -37,12 +37,12 @@ def test_smoke_run_times_a_study_packed_and_alone(synthetic_data_dir):
 def test_compare_amp_times_the_study_in_fp32_and_in_bf16(synthetic_data_dir):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--presets", "dropout", "--epochs", "1", "--device", "cpu", "--set", "model.hidden=[16]",
-         "--compare", "amp", "--pack", "1", "--data-dir", str(synthetic_data_dir), "--json"],
+         "--compare", "amp", "--pack", "1", "--threads", "1", "--data-dir", str(synthetic_data_dir), "--json"],
         check=False, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout)
     assert results["runs"] == 2 and results["same_runs"] and results["statuses_agree"]
     assert list(results["wall_s"]) == ["pack_1_fp32", "pack_1_bf16"]  # the reference first
-    assert results["settings"]["compare"] == "amp"
+    assert results["settings"]["compare"] == "amp" and results["settings"]["threads"] == 1
     assert results["max_val_acc_diff"] is not None and results["max_val_acc_diff"] <= 1
