@@ -175,7 +175,8 @@ StorageOption = Annotated[
 
 
 def study_name(value: str | None) -> str | None:
-    from fcn_tui.studies.store import StudyError, check_study_name
+    from fcn_tui.errors import StudyError
+    from fcn_tui.studies.store import check_study_name
 
     if value is not None:
         try:
@@ -384,8 +385,8 @@ def drive(events, present: StudyPresenter) -> None:
     is thrown back into the runner, which marks that run failed and goes on with the next."""
     from rich.markup import escape
 
+    from fcn_tui.errors import StudyError
     from fcn_tui.runs import RunWriteError
-    from fcn_tui.studies.store import StudyError
 
     error: Exception | None = None
     while True:
@@ -436,11 +437,12 @@ def run(
     from fcn_tui.cpu import apply_threads, busy_cores, choose_threads, threads_from_env, usable_cores
     from fcn_tui.data import DataError, load_fashion_mnist, make_split
     from fcn_tui.engine import DeviceError, resolve_device
+    from fcn_tui.errors import StorageLost, StudyError
     from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
     from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
     from fcn_tui.studies import runner
-    from fcn_tui.studies.store import StorageLost, StudyError, check_storage, check_study_name
+    from fcn_tui.studies.store import check_storage, check_study_name
 
     configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
     try:  # every device and every run's memory up front, before the data is read or a folder made
@@ -579,9 +581,10 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     from fcn_tui.cpu import apply_threads
     from fcn_tui.data import DataError, load_fashion_mnist
     from fcn_tui.engine import DeviceError, resolve_device
+    from fcn_tui.errors import StorageLost, StudyError
     from fcn_tui.runs import study_folder_name
     from fcn_tui.studies import runner
-    from fcn_tui.studies.store import StorageLost, StudyError, describe, is_url, journal_path
+    from fcn_tui.studies.store import describe, is_url, journal_path
 
     try:
         if device:  # before anything is claimed: a device that is not here would fail every run
@@ -630,7 +633,8 @@ def _open_when_there(storage: str, study: str | None, wait: float, stop):
     asks before it is there. Waits at most `wait` seconds, saying so once; None if stopped."""
     import time
 
-    from fcn_tui.studies.store import StudyNotFound, StudyStore
+    from fcn_tui.errors import StudyNotFound
+    from fcn_tui.studies.store import StudyStore
 
     deadline = time.monotonic() + wait
     told = False
@@ -676,7 +680,8 @@ def ui(
         except ConfigError as err:
             raise fail(str(err)) from None
     if storage:
-        from fcn_tui.studies.store import StudyError, StudyStore
+        from fcn_tui.errors import StudyError
+        from fcn_tui.studies.store import StudyStore
 
         try:
             StudyStore.open(storage, study)
@@ -743,7 +748,8 @@ def export(
         raise fail(f"{err}; give another --csv") from None
     records = None
     if storage:
-        from fcn_tui.studies.store import StudyError, StudyStore
+        from fcn_tui.errors import StudyError
+        from fcn_tui.studies.store import StudyStore
 
         try:
             records = StudyStore.open(storage, study).records()

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from fcn_tui.cli import app
 from fcn_tui.config import preset_from_text
+from fcn_tui.errors import StorageLost, StudyError, StudyNotFound
 from fcn_tui.studies import runner
-from fcn_tui.studies.store import JOURNAL, StudyError, StudyNotFound, StudyStore, claimant_alive, process_paused
+from fcn_tui.studies.store import JOURNAL, StudyStore, claimant_alive, process_paused
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.test_workers import WAIT_S, fcn_tui, finish
 
@@ -115,7 +116,7 @@ def test_a_storage_away_longer_than_the_bound_stops_the_run_in_one_line(tmp_path
     options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="outage-for-good")
     store, folder, _ = runner.open_study(preset, options)
     events = []
-    with pytest.raises(study_store.StorageLost, match=r"^lost the connection to postgresql\S* for 1.0 s \("):
+    with pytest.raises(StorageLost, match=r"^lost the connection to postgresql\S* for 1.0 s \("):
         for event in runner.work(store, folder, ScriptedBackend(), lambda: False, options):
             events.append(event)
             if isinstance(event, runner.RunStarting):  # the server goes away under the run

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from fcn_tui import events as ev
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
+from fcn_tui.errors import StudyError
 from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import read_run
 from fcn_tui.studies import runner
@@ -366,7 +367,7 @@ def test_resume_of_a_search_whose_choices_changed_is_refused_before_anything_run
     (study,) = (tmp_path / "out").iterdir()
     before = files_of(study)
     preset.write_text(preset.read_text().replace('["sgd", "adam"]', '["sgd", "adam", "rmsprop"]'))
-    with pytest.raises(runner.StudyError, match=r"search\.optim\.name: changed since the study began "
+    with pytest.raises(StudyError, match=r"search\.optim\.name: changed since the study began "
                                                  r"\(\[sgd, adam\] -> \[sgd, adam, rmsprop\]\)"):
         list(runner.run_study(load_preset(preset), ScriptedBackend(), lambda: False,
                               runner.RunOptions(out=tmp_path / "out", resume=True)))

@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from fcn_tui.errors import StudyError
 from fcn_tui.runs import study_folder_name
-from fcn_tui.studies.store import JOURNAL, StudyError, StudyStore, run_status
+from fcn_tui.studies.store import JOURNAL, StudyStore, run_status
 
 
 def find_studies(folder: Path) -> list[Path]:

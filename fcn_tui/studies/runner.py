@@ -47,6 +47,7 @@ from typing import Any
 
 from fcn_tui import events as ev
 from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
+from fcn_tui.errors import StudyError, StudyNotFound
 from fcn_tui.runs import (
     STUDY_MANIFEST,
     RunBusy,
@@ -68,8 +69,6 @@ from fcn_tui.studies.events import RunCrashed, RunSkipped, RunStarting, Trained
 from fcn_tui.studies.packs import PackRun, train_packs
 from fcn_tui.studies.store import (
     JOURNAL,
-    StudyError,
-    StudyNotFound,
     StudyStore,
     attr,
     config_key,

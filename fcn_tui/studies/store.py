@@ -68,6 +68,7 @@ from fcn_tui.config import (
     preset_from_text,
     preset_to_toml,
 )
+from fcn_tui.errors import StorageLost, StudyError, StudyNotFound
 from fcn_tui.formatting import short_value
 from fcn_tui.runs import RunRecord, read_run
 
@@ -93,18 +94,6 @@ OUTAGE_BACKOFF_S = (0.5, 8.0)  # first and longest pause between two tries durin
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
 # heartbeats and fail_stale_trials are marked experimental; they are what we rely on, on purpose
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-class StudyError(Exception):
-    """A study that cannot be opened, created or joined; the message is one line for the user."""
-
-
-class StudyNotFound(StudyError):
-    """The storage holds no such study (yet: a worker may wait for it to be created)."""
-
-
-class StorageLost(StudyError):
-    """The storage could not be reached for `OUTAGE_S` seconds."""
 
 
 def check_study_name(name: str) -> None:
