@@ -191,8 +191,8 @@ def test_a_claim_held_by_a_paused_process_is_taken_over_in_a_new_folder(tmp_path
         os.kill(sleeper.pid, signal.SIGSTOP)
         wait_for(lambda: process_paused(sleeper.pid), "the process paused", 10)
         for key, value in (("pid", sleeper.pid), ("host", os.uname().nodename), ("run_dir", str(folder / "001-x"))):
-            store.storage.set_trial_user_attr(held._trial_id, key, value)
-        assert claimant_alive(store.storage.get_trial(held._trial_id)) is False
+            store.storage.set_trial_user_attr(held.id, key, value)
+        assert claimant_alive(store.storage.get_trial(held.id)) is False
         assert store.busy_elsewhere() == 0  # nothing to wait for
         assert store.reclaim_dead() == 1
         (again,) = [t for t in store.trials() if t.state.name == "WAITING" and t.user_attrs.get("continues") == 0]

@@ -195,11 +195,11 @@ def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, pos
     options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="lost-machine")
     store, folder, _ = runner.open_study(preset, options)
     lost = store.claim()
-    store.storage.set_trial_user_attr(lost._trial_id, "host", "a-machine-that-lost-its-network")
-    store.storage.record_heartbeat(lost._trial_id)
+    store.storage.set_trial_user_attr(lost.id, "host", "a-machine-that-lost-its-network")
+    store.storage.record_heartbeat(lost.id)
     with psycopg.connect(postgres_url) as db:
         db.execute("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 hour' WHERE trial_id = %s",
-                   (lost._trial_id,))
+                   (lost.id,))
     events = list(runner.work(store, folder, ScriptedBackend(), lambda: False, options))
     trained = [e.name for e in events if isinstance(e, runner.RunStarting)]
     assert len(trained) == 6 and len(set(trained)) == 6
