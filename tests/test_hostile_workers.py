@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from fcn_tui.cli import app
 from fcn_tui.config import preset_from_text
 from fcn_tui.errors import StorageLost, StudyError, StudyNotFound
-from fcn_tui.studies import runner
+from fcn_tui.studies import runner, workers
 from fcn_tui.studies.store import JOURNAL, StudyStore, claimant_alive, process_paused
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.test_workers import WAIT_S, fcn_tui, finish
@@ -168,7 +168,7 @@ def test_ctrl_c_with_a_paused_worker_ends_in_time_and_resume_finishes(synthetic_
         started = time.monotonic()
         parent.send_signal(signal.SIGINT)
         out = finish(parent)
-        assert time.monotonic() - started < runner.WORKER_STOP_S, out[-3000:]  # a paused worker is not waited for
+        assert time.monotonic() - started < workers.WORKER_STOP_S, out[-3000:]  # a paused worker is not waited for
         assert parent.returncode == 130, out[-3000:]
         assert gone(paused.user_attrs["pid"])  # killed, not left holding its run
     finally:

@@ -2,7 +2,7 @@
 app's training thread all drive it and only present the events it yields, so they lay out folders,
 count runs and report numbers the same way.
 
-    for event in run_presets(presets, backend, should_stop, RunOptions(out=Path("runs"))):
+    for event in run_presets(presets, backend, should_stop, RunOptions(out=Path("runs")), workers=plan):
         ...  # StudyOpened, RunStarting, Trained(engine event), RunSkipped, RunCrashed, Waiting, StudyFinished
 
 - A preset without `[sweep]` or `[search]` is one run (a pack of one), written to `OUT/<time>-<name>/`
@@ -21,27 +21,24 @@ count runs and report numbers the same way.
   skipped, runs still trained by a live worker are left to it, stopped, failed and incomplete
   ones are queued again (to continue from their checkpoint), and runs of a changed preset that
   the study does not have yet are added. Nothing is deleted.
-- `run_workers` starts N `fcn-tui worker` processes on this machine for a study (no more than it
-  has queued runs) and yields its runs' progress from the storage until they are done; on stop it
-  passes the signal on to each and kills those that do not end within `WORKER_STOP_S` or are
-  paused. The workers stop by themselves when it is gone (`signals.stop_with_parent`).
+- With a `WorkerPlan` of more than one worker, a study is trained by that many `fcn-tui worker`
+  processes on this machine instead (`run_with_workers`, `fcn_tui.studies.workers`), and the
+  runner yields its progress from the storage (`WorkersStarted`, `WorkersProgress`, `WorkerExited`).
 - A run whose claim was taken over (its worker was paused or cut off) stops at its next check
-  (`_fenced`); a storage away for longer than `study_store.OUTAGE_S` stops the run as `stopped`.
+  (`_fenced`); a storage away for longer than `store.OUTAGE_S` stops the run as `stopped`.
 
-No UI imports; torch only inside the functions that train.
+Everything it keeps in the storage goes through `StudyStore` (the only module that talks to
+Optuna). No UI imports; torch only inside the functions that train.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +53,6 @@ from fcn_tui.runs import (
     atomic_write_text,
     claim_run_folder,
     load_checkpoint,
-    open_append,
     read_run,
     release_run_folder,
     slug,
@@ -64,43 +60,24 @@ from fcn_tui.runs import (
     timestamp,
     unique_dir,
 )
-from fcn_tui.signals import PARENT_ENV
 from fcn_tui.studies.events import RunCrashed, RunSkipped, RunStarting, Trained
+from fcn_tui.studies.options import RunOptions
 from fcn_tui.studies.packs import PackRun, train_packs
 from fcn_tui.studies.store import (
     JOURNAL,
+    POLL_S,
     StoredRun,
     StudyStore,
     check_search_unchanged,
     config_key,
     describe,
-    process_paused,
     safely,
     study_manifest,
 )
+from fcn_tui.studies.workers import WorkerExited, WorkerPlan, WorkersProgress, WorkersStarted, run_workers
 
-POLL_S = 1.0  # how often an idle worker, or the parent of several, looks at the storage
-WORKER_STOP_S = 30  # after passing a stop on, wait this long for workers to save their runs
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what a stop is passed on as, and what it ends
 CONTINUABLE = (ev.STOPPED, ev.INCOMPLETE, ev.FAILED)
 FINISHED = (ev.COMPLETED, ev.DIVERGED, ev.PRUNED)
-
-
-@dataclass
-class RunOptions:
-    out: Path
-    resume: bool = False
-    storage: str | None = None  # an RDB URL; None: a journal in the study folder
-    study_name: str | None = None  # default: the preset's name
-    device: str | None = None  # this worker's device, replacing train.device (one worker per GPU)
-    worker: str = ""  # a label for this worker in the storage and the app (default host:pid)
-    pack: int | None = None  # runs trained at once (a pack of compatible queued runs); None: `auto`,
-    # the backend's `pack_size` (as many as fit on a GPU, a measured few on the CPU)
-    checkpoint_every_s: float | None = None  # None: `fcn_tui.runs.CHECKPOINT_EVERY_S`
-
-    @property
-    def worker_label(self) -> str:
-        return self.worker or f"{socket.gethostname()}:{os.getpid()}"
 
 
 # --- what the runner yields ----------------------------------------------------------------------
@@ -124,49 +101,12 @@ class Waiting:
 
 
 @dataclass(frozen=True)
-class WorkersProgress:
-    """Every run of a study trained by several workers, as the storage has it now."""
-
-    name: str
-    records: tuple[RunRecord, ...]
-    workers_alive: int
-
-
-@dataclass(frozen=True)
-class WorkersStarted:
-    """`count` worker processes started for a study (no more than it has runs to train)."""
-
-    count: int
-    threads: int
-    devices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class RunTakenOver:
     """This worker's claim on a run lapsed (it was paused, or cut off from the storage) and another
     worker took the run over: this one stopped training it."""
 
     name: str
     run_dir: Path
-
-
-@dataclass(frozen=True)
-class WorkerExited:
-    """A worker process that ended abnormally; its run, if any, is taken over by the others."""
-
-    label: str
-    returncode: int
-    last_line: str
-
-    @property
-    def reason(self) -> str:
-        if self.returncode - 128 in STOP_SIGNALS:  # it saved its run as stopped
-            return f"was stopped by {signal.Signals(self.returncode - 128).name}"
-        if self.returncode < 0:
-            with contextlib.suppress(ValueError):
-                return f"killed by {signal.Signals(-self.returncode).name}"
-            return f"killed by signal {-self.returncode}"
-        return f"exited with status {self.returncode}: {self.last_line}"
 
 
 @dataclass(frozen=True)
@@ -186,21 +126,34 @@ RunnerEvent = (StudyOpened | RunStarting | RunSkipped | Trained | RunCrashed | W
 # --- entry points --------------------------------------------------------------------------------
 
 
-def run_presets(presets: list[Preset], backend: Any, should_stop: Callable[[], bool],
-                options: RunOptions) -> Iterator[RunnerEvent]:
-    """Train every run of `presets` in this process, study by study. Raises `StudyError` when a
+def run_presets(presets: list[Preset], backend: Any, should_stop: Callable[[], bool], options: RunOptions,
+                workers: WorkerPlan | None = None,
+                stop_signal: Callable[[], int | None] = lambda: None) -> Iterator[RunnerEvent]:
+    """Train every run of `presets`, study by study (`preset_runs`). Raises `StudyError` when a
     study cannot be opened."""
-    singles = [p for p in presets if not p.is_study]
-    total_singles = len(singles)
+    for events in preset_runs(presets, backend, should_stop, options, workers, stop_signal):
+        yield from events
+
+
+def preset_runs(presets: list[Preset], backend: Any, should_stop: Callable[[], bool], options: RunOptions,
+                workers: WorkerPlan | None = None,
+                stop_signal: Callable[[], int | None] = lambda: None) -> Iterator[Iterator[RunnerEvent]]:
+    """The events of each preset in turn, until `should_stop`: a single run or a study trained in
+    this process, or a study trained by `workers.count` worker processes when that is more than
+    one (`stop_signal`: the signal a stop is passed on to them as). One iterator per preset, so
+    that a caller whose presentation of one fails can go on with the next."""
+    singles = sum(1 for p in presets if not p.is_study)
     position = 0
     for preset in presets:
         if should_stop():
             return
-        if preset.is_study:
-            yield from run_study(preset, backend, should_stop, options)
+        if preset.is_study and workers is not None and workers.count > 1:
+            yield run_with_workers(preset, options, workers, should_stop, stop_signal)
+        elif preset.is_study:
+            yield run_study(preset, backend, should_stop, options)
         else:
             position += 1
-            yield from run_single(preset, position, total_singles, backend, should_stop, options)
+            yield run_single(preset, position, singles, backend, should_stop, options)
 
 
 def run_study(preset: Preset, backend: Any, should_stop: Callable[[], bool],
@@ -209,6 +162,16 @@ def run_study(preset: Preset, backend: Any, should_stop: Callable[[], bool],
     store, folder, opened = open_study(preset, options)
     yield opened
     yield from work(store, folder, backend, should_stop, options)
+    yield finish_study(store, folder)
+
+
+def run_with_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_stop: Callable[[], bool],
+                     stop_signal: Callable[[], int | None]) -> Iterator[RunnerEvent]:
+    """A sweep or search preset's study, trained by `plan.count` worker processes on this machine
+    (`fcn_tui.studies.workers`); ends with `StudyFinished`."""
+    store, folder, opened = open_study(preset, options)
+    yield opened
+    yield from run_workers(store, folder, options, plan, should_stop, stop_signal)
     yield finish_study(store, folder)
 
 
@@ -681,125 +644,3 @@ def _checkpoint_of(planned) -> tuple[dict | None, str]:
     if state is None:
         planned.continue_dir = None
     return state, reason
-
-
-# --- several workers on this machine -----------------------------------------------------------
-
-
-@dataclass
-class WorkerPlan:
-    count: int
-    devices: list[str] = field(default_factory=list)  # one per worker, round robin; empty: the preset's
-    threads: int = 1  # torch threads per worker
-    data_dir: Path | None = None
-
-
-def worker_command(store: StudyStore, options: RunOptions, plan: WorkerPlan, index: int) -> list[str]:
-    command = [sys.executable, "-m", "fcn_tui", "worker", "--storage", store.spec, "--study", store.name,
-               "--out", str(options.out), "--threads", str(plan.threads), "--label", f"w{index + 1}"]
-    if plan.devices:
-        command += ["--device", plan.devices[index % len(plan.devices)]]
-    if plan.data_dir is not None:
-        command += ["--data-dir", str(plan.data_dir)]
-    command += ["--pack", str(options.pack or "auto")]
-    if options.checkpoint_every_s is not None:
-        command += ["--checkpoint-every", str(options.checkpoint_every_s)]
-    return command
-
-
-def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_stop: Callable[[], bool],
-                stop_signal: Callable[[], int | None]) -> Iterator[RunnerEvent]:
-    """A study trained by `plan.count` worker processes on this machine; yields its progress
-    about once a second, passes a stop on to the workers, and ends with `StudyFinished`."""
-    store, folder, opened = open_study(preset, options)
-    yield opened
-    folder.mkdir(parents=True, exist_ok=True)
-    count = max(1, min(plan.count, len(store.queued())))  # an idle worker only waits
-    yield WorkersStarted(count, plan.threads, tuple(plan.devices[:count]))
-    logs, procs = [], []
-    for index in range(count):  # every log before any worker starts
-        path = folder / f"worker-{index + 1}.log"
-        try:  # appended to on --resume: never through a link (symbolic or hard) planted there
-            logs.append(os.fdopen(open_append(path), "ab"))
-        except RunWriteError:
-            for log in logs:
-                log.close()
-            raise
-    env = {**os.environ, PARENT_ENV: str(os.getpid())}  # each worker stops when this process is gone
-    for index, log in enumerate(logs):
-        procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log, env=env,
-                                      stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
-    forwarded = 0.0  # when a stop was passed on
-    reported: set[int] = set()
-
-    def killed(p: subprocess.Popen) -> bool:
-        """Ended by a signal that was no stop of ours: a kill or a crash, not a Ctrl-C passed on."""
-        return p.returncode is not None and p.returncode < 0 and not (forwarded and -p.returncode in STOP_SIGNALS)
-
-    def stopped_alone(p: subprocess.Popen) -> bool:
-        """Stopped by a signal of its own (someone's SIGTERM), not one passed on: its run saved as stopped."""
-        return not forwarded and p.returncode is not None and p.returncode - 128 in STOP_SIGNALS
-
-    try:
-        while True:
-            alive = [p for p in procs if p.poll() is None]
-            for index, p in enumerate(procs):
-                if (killed(p) or stopped_alone(p)) and index not in reported:
-                    reported.add(index)
-                    yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
-                    if stopped_alone(p) and alive:
-                        _requeue_stopped(store, f"w{index + 1}")  # for a live worker to continue
-            yield WorkersProgress(store.name, tuple(safely(lambda: store.records(), ()) or ()), len(alive))
-            if not alive:
-                break
-            if should_stop() and not forwarded:
-                forwarded = time.monotonic()
-                for p in alive:
-                    with contextlib.suppress(ProcessLookupError):
-                        p.send_signal(stop_signal() or signal.SIGINT)
-            if forwarded and (time.monotonic() - forwarded > WORKER_STOP_S
-                              or all(process_paused(p.pid) for p in alive)):
-                break  # a paused or hung worker cannot answer: killed below, its run left to --resume
-            time.sleep(POLL_S)
-    finally:
-        deadline = (forwarded or time.monotonic()) + WORKER_STOP_S  # one grace in all, from the first stop passed on
-        forwarded = forwarded or any(p.poll() is None for p in procs)  # the stop below is ours too
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGINT)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                if not process_paused(p.pid):
-                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for log in logs:
-            log.close()
-    normal = (0, 1, *(128 + s for s in STOP_SIGNALS))  # done, a run failed, stopped
-    for index, p in enumerate(procs):
-        if index not in reported and (p.returncode not in normal or stopped_alone(p)) and (p.returncode >= 0 or killed(p)):
-            yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
-    if not forwarded:  # queued again for a worker that had ended just before: left to --resume, and said so
-        for trial in safely(store.queued, ()) or ():
-            if trial.continues is not None:
-                yield RunCrashed(str(trial.name or f"run {trial.run}"),
-                                 f"{trial.name}: stopped, and no worker was left to continue it; --resume continues it")
-    yield finish_study(store, folder)
-
-
-def _requeue_stopped(store: StudyStore, label: str) -> None:
-    """Queue again the runs a worker saved as stopped when it was stopped on its own (not by a
-    stop of the whole study), so that the live workers continue them."""
-    for trial in safely(store.latest, ()) or ():
-        if trial.worker == label and trial.status == ev.STOPPED:
-            safely(lambda t=trial: store.requeue(t))
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "no log"
-    return lines[-1][-300:] if lines else "no output"

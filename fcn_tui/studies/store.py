@@ -73,6 +73,7 @@ from fcn_tui.formatting import short_value
 from fcn_tui.runs import RunRecord, read_run
 
 JOURNAL = "study.journal"
+POLL_S = 1.0  # how often an idle worker, or the parent of several, looks at the storage
 HEARTBEAT_S = 10  # how often a training worker tells an RDB storage it is alive
 GRACE_S = 60  # a run whose worker was silent this long is taken over (6 missed heartbeats)
 SCHEMA_TRIES = 5  # attempts at creating Optuna's tables when other workers create them at the same time
