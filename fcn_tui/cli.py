@@ -617,9 +617,8 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     from fcn_tui.data import DataError, load_fashion_mnist
     from fcn_tui.engine import DeviceError, resolve_device
     from fcn_tui.errors import StorageLost, StudyError
-    from fcn_tui.runs import study_folder_name
     from fcn_tui.studies import runner
-    from fcn_tui.studies.store import describe, is_url, journal_path
+    from fcn_tui.studies.store import describe, is_url
 
     try:
         if device:  # before anything is claimed: a device that is not here would fail every run
@@ -632,7 +631,7 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
                 resolve_device(name)
     except (StudyError, DeviceError) as err:
         raise fail(str(err)) from None
-    folder = out / study_folder_name(store.name) if is_url(storage) else journal_path(storage).parent
+    folder = runner.runs_folder(storage, store.name, out)
     reporter = Reporter()
     try:
         data = load_fashion_mnist(data_dir)

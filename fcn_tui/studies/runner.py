@@ -71,6 +71,8 @@ from fcn_tui.studies.store import (
     check_search_unchanged,
     config_key,
     describe,
+    is_url,
+    journal_path,
     safely,
     study_manifest,
 )
@@ -183,7 +185,7 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
     skipped: list[RunRecord] = []
     if options.storage:
         spec = options.storage
-        folder = out / study_folder_name(name)
+        folder = runs_folder(spec, name, out)
         if options.resume:
             try:
                 store = StudyStore.open(spec, name)
@@ -207,6 +209,12 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
     total = store.count_runs()
     return store, folder, StudyOpened(name=name, folder=folder, storage=describe(store.spec), total=total,
                                       created=created, skipped=tuple(skipped))
+
+
+def runs_folder(storage: str | Path, name: str, out: Path) -> Path:
+    """Where this machine writes the runs of the study `name` kept in `storage`: `OUT/<study name>/`
+    for a storage URL, else the study folder that holds the journal."""
+    return Path(out) / study_folder_name(name) if is_url(storage) else journal_path(storage).parent
 
 
 def newest_study_folder(out: Path, name: str) -> Path | None:

@@ -29,7 +29,11 @@ that process could go on writing into its own), elsewhere when its heartbeat (RD
 The move RUNNING -> FAIL, like the claim, succeeds for one caller only, so a run is re-enqueued
 once. A trial that ended FAIL with status still `running` is a run that was `incomplete`.
 
-Imports no torch and nothing of the UI.
+The runner and the figures use the store's plain doors only: `StoredRun` records (`latest`,
+`queued`, `claim_many`), trial ids for a claimed run's life (`take`, `configure`, `mark_running`,
+`report_epoch`, `should_prune`, `conclude`, `heartbeat`, `still_holds`), `history` and
+`param_importances`. No other module of the package imports optuna, and the attribute names
+above are written and read here alone. Imports no torch and nothing of the UI.
 """
 
 from __future__ import annotations
