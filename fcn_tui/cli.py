@@ -175,7 +175,8 @@ StorageOption = Annotated[
 
 
 def study_name(value: str | None) -> str | None:
-    from fcn_tui.studies.store import StudyError, check_study_name
+    from fcn_tui.errors import StudyError
+    from fcn_tui.studies.store import check_study_name
 
     if value is not None:
         try:
@@ -384,8 +385,8 @@ def drive(events, present: StudyPresenter) -> None:
     is thrown back into the runner, which marks that run failed and goes on with the next."""
     from rich.markup import escape
 
+    from fcn_tui.errors import StudyError
     from fcn_tui.runs import RunWriteError
-    from fcn_tui.studies.store import StudyError
 
     error: Exception | None = None
     while True:
@@ -429,21 +430,44 @@ def run(
     loaded = seeded(load_presets(presets, set_, device), seeds)
     worker_devices = parse_devices(devices)
     check_out(out)  # created only once everything below has been checked
-    from rich.markup import escape  # user text (names, paths, errors) is never read as markup
-
     from fcn_tui.backend import TorchBackend
     from fcn_tui.console import Reporter
-    from fcn_tui.cpu import apply_threads, busy_cores, choose_threads, threads_from_env, usable_cores
-    from fcn_tui.data import DataError, load_fashion_mnist, make_split
-    from fcn_tui.engine import DeviceError, resolve_device
-    from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
-    from fcn_tui.runs import RunWriteError
     from fcn_tui.signals import StopOnSignals
     from fcn_tui.studies import runner
-    from fcn_tui.studies.store import StorageLost, StudyError, check_storage, check_study_name
 
     configs = [c for p in loaded for c in [*p.runs(), *searched_values(p)]]
-    try:  # every device and every run's memory up front, before the data is read or a folder made
+    check_devices(configs, worker_devices)  # before the data is read or a folder made
+    if storage:
+        check_study_storage(loaded, storage, study)
+    count, worker_devices = worker_count(loaded, configs, workers, worker_devices)
+    reporter = Reporter()
+    data = load_checked_data(data_dir, configs, reporter)
+    ensure_writable(out)
+    backend = TorchBackend(data, [])
+    options = runner.RunOptions(out=out, resume=resume, storage=storage, study_name=study,
+                                device=worker_devices[0] if count == 1 and worker_devices else None,
+                                pack=pack_size, checkpoint_every_s=checkpoint_every)
+    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=worker_threads(threads, count, reporter),
+                             data_dir=data_dir)
+    present = StudyPresenter(reporter)
+    if count > 1 and any(not p.is_study for p in loaded):
+        reporter.print(f"--workers {count}: a single run trains in one process")
+    with StopOnSignals() as stop:
+        present_runs(runner.preset_runs(loaded, backend, stop.is_set, options, plan, lambda: stop.signum), present)
+    if stop.exit_code is not None:
+        raise typer.Exit(stop.exit_code)
+    if present.bad_input:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if present.failed:
+        raise typer.Exit(EXIT_FAILED_RUN)
+
+
+def check_devices(configs: list, worker_devices: list[str]) -> None:
+    """Every device and every run's memory on each device it may train on, up front."""
+    from fcn_tui.engine import DeviceError, resolve_device
+    from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
+
+    try:
         names = {c.train.device for c in configs} | set(worker_devices)
         resolved = {name: resolve_device(name) for name in names}
         for cfg in configs:
@@ -454,14 +478,25 @@ def run(
                     raise fail(f"{cfg.name}: {err}") from None
     except DeviceError as err:
         raise fail(str(err)) from None
-    if storage:
-        try:
-            for preset in loaded:
-                if preset.is_study:
-                    check_study_name(study or preset.config.name)
-            check_storage(storage)
-        except StudyError as err:
-            raise fail(str(err)) from None
+
+
+def check_study_storage(loaded: list, storage: str, study: str | None) -> None:
+    """Each study's name, and the storage reached (nothing created in it yet)."""
+    from fcn_tui.errors import StudyError
+    from fcn_tui.studies.store import check_storage, check_study_name
+
+    try:
+        for preset in loaded:
+            if preset.is_study:
+                check_study_name(study or preset.config.name)
+        check_storage(storage)
+    except StudyError as err:
+        raise fail(str(err)) from None
+
+
+def worker_count(loaded: list, configs: list, workers: int | None, worker_devices: list[str]) -> tuple[int, list[str]]:
+    """How many worker processes train the studies (no more than a study has runs), and their
+    devices: `--devices`, else one GPU each when there are several."""
     count = workers or max(1, len(worker_devices))
     if any(p.is_study for p in loaded):  # a worker with no run to train would only wait
         count = min(count, max(p.search.trials if p.search else len(p.runs()) for p in loaded if p.is_study))
@@ -470,68 +505,70 @@ def run(
 
         if torch.cuda.is_available() and torch.cuda.device_count() > 1:
             worker_devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]  # one GPU per worker
-    reporter = Reporter()
+    return count, worker_devices
+
+
+def load_checked_data(data_dir: Path | None, configs: list, reporter):
+    """The dataset, said where it came from, with every run's split made once up front: a bad one
+    is bad input, found before any run folder exists."""
+    from rich.markup import escape  # user text (names, paths, errors) is never read as markup
+
+    from fcn_tui.data import DataError, load_fashion_mnist, make_split
+
     try:
         data = load_fashion_mnist(data_dir)
     except DataError as err:
         raise fail(str(err)) from None
     reporter.print(escape(f"data: {data.source}: {data.verdict}"))
-    try:  # every split up front: a bad one is bad input, found before any run folder exists
+    try:
         for key in {(c.train.val_fraction, c.train.seed, c.data.subset) for c in configs}:
             make_split(data, *key)
     except DataError as err:
         raise fail(str(err)) from None
-    ensure_writable(out)
-    backend = TorchBackend(data, [])
-    options = runner.RunOptions(out=out, resume=resume, storage=storage, study_name=study,
-                                device=worker_devices[0] if count == 1 and worker_devices else None,
-                                pack=pack_size, checkpoint_every_s=checkpoint_every)
+    return data
+
+
+def worker_threads(threads: int | None, count: int, reporter) -> int:
+    """torch threads of this process (one worker), or each worker process's share of the free cores."""
+    from rich.markup import escape
+
+    from fcn_tui.cpu import apply_threads, busy_cores, choose_threads, threads_from_env, usable_cores
+
     if count == 1:
         choice = apply_threads(threads)
     else:  # each worker process gets its share of the free cores
         choice = choose_threads(usable_cores(), 0.0 if threads or threads_from_env() else busy_cores(), usable_cores())
     if choice.note():
         reporter.print(escape(choice.note()))
-    plan = runner.WorkerPlan(count=count, devices=worker_devices, threads=threads or max(1, choice.threads // count),
-                             data_dir=data_dir)
-    present = StudyPresenter(reporter)
-    singles = sum(1 for p in loaded if not p.is_study)
-    if count > 1 and singles:
-        reporter.print(f"--workers {count}: a single run trains in one process")
-    position = 0
-    with StopOnSignals() as stop:
-        try:
-            for preset in loaded:
-                if stop.is_set():
-                    break
-                if preset.is_study and count > 1:
-                    events = runner.run_workers(preset, options, plan, stop.is_set, lambda: stop.signum)
-                elif preset.is_study:
-                    events = runner.run_study(preset, backend, stop.is_set, options)
-                else:
-                    position += 1
-                    events = runner.run_single(preset, position, singles, backend, stop.is_set, options)
-                drive(events, present)
-        except StorageLost as err:  # the run being trained is saved as stopped in its folder
-            reporter.close()
-            raise fail(f"{err}: stopped; --resume continues the study", EXIT_FAILED_RUN) from None
-        except StudyError as err:
-            reporter.close()
-            raise fail(str(err)) from None
-        except RunWriteError as err:  # the study's folder cannot be made
-            reporter.close()
-            reporter.print(f"[red]error[/]: {escape(str(err))}")
-            present.failed = True
+    return threads or max(1, choice.threads // count)
+
+
+def present_runs(streams, present: StudyPresenter) -> None:
+    """Show what the runner yields for each preset (`runner.preset_runs`), then the summary; a
+    study that cannot be opened is one error line (exit 2, or 1 when its storage was lost)."""
+    from rich.markup import escape
+
+    from fcn_tui.errors import StorageLost, StudyError
+    from fcn_tui.runs import RunWriteError
+
+    reporter = present.reporter
+    try:
+        for events in streams:
+            drive(events, present)
+    except StorageLost as err:  # the run being trained is saved as stopped in its folder
         reporter.close()
-        if present.records:
-            reporter.summary_table(present.records,
-                                   folders=[r for r in present.records if id(r) not in present.study_records])
-    if stop.exit_code is not None:
-        raise typer.Exit(stop.exit_code)
-    if present.bad_input:
-        raise typer.Exit(EXIT_BAD_INPUT)
-    if present.failed:
-        raise typer.Exit(EXIT_FAILED_RUN)
+        raise fail(f"{err}: stopped; --resume continues the study", EXIT_FAILED_RUN) from None
+    except StudyError as err:
+        reporter.close()
+        raise fail(str(err)) from None
+    except RunWriteError as err:  # the study's folder cannot be made
+        reporter.close()
+        reporter.print(f"[red]error[/]: {escape(str(err))}")
+        present.failed = True
+    reporter.close()
+    if present.records:
+        reporter.summary_table(present.records,
+                               folders=[r for r in present.records if id(r) not in present.study_records])
 
 
 @app.command()
@@ -579,9 +616,9 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     from fcn_tui.cpu import apply_threads
     from fcn_tui.data import DataError, load_fashion_mnist
     from fcn_tui.engine import DeviceError, resolve_device
-    from fcn_tui.runs import study_folder_name
+    from fcn_tui.errors import StorageLost, StudyError
     from fcn_tui.studies import runner
-    from fcn_tui.studies.store import StorageLost, StudyError, describe, is_url, journal_path
+    from fcn_tui.studies.store import describe, is_url
 
     try:
         if device:  # before anything is claimed: a device that is not here would fail every run
@@ -594,7 +631,7 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
                 resolve_device(name)
     except (StudyError, DeviceError) as err:
         raise fail(str(err)) from None
-    folder = out / study_folder_name(store.name) if is_url(storage) else journal_path(storage).parent
+    folder = runner.runs_folder(storage, store.name, out)
     reporter = Reporter()
     try:
         data = load_fashion_mnist(data_dir)
@@ -630,7 +667,8 @@ def _open_when_there(storage: str, study: str | None, wait: float, stop):
     asks before it is there. Waits at most `wait` seconds, saying so once; None if stopped."""
     import time
 
-    from fcn_tui.studies.store import StudyNotFound, StudyStore
+    from fcn_tui.errors import StudyNotFound
+    from fcn_tui.studies.store import StudyStore
 
     deadline = time.monotonic() + wait
     told = False
@@ -676,7 +714,8 @@ def ui(
         except ConfigError as err:
             raise fail(str(err)) from None
     if storage:
-        from fcn_tui.studies.store import StudyError, StudyStore
+        from fcn_tui.errors import StudyError
+        from fcn_tui.studies.store import StudyStore
 
         try:
             StudyStore.open(storage, study)
@@ -743,7 +782,8 @@ def export(
         raise fail(f"{err}; give another --csv") from None
     records = None
     if storage:
-        from fcn_tui.studies.store import StudyError, StudyStore
+        from fcn_tui.errors import StudyError
+        from fcn_tui.studies.store import StudyStore
 
         try:
             records = StudyStore.open(storage, study).records()

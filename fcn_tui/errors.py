@@ -34,3 +34,15 @@ class RunBusy(Exception):
 
 class UnreadableFile(ValueError):
     """A run file that is not what the program writes; the message is the reason, one line."""
+
+
+class StudyError(Exception):
+    """A study that cannot be opened, created or joined; the message is one line for the user."""
+
+
+class StudyNotFound(StudyError):
+    """The storage holds no such study (yet: a worker may wait for it to be created)."""
+
+
+class StorageLost(StudyError):
+    """The storage could not be reached for `fcn_tui.studies.store.OUTAGE_S` seconds."""

@@ -115,8 +115,9 @@ def sweep_preset(tmp_path: Path) -> Path:
 
 def test_a_link_planted_at_the_journal_mid_study_is_never_written_through(tmp_path, synthetic_data_dir):
     from fcn_tui.backend import TorchBackend
+    from fcn_tui.errors import StudyError
     from fcn_tui.studies import runner as study_runner
-    from fcn_tui.studies.store import JOURNAL, StudyError
+    from fcn_tui.studies.store import JOURNAL
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

@@ -164,8 +164,8 @@ def test_the_summary_names_only_run_folders_that_are_here(tmp_path, synthetic_da
     trial = store.claim()
     for key, value in (("host", "another-machine"), ("pid", 1), ("run_dir", "/elsewhere/001-optim.lr=0.01"),
                        ("status", "completed")):
-        store.storage.set_trial_user_attr(trial._trial_id, key, value)
-    store.storage.set_trial_state_values(trial._trial_id, state=TrialState.COMPLETE, values=[0.5])
+        store.storage.set_trial_user_attr(trial.id, key, value)
+    store.storage.set_trial_state_values(trial.id, state=TrialState.COMPLETE, values=[0.5])
     result = cli.invoke(app, ["run", str(preset), "--storage", url, "--study", "shared", "--out", str(tmp_path / "out"),
                               "--data-dir", str(synthetic_data_dir)])
     assert result.exit_code == 0, result.output
@@ -278,8 +278,8 @@ def test_a_run_folder_in_the_journal_that_is_no_path_is_ignored(tmp_path, value)
     store = StudyStore.open(study)
     trial = store.claim()
     for key, attr_value in (("host", socket.gethostname()), ("pid", 2**22 + 7), ("run_dir", value)):
-        store.storage.set_trial_user_attr(trial._trial_id, key, attr_value)
-    store.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        store.storage.set_trial_user_attr(trial.id, key, attr_value)
+    store.storage.set_trial_state_values(trial.id, state=TrialState.FAIL)
     result = cli.invoke(app, ["export", "--storage", str(study), "--csv", str(tmp_path / "a.csv")])
     assert result.exit_code == 0, result.output  # before: TypeError, exit 1
     events = list(runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), lambda: False,

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from fcn_tui.cli import app
 from fcn_tui.config import preset_from_text
-from fcn_tui.studies import runner
-from fcn_tui.studies.store import JOURNAL, StudyError, StudyNotFound, StudyStore, claimant_alive, process_paused
+from fcn_tui.errors import StorageLost, StudyError, StudyNotFound
+from fcn_tui.studies import runner, workers
+from fcn_tui.studies.store import JOURNAL, StudyStore, claimant_alive, process_paused
 from fcn_tui.tui.scripted import ScriptedBackend
 from tests.test_workers import WAIT_S, fcn_tui, finish
 
@@ -115,7 +116,7 @@ def test_a_storage_away_longer_than_the_bound_stops_the_run_in_one_line(tmp_path
     options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="outage-for-good")
     store, folder, _ = runner.open_study(preset, options)
     events = []
-    with pytest.raises(study_store.StorageLost, match=r"^lost the connection to postgresql\S* for 1.0 s \("):
+    with pytest.raises(StorageLost, match=r"^lost the connection to postgresql\S* for 1.0 s \("):
         for event in runner.work(store, folder, ScriptedBackend(), lambda: False, options):
             events.append(event)
             if isinstance(event, runner.RunStarting):  # the server goes away under the run
@@ -167,7 +168,7 @@ def test_ctrl_c_with_a_paused_worker_ends_in_time_and_resume_finishes(synthetic_
         started = time.monotonic()
         parent.send_signal(signal.SIGINT)
         out = finish(parent)
-        assert time.monotonic() - started < runner.WORKER_STOP_S, out[-3000:]  # a paused worker is not waited for
+        assert time.monotonic() - started < workers.WORKER_STOP_S, out[-3000:]  # a paused worker is not waited for
         assert parent.returncode == 130, out[-3000:]
         assert gone(paused.user_attrs["pid"])  # killed, not left holding its run
     finally:
@@ -190,8 +191,8 @@ def test_a_claim_held_by_a_paused_process_is_taken_over_in_a_new_folder(tmp_path
         os.kill(sleeper.pid, signal.SIGSTOP)
         wait_for(lambda: process_paused(sleeper.pid), "the process paused", 10)
         for key, value in (("pid", sleeper.pid), ("host", os.uname().nodename), ("run_dir", str(folder / "001-x"))):
-            store.storage.set_trial_user_attr(held._trial_id, key, value)
-        assert claimant_alive(store.storage.get_trial(held._trial_id)) is False
+            store.storage.set_trial_user_attr(held.id, key, value)
+        assert claimant_alive(store.storage.get_trial(held.id)) is False
         assert store.busy_elsewhere() == 0  # nothing to wait for
         assert store.reclaim_dead() == 1
         (again,) = [t for t in store.trials() if t.state.name == "WAITING" and t.user_attrs.get("continues") == 0]

@@ -185,7 +185,7 @@ def test_a_claim_takes_only_compatible_queued_runs_each_once(tmp_path):
     preset = load_preset(grid(tmp_path, "'model.hidden' = [[8], [16]]\n'optim.lr' = [0.01, 0.02, 0.03]\n"))
     store, _ = StudyStore.create_or_join(tmp_path, "mixed", preset)
     other = StudyStore.open(tmp_path)
-    key = lambda trial: tuple(trial.user_attrs["config"]["model"]["hidden"])
+    key = lambda trial: tuple(trial.config["model"]["hidden"])
     first = store.claim_many(key, lambda trial: 2)
     second = other.claim_many(key, lambda trial: 5)
     third = store.claim_many(key, lambda trial: 5)
@@ -235,7 +235,6 @@ def test_the_runs_of_a_killed_worker_not_yet_reaped_continue_in_their_own_folder
     parent, `run --workers`, reaps it within a second): its runs still continue where they were."""
     import socket
     import time
-    from types import SimpleNamespace
 
     from fcn_tui.runs import process_alive, process_state
     from fcn_tui.studies.store import _still_there
@@ -247,9 +246,9 @@ def test_the_runs_of_a_killed_worker_not_yet_reaped_continue_in_their_own_folder
         while process_state(dead.pid) != b"Z" and time.monotonic() < deadline:
             time.sleep(0.01)
         host = socket.gethostname()
-        assert not _still_there(SimpleNamespace(user_attrs={"pid": dead.pid, "host": host}))
+        assert not _still_there(host, dead.pid)
         assert process_alive(dead.pid, host) is False  # its run folder reads as cut off, so it is continued there
-        assert _still_there(SimpleNamespace(user_attrs={"pid": alive.pid, "host": host}))
+        assert _still_there(host, alive.pid)
     finally:
         alive.kill()
         alive.wait()

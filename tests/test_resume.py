@@ -59,8 +59,8 @@ def test_resume_skips_completed_runs_continues_stopped_ones_and_takes_over_dead_
     (study,) = out.iterdir()
     store = StudyStore.open(study)
     dead = store.claim()  # run 3, claimed by a worker that then died
-    store.storage.set_trial_user_attr(dead._trial_id, "host", socket.gethostname())
-    store.storage.set_trial_user_attr(dead._trial_id, "pid", 2**22 + 1)
+    store.storage.set_trial_user_attr(dead.id, "host", socket.gethostname())
+    store.storage.set_trial_user_attr(dead.id, "pid", 2**22 + 1)
     first, second = sorted(p for p in study.iterdir() if p.is_dir())
     assert (read_run(first).status, read_run(second).status) == ("completed", "stopped")
     kept = (first / "summary.json").read_bytes(), (first / "model.pt").stat().st_mtime_ns

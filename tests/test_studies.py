@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from fcn_tui import events as ev
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
+from fcn_tui.errors import StudyError
 from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import read_run
 from fcn_tui.studies import runner
@@ -154,8 +155,8 @@ def test_resume_leaves_a_run_that_another_host_is_training_to_it(tmp_path):
     study = stop_in_run(grid(tmp_path), out, run=1)
     store = StudyStore.open(study)
     busy = store.claim()  # run 2, being trained on another machine
-    store.storage.set_trial_user_attr(busy._trial_id, "host", "another-machine")
-    store.storage.set_trial_user_attr(busy._trial_id, "pid", 1)
+    store.storage.set_trial_user_attr(busy.id, "host", "another-machine")
+    store.storage.set_trial_user_attr(busy.id, "pid", 1)
     seen = []
     stop = threading.Event()
     for event in runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), stop.is_set,
@@ -166,7 +167,7 @@ def test_resume_leaves_a_run_that_another_host_is_training_to_it(tmp_path):
     trained = [e.name for e in seen if isinstance(e, runner.RunStarting)]
     assert trained == ["optim.lr=0.01"]
     assert any(isinstance(e, runner.Waiting) and e.running == 1 for e in seen)
-    assert StudyStore.open(study).storage.get_trial(busy._trial_id).state.name == "RUNNING"
+    assert StudyStore.open(study).storage.get_trial(busy.id).state.name == "RUNNING"
 
 
 def test_a_claim_still_being_written_is_not_taken_for_a_dead_worker(tmp_path, monkeypatch):
@@ -178,7 +179,7 @@ def test_a_claim_still_being_written_is_not_taken_for_a_dead_worker(tmp_path, mo
     study = stop_in_run(grid(tmp_path), tmp_path / "out", run=1)
     store = StudyStore.open(study)
     claimed = store.claim()  # another worker has just claimed run 2 and writes who it is
-    tid = claimed._trial_id
+    tid = claimed.id
     assert store.reclaim_dead() == 0
     store.storage.set_trial_user_attr(tid, "host", socket.gethostname())  # its host, not yet its pid
     assert store.reclaim_dead() == 0 and store.busy_elsewhere() == 1
@@ -195,9 +196,9 @@ def test_a_worker_that_died_before_saying_who_it_is_loses_its_claim_after_a_grac
     study = stop_in_run(grid(tmp_path), tmp_path / "out", run=1)
     store = StudyStore.open(study)
     claimed = store.claim()
-    assert study_store.run_status(store.storage.get_trial(claimed._trial_id)) == "running"
+    assert study_store.run_status(store.storage.get_trial(claimed.id)) == "running"
     monkeypatch.setattr(study_store, "CLAIM_GRACE_S", -1)  # as if the claim were long past
-    assert study_store.run_status(store.storage.get_trial(claimed._trial_id)) == "incomplete"
+    assert study_store.run_status(store.storage.get_trial(claimed.id)) == "incomplete"
     assert store.busy_elsewhere() == 0
     assert store.reclaim_dead() == 1
     events = list(runner.run_study(load_preset(grid(tmp_path)), ScriptedBackend(), lambda: False,
@@ -252,8 +253,8 @@ async def test_the_study_tab_shows_a_study_trained_elsewhere_live(tmp_path):
 
         store.enqueue(3, load_preset(grid(tmp_path)).runs()[0].with_values({"optim.lr": 0.5, "name": "more"}))
         claimed = store.claim()  # another process picks it up
-        store.storage.set_trial_user_attr(claimed._trial_id, "worker", "w9")
-        store.storage.set_trial_user_attr(claimed._trial_id, "host", "elsewhere")
+        store.storage.set_trial_user_attr(claimed.id, "worker", "w9")
+        store.storage.set_trial_user_attr(claimed.id, "host", "elsewhere")
         await until(pilot, lambda: table.row_count == 3)
         assert [str(c) for c in table.get_row_at(2)][1:3] == ["running", "w9"]
 
@@ -366,7 +367,7 @@ def test_resume_of_a_search_whose_choices_changed_is_refused_before_anything_run
     (study,) = (tmp_path / "out").iterdir()
     before = files_of(study)
     preset.write_text(preset.read_text().replace('["sgd", "adam"]', '["sgd", "adam", "rmsprop"]'))
-    with pytest.raises(runner.StudyError, match=r"search\.optim\.name: changed since the study began "
+    with pytest.raises(StudyError, match=r"search\.optim\.name: changed since the study began "
                                                  r"\(\[sgd, adam\] -> \[sgd, adam, rmsprop\]\)"):
         list(runner.run_study(load_preset(preset), ScriptedBackend(), lambda: False,
                               runner.RunOptions(out=tmp_path / "out", resume=True)))

@@ -195,16 +195,16 @@ def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, pos
     options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="lost-machine")
     store, folder, _ = runner.open_study(preset, options)
     lost = store.claim()
-    store.storage.set_trial_user_attr(lost._trial_id, "host", "a-machine-that-lost-its-network")
-    store.storage.record_heartbeat(lost._trial_id)
+    store.storage.set_trial_user_attr(lost.id, "host", "a-machine-that-lost-its-network")
+    store.storage.record_heartbeat(lost.id)
     with psycopg.connect(postgres_url) as db:
         db.execute("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 hour' WHERE trial_id = %s",
-                   (lost._trial_id,))
+                   (lost.id,))
     events = list(runner.work(store, folder, ScriptedBackend(), lambda: False, options))
     trained = [e.name for e in events if isinstance(e, runner.RunStarting)]
     assert len(trained) == 6 and len(set(trained)) == 6
     again = StudyStore.open(postgres_url, "lost-machine")
-    attempts = [t for t in again.trials() if t.user_attrs["run"] == lost.user_attrs["run"]]
+    attempts = [t for t in again.trials() if t.user_attrs["run"] == lost.run]
     assert [t.state.name for t in attempts] == ["FAIL", "COMPLETE"]
     assert [t.state.name for t in again.latest_runs()] == ["COMPLETE"] * 6
 
@@ -212,16 +212,16 @@ def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, pos
 def test_workers_take_the_devices_in_turn_with_their_share_of_the_threads(tmp_path):
     from types import SimpleNamespace
 
-    from fcn_tui.studies import runner
+    from fcn_tui.studies import runner, workers
 
     store = SimpleNamespace(spec=str(tmp_path / "study"), name="grid")
-    plan = runner.WorkerPlan(count=4, devices=["cuda:0", "cuda:1"], threads=4)
-    commands = [runner.worker_command(store, runner.RunOptions(out=tmp_path), plan, i) for i in range(4)]
+    plan = workers.WorkerPlan(count=4, devices=["cuda:0", "cuda:1"], threads=4)
+    commands = [workers.worker_command(store, runner.RunOptions(out=tmp_path), plan, i) for i in range(4)]
     devices = [c[c.index("--device") + 1] for c in commands]
     assert devices == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]  # a 2-GPU box, 4 workers: 2 per GPU
     assert {c[c.index("--threads") + 1] for c in commands} == {"4"}
     assert [c[c.index("--label") + 1] for c in commands] == ["w1", "w2", "w3", "w4"]
-    plain = runner.worker_command(store, runner.RunOptions(out=tmp_path), runner.WorkerPlan(count=2), 0)
+    plain = workers.worker_command(store, runner.RunOptions(out=tmp_path), workers.WorkerPlan(count=2), 0)
     assert "--device" not in plain  # no devices given: each run's own train.device
 
 

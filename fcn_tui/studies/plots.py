@@ -7,7 +7,7 @@
                               study with at least two completed runs and a setting that varies.
 
 They go to `OUT/<study name>/` beside the per-run figures (`fcn_tui.plot`). A journal that cannot
-be read is reported with `warn` and skipped. Imports matplotlib only through the caller's `plt`.
+be read is reported with `warn` and skipped. Imports matplotlib only through the caller's `plt`, and Optuna only through the store.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from fcn_tui.errors import StudyError
 from fcn_tui.runs import study_folder_name
-from fcn_tui.studies.store import JOURNAL, StudyError, StudyStore, run_status
+from fcn_tui.studies.store import JOURNAL, Outcome, StudyStore
 
 
 def find_studies(folder: Path) -> list[Path]:
@@ -29,39 +30,39 @@ def plot_studies(plt, folder: Path, out: Path, save: Callable, warn: Callable[[s
     for study_folder in find_studies(folder):
         try:
             store = StudyStore.open(study_folder)
-            trials = [t for t in store.latest_runs() if t.state.name != "WAITING"]
+            runs = store.history()
         except (StudyError, OSError, ValueError) as err:
             warn(f"{study_folder}: its journal cannot be read ({err}); its study figures are skipped")
             continue
         target = Path(out) / study_folder_name(store.name)
-        scored = [t for t in trials if t.value is not None or t.intermediate_values]
+        scored = [r for r in runs if r.value is not None or r.last is not None]
         if len(scored) < 2:
             continue
         target.mkdir(parents=True, exist_ok=True)
-        written.append(plot_history(plt, store.name, trials, target / "optimization_history.png", save))
+        written.append(plot_history(plt, store.name, runs, target / "optimization_history.png", save))
         path = plot_importances(plt, store, target / "param_importances.png", save, warn)
         if path is not None:
             written.append(path)
     return written
 
 
-def _score(trial) -> float | None:
-    if trial.value is not None:
-        return 100 * trial.value
-    if trial.intermediate_values:  # pruned or stopped: its last validation accuracy
-        return 100 * trial.intermediate_values[max(trial.intermediate_values)]
+def _score(run: Outcome) -> float | None:
+    if run.value is not None:
+        return 100 * run.value
+    if run.last is not None:  # pruned or stopped: its last validation accuracy
+        return 100 * run.last
     return None
 
 
-def plot_history(plt, name: str, trials: list, path: Path, save: Callable) -> Path:
-    ordered = sorted(trials, key=lambda t: t.datetime_start or t.datetime_complete or 0)
+def plot_history(plt, name: str, ordered: list[Outcome], path: Path, save: Callable) -> Path:
+    """`ordered`: the runs in the order they started (`StudyStore.history`)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     best, best_line = None, []
     for kind, marker, color in (("completed", "o", "tab:blue"), ("pruned", "x", "tab:orange"),
                                 ("other", "s", "tab:gray")):
         xs, ys = [], []
         for i, t in enumerate(ordered, start=1):
-            status = run_status(t)
+            status = t.status
             group = status if status in ("completed", "pruned") else "other"
             if group == kind and (score := _score(t)) is not None:
                 xs.append(i)
@@ -69,7 +70,7 @@ def plot_history(plt, name: str, trials: list, path: Path, save: Callable) -> Pa
         if xs:
             ax.scatter(xs, ys, marker=marker, color=color, label=kind if kind != "other" else "stopped / failed", zorder=3)
     for i, t in enumerate(ordered, start=1):
-        if run_status(t) == "completed" and t.value is not None:
+        if t.status == "completed" and t.value is not None:
             best = max(best or 0.0, 100 * t.value)
         best_line.append(best)
     if any(b is not None for b in best_line):
@@ -84,10 +85,8 @@ def plot_history(plt, name: str, trials: list, path: Path, save: Callable) -> Pa
 
 def plot_importances(plt, store: StudyStore, path: Path, save: Callable,
                      warn: Callable[[str], None] | None = None) -> Path | None:
-    import optuna
-
-    complete = [t for t in store.trials() if t.state.name == "COMPLETE" and t.params]
-    varying = {k for k in (complete[0].params if complete else {}) if len({repr(t.params.get(k)) for t in complete}) > 1}
+    complete = store.completed_params()
+    varying = {k for k in (complete[0] if complete else {}) if len({repr(params.get(k)) for params in complete}) > 1}
     if len(complete) < 2 or not varying:
         return None
     if len(varying) == 1:  # importances sum to 1: a lone setting's bar would say 1.00 whatever the runs did
@@ -95,9 +94,8 @@ def plot_importances(plt, store: StudyStore, path: Path, save: Callable,
             warn(f"{store.name}: param_importances.png skipped: only {next(iter(varying))} varies, "
                  "and a single setting's importance is 1.00 by definition")
         return None
-    try:
-        importances = optuna.importance.get_param_importances(store.study, params=sorted(varying))
-    except (ValueError, RuntimeError):  # e.g. a setting that was not searched in every run
+    importances = store.param_importances(sorted(varying))
+    if importances is None:  # e.g. a setting that was not searched in every run
         return None
     keys = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(8, 1.6 + 0.5 * len(keys)))

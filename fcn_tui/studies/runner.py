@@ -2,7 +2,7 @@
 app's training thread all drive it and only present the events it yields, so they lay out folders,
 count runs and report numbers the same way.
 
-    for event in run_presets(presets, backend, should_stop, RunOptions(out=Path("runs"))):
+    for event in run_presets(presets, backend, should_stop, RunOptions(out=Path("runs")), workers=plan):
         ...  # StudyOpened, RunStarting, Trained(engine event), RunSkipped, RunCrashed, Waiting, StudyFinished
 
 - A preset without `[sweep]` or `[search]` is one run (a pack of one), written to `OUT/<time>-<name>/`
@@ -21,32 +21,30 @@ count runs and report numbers the same way.
   skipped, runs still trained by a live worker are left to it, stopped, failed and incomplete
   ones are queued again (to continue from their checkpoint), and runs of a changed preset that
   the study does not have yet are added. Nothing is deleted.
-- `run_workers` starts N `fcn-tui worker` processes on this machine for a study (no more than it
-  has queued runs) and yields its runs' progress from the storage until they are done; on stop it
-  passes the signal on to each and kills those that do not end within `WORKER_STOP_S` or are
-  paused. The workers stop by themselves when it is gone (`signals.stop_with_parent`).
+- With a `WorkerPlan` of more than one worker, a study is trained by that many `fcn-tui worker`
+  processes on this machine instead (`run_with_workers`, `fcn_tui.studies.workers`), and the
+  runner yields its progress from the storage (`WorkersStarted`, `WorkersProgress`, `WorkerExited`).
 - A run whose claim was taken over (its worker was paused or cut off) stops at its next check
-  (`_fenced`); a storage away for longer than `study_store.OUTAGE_S` stops the run as `stopped`.
+  (`_fenced`); a storage away for longer than `store.OUTAGE_S` stops the run as `stopped`.
 
-No UI imports; torch only inside the functions that train.
+Everything it keeps in the storage goes through `StudyStore` (the only module that talks to
+Optuna). No UI imports; torch only inside the functions that train.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, Preset, config_from_dict, config_to_dict
+from fcn_tui.config import Config, ConfigError, Preset, config_from_dict
+from fcn_tui.errors import StudyError, StudyNotFound
 from fcn_tui.runs import (
     STUDY_MANIFEST,
     RunBusy,
@@ -55,7 +53,6 @@ from fcn_tui.runs import (
     atomic_write_text,
     claim_run_folder,
     load_checkpoint,
-    open_append,
     read_run,
     release_run_folder,
     slug,
@@ -63,49 +60,26 @@ from fcn_tui.runs import (
     timestamp,
     unique_dir,
 )
-from fcn_tui.signals import PARENT_ENV
 from fcn_tui.studies.events import RunCrashed, RunSkipped, RunStarting, Trained
+from fcn_tui.studies.options import RunOptions
 from fcn_tui.studies.packs import PackRun, train_packs
 from fcn_tui.studies.store import (
     JOURNAL,
-    StudyError,
-    StudyNotFound,
+    POLL_S,
+    StoredRun,
     StudyStore,
-    attr,
+    check_search_unchanged,
     config_key,
-    distributions,
-    folder_attr,
-    make_pruner,
-    make_sampler,
-    process_paused,
-    record_from_trial,
-    run_status,
+    describe,
+    is_url,
+    journal_path,
+    safely,
     study_manifest,
-    suggest,
 )
+from fcn_tui.studies.workers import WorkerExited, WorkerPlan, WorkersProgress, WorkersStarted, run_workers
 
-POLL_S = 1.0  # how often an idle worker, or the parent of several, looks at the storage
-WORKER_STOP_S = 30  # after passing a stop on, wait this long for workers to save their runs
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what a stop is passed on as, and what it ends
 CONTINUABLE = (ev.STOPPED, ev.INCOMPLETE, ev.FAILED)
 FINISHED = (ev.COMPLETED, ev.DIVERGED, ev.PRUNED)
-
-
-@dataclass
-class RunOptions:
-    out: Path
-    resume: bool = False
-    storage: str | None = None  # an RDB URL; None: a journal in the study folder
-    study_name: str | None = None  # default: the preset's name
-    device: str | None = None  # this worker's device, replacing train.device (one worker per GPU)
-    worker: str = ""  # a label for this worker in the storage and the app (default host:pid)
-    pack: int | None = None  # runs trained at once (a pack of compatible queued runs); None: `auto`,
-    # the backend's `pack_size` (as many as fit on a GPU, a measured few on the CPU)
-    checkpoint_every_s: float | None = None  # None: `fcn_tui.runs.CHECKPOINT_EVERY_S`
-
-    @property
-    def worker_label(self) -> str:
-        return self.worker or f"{socket.gethostname()}:{os.getpid()}"
 
 
 # --- what the runner yields ----------------------------------------------------------------------
@@ -129,49 +103,12 @@ class Waiting:
 
 
 @dataclass(frozen=True)
-class WorkersProgress:
-    """Every run of a study trained by several workers, as the storage has it now."""
-
-    name: str
-    records: tuple[RunRecord, ...]
-    workers_alive: int
-
-
-@dataclass(frozen=True)
-class WorkersStarted:
-    """`count` worker processes started for a study (no more than it has runs to train)."""
-
-    count: int
-    threads: int
-    devices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class RunTakenOver:
     """This worker's claim on a run lapsed (it was paused, or cut off from the storage) and another
     worker took the run over: this one stopped training it."""
 
     name: str
     run_dir: Path
-
-
-@dataclass(frozen=True)
-class WorkerExited:
-    """A worker process that ended abnormally; its run, if any, is taken over by the others."""
-
-    label: str
-    returncode: int
-    last_line: str
-
-    @property
-    def reason(self) -> str:
-        if self.returncode - 128 in STOP_SIGNALS:  # it saved its run as stopped
-            return f"was stopped by {signal.Signals(self.returncode - 128).name}"
-        if self.returncode < 0:
-            with contextlib.suppress(ValueError):
-                return f"killed by {signal.Signals(-self.returncode).name}"
-            return f"killed by signal {-self.returncode}"
-        return f"exited with status {self.returncode}: {self.last_line}"
 
 
 @dataclass(frozen=True)
@@ -191,21 +128,34 @@ RunnerEvent = (StudyOpened | RunStarting | RunSkipped | Trained | RunCrashed | W
 # --- entry points --------------------------------------------------------------------------------
 
 
-def run_presets(presets: list[Preset], backend: Any, should_stop: Callable[[], bool],
-                options: RunOptions) -> Iterator[RunnerEvent]:
-    """Train every run of `presets` in this process, study by study. Raises `StudyError` when a
+def run_presets(presets: list[Preset], backend: Any, should_stop: Callable[[], bool], options: RunOptions,
+                workers: WorkerPlan | None = None,
+                stop_signal: Callable[[], int | None] = lambda: None) -> Iterator[RunnerEvent]:
+    """Train every run of `presets`, study by study (`preset_runs`). Raises `StudyError` when a
     study cannot be opened."""
-    singles = [p for p in presets if not p.is_study]
-    total_singles = len(singles)
+    for events in preset_runs(presets, backend, should_stop, options, workers, stop_signal):
+        yield from events
+
+
+def preset_runs(presets: list[Preset], backend: Any, should_stop: Callable[[], bool], options: RunOptions,
+                workers: WorkerPlan | None = None,
+                stop_signal: Callable[[], int | None] = lambda: None) -> Iterator[Iterator[RunnerEvent]]:
+    """The events of each preset in turn, until `should_stop`: a single run or a study trained in
+    this process, or a study trained by `workers.count` worker processes when that is more than
+    one (`stop_signal`: the signal a stop is passed on to them as). One iterator per preset, so
+    that a caller whose presentation of one fails can go on with the next."""
+    singles = sum(1 for p in presets if not p.is_study)
     position = 0
     for preset in presets:
         if should_stop():
             return
-        if preset.is_study:
-            yield from run_study(preset, backend, should_stop, options)
+        if preset.is_study and workers is not None and workers.count > 1:
+            yield run_with_workers(preset, options, workers, should_stop, stop_signal)
+        elif preset.is_study:
+            yield run_study(preset, backend, should_stop, options)
         else:
             position += 1
-            yield from run_single(preset, position, total_singles, backend, should_stop, options)
+            yield run_single(preset, position, singles, backend, should_stop, options)
 
 
 def run_study(preset: Preset, backend: Any, should_stop: Callable[[], bool],
@@ -217,6 +167,16 @@ def run_study(preset: Preset, backend: Any, should_stop: Callable[[], bool],
     yield finish_study(store, folder)
 
 
+def run_with_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_stop: Callable[[], bool],
+                     stop_signal: Callable[[], int | None]) -> Iterator[RunnerEvent]:
+    """A sweep or search preset's study, trained by `plan.count` worker processes on this machine
+    (`fcn_tui.studies.workers`); ends with `StudyFinished`."""
+    store, folder, opened = open_study(preset, options)
+    yield opened
+    yield from run_workers(store, folder, options, plan, should_stop, stop_signal)
+    yield finish_study(store, folder)
+
+
 def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, StudyOpened]:
     """Create (or join, or with `resume` bring up to date) the study of a sweep or search preset."""
     name = options.study_name or preset.config.name
@@ -225,7 +185,7 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
     skipped: list[RunRecord] = []
     if options.storage:
         spec = options.storage
-        folder = out / study_folder_name(name)
+        folder = runs_folder(spec, name, out)
         if options.resume:
             try:
                 store = StudyStore.open(spec, name)
@@ -246,11 +206,15 @@ def open_study(preset: Preset, options: RunOptions) -> tuple[StudyStore, Path, S
             folder = unique_dir(out, f"{timestamp()}-{slug(name)}")
             atomic_write_text(folder / STUDY_MANIFEST, study_manifest(preset))
             store, created = StudyStore.create_or_join(folder, name, preset)
-    total = len(store.latest_runs())
-    from fcn_tui.studies.store import describe
-
+    total = store.count_runs()
     return store, folder, StudyOpened(name=name, folder=folder, storage=describe(store.spec), total=total,
                                       created=created, skipped=tuple(skipped))
+
+
+def runs_folder(storage: str | Path, name: str, out: Path) -> Path:
+    """Where this machine writes the runs of the study `name` kept in `storage`: `OUT/<study name>/`
+    for a storage URL, else the study folder that holds the journal."""
+    return Path(out) / study_folder_name(name) if is_url(storage) else journal_path(storage).parent
 
 
 def newest_study_folder(out: Path, name: str) -> Path | None:
@@ -284,66 +248,35 @@ def newest_study_folder_any(out: Path) -> Path | None:
     return max(found, default=None, key=lambda p: p.name)
 
 
-def _check_search_unchanged(before: Preset, now: Preset) -> None:
-    """Optuna samples a searched setting only with the distribution it began with: a list of
-    choices that changed, or a range that became a list, would fail every new trial."""
-    from optuna.distributions import CategoricalDistribution
-
-    earlier = distributions(before)
-    for key, (dist, _) in distributions(now).items():
-        if key not in earlier:
-            continue
-        old = earlier[key][0]
-        if type(old) is not type(dist) or (isinstance(dist, CategoricalDistribution) and old.choices != dist.choices):
-            raise StudyError(f"search.{key}: changed since the study began ({_shown(old)} -> {_shown(dist)}), "
-                             "which Optuna cannot search; start a new study (without --resume, or another --study)")
-
-
-def _shown(dist) -> str:
-    from optuna.distributions import CategoricalDistribution
-
-    if isinstance(dist, CategoricalDistribution):
-        return "[" + ", ".join(str(c) for c in dist.choices) + "]"
-    return f"{dist.low} to {dist.high}{' (log)' if dist.log else ''}"
-
-
 def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
     """`--resume`: queue again what did not finish, add what the preset has and the study lacks;
     returns the runs that are already finished."""
     if preset.search is not None:
-        _check_search_unchanged(store.preset, preset)
+        check_search_unchanged(store.preset, preset)
     store.reclaim_dead()
-    manifest = study_manifest(preset)
-    if store.study.user_attrs.get("manifest") != manifest:
-        store.study.set_user_attr("manifest", manifest)
-    store.preset = preset
-    latest = store.latest_runs()
+    store.adopt(preset)
     skipped: list[RunRecord] = []
-    from optuna.trial import TrialState
 
-    def requeue_or_skip(trial) -> None:
-        status = run_status(trial)
-        if trial.state in (TrialState.WAITING, TrialState.RUNNING):
+    def requeue_or_skip(trial: StoredRun) -> None:
+        if trial.state in ("WAITING", "RUNNING"):
             return
         local = _local_record(trial)
-        if status in CONTINUABLE:
+        if trial.status in CONTINUABLE:
             store.requeue(trial)
         elif _here(trial) and (local is None or local.status == ev.UNREADABLE):
             # its folder here is damaged or is no run any more: kept as it is, the run again beside it
-            with contextlib.suppress(ConfigError, TypeError):
-                store.enqueue(attr(trial, "run", trial.number + 1), config_from_dict(attr(trial, "config"), "trial"),
-                              dict(trial.params), continues=trial.number)
+            store.requeue_beside(trial)
         else:
-            skipped.append(local or record_from_trial(trial))
+            skipped.append(local or store.record_of(trial))
 
     if preset.search is None:
         planned = {config_key(c) for c in preset.runs()}
-        for trial in store.trials((TrialState.WAITING,)):  # queued for an earlier version of the preset
-            if isinstance(c := attr(trial, "config"), dict) and config_key(c) not in planned:
-                store.drop(trial)
-        latest = store.latest_runs()
-        by_config = {config_key(c): t for t in latest if isinstance(c := attr(t, "config"), dict)}
-        next_run = max((attr(t, "run", 0) for t in latest), default=0) + 1
+        for trial in store.queued():  # queued for an earlier version of the preset
+            if isinstance(trial.config, dict) and config_key(trial.config) not in planned:
+                store.drop(trial.id)
+        latest = store.latest()
+        by_config = {config_key(t.config): t for t in latest if isinstance(t.config, dict)}
+        next_run = max((t.run for t in latest), default=0) + 1
         for config in preset.runs():
             trial = by_config.get(config_key(config))
             if trial is None:  # new in this version of the preset (a changed run gets a new folder)
@@ -353,27 +286,27 @@ def bring_up_to_date(store: StudyStore, preset: Preset) -> list[RunRecord]:
                 requeue_or_skip(trial)
     else:
         trials = preset.search.trials
-        for trial in store.trials((TrialState.WAITING,)):  # queued, past a lowered count of trials
-            if isinstance(run := attr(trial, "run"), int) and run > trials:
-                store.drop(trial)
-        latest = store.latest_runs()
+        for trial in store.queued():  # queued, past a lowered count of trials
+            if isinstance(trial.run, int) and trial.run > trials:
+                store.drop(trial.id)
+        latest = store.latest()
         for trial in latest:
-            if attr(trial, "run", 0) <= trials:  # the others are no runs of the preset: kept as they are
+            if trial.run <= trials:  # the others are no runs of the preset: kept as they are
                 requeue_or_skip(trial)
-        for run in range(max((attr(t, "run", 0) for t in latest), default=0) + 1, trials + 1):
+        for run in range(max((t.run for t in latest), default=0) + 1, trials + 1):
             store.enqueue(run, None)
     return skipped
 
 
-def _here(trial) -> bool:
+def _here(trial: StoredRun) -> bool:
     """Whether the run's folder was on this host."""
-    return bool(folder_attr(trial)) and attr(trial, "host") == socket.gethostname()
+    return bool(trial.run_dir) and trial.host == socket.gethostname()
 
 
-def _local_record(trial) -> RunRecord | None:
-    if not _here(trial) or Path(folder_attr(trial)).is_symlink():
+def _local_record(trial: StoredRun) -> RunRecord | None:
+    if not _here(trial) or Path(trial.run_dir).is_symlink():
         return None
-    return read_run(Path(folder_attr(trial)))
+    return read_run(Path(trial.run_dir))
 
 
 def finish_study(store: StudyStore, folder: Path | None) -> StudyFinished:
@@ -429,47 +362,47 @@ def _on_device(config: Config, options: RunOptions) -> Config:
     return config.with_values({"train.device": options.device}, "--device") if options.device else config
 
 
-def _queued_config(frozen) -> Config | None:
+def _queued_config(queued: StoredRun) -> Config | None:
     with contextlib.suppress(ConfigError, TypeError):
-        if isinstance(data := attr(frozen, "config"), dict):
-            return config_from_dict(data, f"trial {frozen.number}")
+        if isinstance(queued.config, dict):
+            return config_from_dict(queued.config, f"trial {queued.number}")
     return None
 
 
-def _queued_key(frozen, options: RunOptions) -> tuple:
+def _queued_key(queued: StoredRun, options: RunOptions) -> tuple:
     """Which queued runs a claim may pack together: by pack key; search trials not sampled yet
     together (they are grouped again once sampled); a run whose config cannot be read alone."""
-    config = _queued_config(frozen)
+    config = _queued_config(queued)
     if config is None:
-        return ("not sampled",) if attr(frozen, "config") is None else ("unreadable", frozen.number)
+        return ("not sampled",) if queued.config is None else ("unreadable", queued.number)
     try:
         return pack_key(_on_device(config, options))
     except ConfigError:
-        return ("unreadable", frozen.number)
+        return ("unreadable", queued.number)
 
 
-def _pack_limit(backend: Any, store: StudyStore, frozen, options: RunOptions) -> int:
-    """How many runs a pack that begins with `frozen` takes: `--pack N`, or the backend's `auto`."""
+def _pack_limit(backend: Any, store: StudyStore, queued: StoredRun, options: RunOptions) -> int:
+    """How many runs a pack that begins with `queued` takes: `--pack N`, or the backend's `auto`."""
     if options.pack:
         return options.pack
     sizer = getattr(backend, "pack_size", None)
     if sizer is None:
         return 1
     try:
-        return sizer(_on_device(_queued_config(frozen) or store.preset.config, options))
+        return sizer(_on_device(_queued_config(queued) or store.preset.config, options))
     except Exception:  # noqa: BLE001 - a device that cannot be used: the run says so when it starts
         return 1
 
 
-def train_claimed(store: StudyStore, claimed: list, folder: Path, backend: Any, should_stop: Callable[[], bool],
+def train_claimed(store: StudyStore, claimed: list[StoredRun], folder: Path, backend: Any, should_stop: Callable[[], bool],
                   options: RunOptions) -> Iterator[RunnerEvent]:
     """Train claimed runs, those of one pack key as one pack; a run left untrained by a stop is
     told to the storage as stopped (`--resume` continues it)."""
     runs: list[TrialRun] = []
     try:
-        total = _safely(lambda: len(store.latest_runs()), 0)
-        for frozen in claimed:
-            made = _claimed_run(store, frozen, folder, should_stop, options, total)
+        total = safely(store.count_runs, 0)
+        for queued in claimed:
+            made = _claimed_run(store, queued, folder, should_stop, options, total)
             if isinstance(made, TrialRun):
                 runs.append(made)
             else:
@@ -488,43 +421,24 @@ def train_claimed(store: StudyStore, claimed: list, folder: Path, backend: Any, 
                 run.conclude()
 
 
-def _safely(action: Callable[[], Any], default: Any = None) -> Any:
-    """A storage call during training: a lost connection must not end the run (its folder is the record)."""
-    try:
-        return action()
-    except Exception:  # noqa: BLE001 - sqlalchemy / journal I/O errors
-        return default
-
-
-def _claimed_run(store: StudyStore, frozen, folder: Path, should_stop: Callable[[], bool], options: RunOptions,
-                 total: int) -> TrialRun | Iterable[RunnerEvent]:
+def _claimed_run(store: StudyStore, claimed: StoredRun, folder: Path, should_stop: Callable[[], bool],
+                 options: RunOptions, total: int) -> TrialRun | Iterable[RunnerEvent]:
     """A claimed trial made a run: who trains it, its configuration (sampled now for a search
     trial, the trials claimed with it already counted by the sampler), where it continues from;
     or what to say instead (it cannot be configured, or it finished here already)."""
-    import optuna
-
-    study = store.study
-    study.sampler = make_sampler(store.preset, frozen.number)
-    study.pruner = make_pruner(store.preset)
-    trial = optuna.Trial(study, frozen._trial_id)
-    fenced_stop, holds = _fenced(store, frozen._trial_id, should_stop)
-    # Who trains it, before anything slow: the pid first and the host last, because other
-    # workers judge a claim with a host by its pid (see `claimant_alive`).
-    for key, value in (("pid", os.getpid()), ("worker", options.worker_label), ("host", socket.gethostname())):
-        _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
-    run = attr(frozen, "run", frozen.number + 1)
+    store.take(claimed, options.worker_label)
+    fenced_stop, holds = _fenced(store, claimed.id, should_stop)
+    run = claimed.run
     try:
-        config = _on_device(suggest(trial, store.preset, _queued_config(frozen)), options)
+        config = _on_device(store.configure(claimed.id, _queued_config(claimed)), options)
     except (ConfigError, ValueError) as err:
-        _conclude(store, trial, ev.FAILED, {"error": str(err)})
-        return [RunCrashed(attr(frozen, "name") or f"run {run}", str(err))]
-    for key, value in (("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
-                       ("epoch", 0), ("epochs", config.train.epochs)):
-        _safely(lambda k=key, v=value: trial.set_user_attr(k, v))
-    if (done := _finished_here(frozen, config, folder)) is not None:
-        return _record_finished(store, trial, done, run, max(total, run))
-    continue_dir, state, note = _continuation(frozen, config, folder)
-    return TrialRun(store, trial, frozen._trial_id, config, run, max(total, run), folder, state, continue_dir, note,
+        _conclude(store, claimed.id, ev.FAILED, {"error": str(err)})
+        return [RunCrashed(claimed.name or f"run {run}", str(err))]
+    store.mark_running(claimed.id, config)
+    if (done := _finished_here(claimed, config, folder)) is not None:
+        return _record_finished(store, claimed.id, done, run, max(total, run))
+    continue_dir, state, note = _continuation(claimed, config, folder)
+    return TrialRun(store, claimed.id, config, run, max(total, run), folder, state, continue_dir, note,
                     fenced_stop, holds)
 
 
@@ -533,11 +447,11 @@ class TrialRun(PackRun):
     (and the pruner asked), its end told to the trial; its heartbeat recorded while it is claimed,
     and its claim checked (`_fenced`): a run another worker took over stops and reports no more."""
 
-    def __init__(self, store: StudyStore, trial, trial_id: int, config: Config, run: int, total: int, folder: Path,
+    def __init__(self, store: StudyStore, trial_id: int, config: Config, run: int, total: int, folder: Path,
                  state: dict | None, continue_dir: Path | None, note: str,
                  fenced_stop: Callable[[], bool], holds: Callable[[bool], bool]) -> None:
         super().__init__(config, run, total, state, continue_dir, note)
-        self.store, self.trial, self.folder = store, trial, folder
+        self.store, self.trial_id, self.folder = store, trial_id, folder
         self.stop_check, self.holds = fenced_stop, holds
         self.pruning = store.preset.search is not None and store.preset.search.pruner != "none"
         self.pruned = self.concluded = self.taken_over = False
@@ -555,23 +469,19 @@ class TrialRun(PackRun):
         return (lambda: self.pruned) if self.pruning else None
 
     def opened(self) -> None:
-        _safely(lambda: self.trial.set_user_attr("run_dir", str(self.run_dir.absolute())))
+        self.store.set_run_dir(self.trial_id, self.run_dir)
 
     def on_event(self, event: ev.Event) -> list:
-        trial = self.trial
         if isinstance(event, ev.RunStarted) and event.previous_epochs:  # told on the console too
-            for key in ("continued_after", "epoch"):
-                _safely(lambda k=key: trial.set_user_attr(k, len(event.previous_epochs)))
+            self.store.continued(self.trial_id, len(event.previous_epochs))
         elif isinstance(event, ev.EpochEnded) and not self.holds(True):  # another worker has the run now
             if not self.taken_over:
                 self.taken_over = True
                 return [RunTakenOver(self.name, self.run_dir)]
         elif isinstance(event, ev.EpochEnded):
-            # the epoch first: a reader never sees an epoch's value under the epoch before it
-            _safely(lambda: trial.set_user_attr("epoch", event.epoch))
-            _safely(lambda: trial.report(event.val_acc, event.epoch))
+            self.store.report_epoch(self.trial_id, event.epoch, event.val_acc)
             if self.pruning and event.epoch < event.epochs:
-                self.pruned = bool(_safely(trial.should_prune, False))
+                self.pruned = self.store.should_prune(self.trial_id)
         return []
 
     def conclude(self) -> None:
@@ -582,7 +492,7 @@ class TrialRun(PackRun):
         metrics = {k: record.get(k) for k in SUMMARY_KEYS} if record is not None else {}
         metrics["error"] = self.error
         try:
-            _conclude(self.store, self.trial, self.status, metrics)
+            _conclude(self.store, self.trial_id, self.status, metrics)
         finally:
             self.stop_heartbeat()
 
@@ -608,11 +518,11 @@ def _fenced(store: StudyStore, trial_id: int, should_stop: Callable[[], bool]):
     return stop, holds
 
 
-def _finished_here(frozen, config: Config, folder: Path) -> RunRecord | None:
+def _finished_here(claimed: StoredRun, config: Config, folder: Path) -> RunRecord | None:
     """The run's folder here when it already finished (completed, diverged, pruned) though the
     storage never heard it (the storage was away when it ended): recorded, never trained again."""
-    earlier = folder_attr(frozen, "continue_dir")
-    if not earlier or attr(frozen, "continue_host") != socket.gethostname():
+    earlier = claimed.continue_dir
+    if not earlier or claimed.continue_host != socket.gethostname():
         return None
     path = Path(earlier)
     if os.path.abspath(path.parent) != os.path.abspath(folder):
@@ -623,13 +533,10 @@ def _finished_here(frozen, config: Config, folder: Path) -> RunRecord | None:
     return record if record.status in FINISHED else None
 
 
-def _record_finished(store: StudyStore, trial, record: RunRecord, run: int, total: int) -> Iterator[RunnerEvent]:
-    _safely(lambda: trial.set_user_attr("run_dir", str(record.path.absolute())))
-    for row in record.metrics:
-        if isinstance(epoch := row.get("epoch"), (int, float)) and isinstance(row.get("val_acc"), float):
-            _safely(lambda e=int(epoch), v=row["val_acc"]: trial.report(v, e))
-    _safely(lambda: trial.set_user_attr("epoch", record.get("epochs_completed")))
-    _conclude(store, trial, record.status, {k: record.get(k) for k in SUMMARY_KEYS} | {"error": record.get("error")})
+def _record_finished(store: StudyStore, trial_id: int, record: RunRecord, run: int,
+                     total: int) -> Iterator[RunnerEvent]:
+    store.record_finished(trial_id, record)
+    _conclude(store, trial_id, record.status, {k: record.get(k) for k in SUMMARY_KEYS} | {"error": record.get("error")})
     yield RunSkipped(run, total, record.name, record.path)
 
 
@@ -637,34 +544,25 @@ SUMMARY_KEYS = ("epochs_completed", "train_loss", "val_loss", "val_acc", "best_v
                 "wall_s", "samples_per_s", "device")
 
 
-def _conclude(store: StudyStore, trial, status: str, metrics: dict[str, Any]) -> None:
+def _conclude(store: StudyStore, trial_id: int, status: str, metrics: dict[str, Any]) -> None:
     """Record a run's end in the storage: its status and numbers, and the trial's state."""
-    from optuna.trial import TrialState
-
-    _safely(lambda: trial.set_user_attr("status", status))
-    _safely(lambda: trial.set_user_attr("metrics", metrics))
-    if status == ev.COMPLETED and isinstance(metrics.get("val_acc"), (int, float)):
-        _safely(lambda: store.study.tell(trial, metrics["val_acc"]))
-    elif status == ev.PRUNED:
-        _safely(lambda: store.study.tell(trial, state=TrialState.PRUNED))
-    else:
-        _safely(lambda: store.study.tell(trial, state=TrialState.FAIL))
+    store.conclude(trial_id, status, metrics)
 
 
-def _continuation(frozen, config: Config, folder: Path) -> tuple[Path | None, dict | None, str]:
+def _continuation(claimed: StoredRun, config: Config, folder: Path) -> tuple[Path | None, dict | None, str]:
     """The folder and checkpoint a re-queued run continues from, or (None, None, why not).
 
     Only a folder in `folder`, where this worker writes the study's runs: the storage names the
     run's folder where it was trained, which for a study folder that was copied (or moved) is the
     original's, another study's run to leave alone; the copy's own folder of that name is continued."""
-    earlier = folder_attr(frozen, "continue_dir")
+    earlier = claimed.continue_dir
     if not earlier:
         return None, None, ""
     path = Path(earlier)
     if os.path.abspath(path.parent) != os.path.abspath(folder):
         path = folder / path.name
-    if attr(frozen, "continue_host") != socket.gethostname():
-        return None, None, f"its earlier attempt is on {attr(frozen, 'continue_host')}: a new folder"
+    if claimed.continue_host != socket.gethostname():
+        return None, None, f"its earlier attempt is on {claimed.continue_host}: a new folder"
     if path.is_symlink() or not path.is_dir():
         return None, None, f"{path.name} is gone or is a link: a new folder"
     record = read_run(path)
@@ -754,128 +652,3 @@ def _checkpoint_of(planned) -> tuple[dict | None, str]:
     if state is None:
         planned.continue_dir = None
     return state, reason
-
-
-# --- several workers on this machine -----------------------------------------------------------
-
-
-@dataclass
-class WorkerPlan:
-    count: int
-    devices: list[str] = field(default_factory=list)  # one per worker, round robin; empty: the preset's
-    threads: int = 1  # torch threads per worker
-    data_dir: Path | None = None
-
-
-def worker_command(store: StudyStore, options: RunOptions, plan: WorkerPlan, index: int) -> list[str]:
-    command = [sys.executable, "-m", "fcn_tui", "worker", "--storage", store.spec, "--study", store.name,
-               "--out", str(options.out), "--threads", str(plan.threads), "--label", f"w{index + 1}"]
-    if plan.devices:
-        command += ["--device", plan.devices[index % len(plan.devices)]]
-    if plan.data_dir is not None:
-        command += ["--data-dir", str(plan.data_dir)]
-    command += ["--pack", str(options.pack or "auto")]
-    if options.checkpoint_every_s is not None:
-        command += ["--checkpoint-every", str(options.checkpoint_every_s)]
-    return command
-
-
-def run_workers(preset: Preset, options: RunOptions, plan: WorkerPlan, should_stop: Callable[[], bool],
-                stop_signal: Callable[[], int | None]) -> Iterator[RunnerEvent]:
-    """A study trained by `plan.count` worker processes on this machine; yields its progress
-    about once a second, passes a stop on to the workers, and ends with `StudyFinished`."""
-    store, folder, opened = open_study(preset, options)
-    yield opened
-    folder.mkdir(parents=True, exist_ok=True)
-    from optuna.trial import TrialState
-
-    count = max(1, min(plan.count, len(store.trials((TrialState.WAITING,)))))  # an idle worker only waits
-    yield WorkersStarted(count, plan.threads, tuple(plan.devices[:count]))
-    logs, procs = [], []
-    for index in range(count):  # every log before any worker starts
-        path = folder / f"worker-{index + 1}.log"
-        try:  # appended to on --resume: never through a link (symbolic or hard) planted there
-            logs.append(os.fdopen(open_append(path), "ab"))
-        except RunWriteError:
-            for log in logs:
-                log.close()
-            raise
-    env = {**os.environ, PARENT_ENV: str(os.getpid())}  # each worker stops when this process is gone
-    for index, log in enumerate(logs):
-        procs.append(subprocess.Popen(worker_command(store, options, plan, index), stdout=log, stderr=log, env=env,
-                                      stdin=subprocess.DEVNULL, start_new_session=True))  # our signals, not the terminal's
-    forwarded = 0.0  # when a stop was passed on
-    reported: set[int] = set()
-
-    def killed(p: subprocess.Popen) -> bool:
-        """Ended by a signal that was no stop of ours: a kill or a crash, not a Ctrl-C passed on."""
-        return p.returncode is not None and p.returncode < 0 and not (forwarded and -p.returncode in STOP_SIGNALS)
-
-    def stopped_alone(p: subprocess.Popen) -> bool:
-        """Stopped by a signal of its own (someone's SIGTERM), not one passed on: its run saved as stopped."""
-        return not forwarded and p.returncode is not None and p.returncode - 128 in STOP_SIGNALS
-
-    try:
-        while True:
-            alive = [p for p in procs if p.poll() is None]
-            for index, p in enumerate(procs):
-                if (killed(p) or stopped_alone(p)) and index not in reported:
-                    reported.add(index)
-                    yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
-                    if stopped_alone(p) and alive:
-                        _requeue_stopped(store, f"w{index + 1}")  # for a live worker to continue
-            yield WorkersProgress(store.name, tuple(_safely(lambda: store.records(), ()) or ()), len(alive))
-            if not alive:
-                break
-            if should_stop() and not forwarded:
-                forwarded = time.monotonic()
-                for p in alive:
-                    with contextlib.suppress(ProcessLookupError):
-                        p.send_signal(stop_signal() or signal.SIGINT)
-            if forwarded and (time.monotonic() - forwarded > WORKER_STOP_S
-                              or all(process_paused(p.pid) for p in alive)):
-                break  # a paused or hung worker cannot answer: killed below, its run left to --resume
-            time.sleep(POLL_S)
-    finally:
-        deadline = (forwarded or time.monotonic()) + WORKER_STOP_S  # one grace in all, from the first stop passed on
-        forwarded = forwarded or any(p.poll() is None for p in procs)  # the stop below is ours too
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGINT)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                if not process_paused(p.pid):
-                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for log in logs:
-            log.close()
-    normal = (0, 1, *(128 + s for s in STOP_SIGNALS))  # done, a run failed, stopped
-    for index, p in enumerate(procs):
-        if index not in reported and (p.returncode not in normal or stopped_alone(p)) and (p.returncode >= 0 or killed(p)):
-            yield WorkerExited(f"w{index + 1}", p.returncode, _last_line(folder / f"worker-{index + 1}.log"))
-    if not forwarded:  # queued again for a worker that had ended just before: left to --resume, and said so
-        for trial in _safely(lambda: store.trials((TrialState.WAITING,)), ()) or ():
-            if attr(trial, "continues") is not None:
-                yield RunCrashed(str(attr(trial, "name") or f"run {attr(trial, 'run')}"),
-                                 f"{attr(trial, 'name')}: stopped, and no worker was left to continue it; "
-                                 "--resume continues it")
-    yield finish_study(store, folder)
-
-
-def _requeue_stopped(store: StudyStore, label: str) -> None:
-    """Queue again the runs a worker saved as stopped when it was stopped on its own (not by a
-    stop of the whole study), so that the live workers continue them."""
-    for trial in _safely(store.latest_runs, ()) or ():
-        if attr(trial, "worker") == label and run_status(trial) == ev.STOPPED:
-            _safely(lambda t=trial: store.requeue(t))
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "no log"
-    return lines[-1][-300:] if lines else "no output"

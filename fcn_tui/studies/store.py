@@ -29,7 +29,11 @@ that process could go on writing into its own), elsewhere when its heartbeat (RD
 The move RUNNING -> FAIL, like the claim, succeeds for one caller only, so a run is re-enqueued
 once. A trial that ended FAIL with status still `running` is a run that was `incomplete`.
 
-Imports no torch and nothing of the UI.
+The runner and the figures use the store's plain doors only: `StoredRun` records (`latest`,
+`queued`, `claim_many`), trial ids for a claimed run's life (`take`, `configure`, `mark_running`,
+`report_epoch`, `should_prune`, `conclude`, `heartbeat`, `still_holds`), `history` and
+`param_importances`. No other module of the package imports optuna, and the attribute names
+above are written and read here alone. Imports no torch and nothing of the UI.
 """
 
 from __future__ import annotations
@@ -68,10 +72,12 @@ from fcn_tui.config import (
     preset_from_text,
     preset_to_toml,
 )
+from fcn_tui.errors import StorageLost, StudyError, StudyNotFound
 from fcn_tui.formatting import short_value
 from fcn_tui.runs import RunRecord, read_run
 
 JOURNAL = "study.journal"
+POLL_S = 1.0  # how often an idle worker, or the parent of several, looks at the storage
 HEARTBEAT_S = 10  # how often a training worker tells an RDB storage it is alive
 GRACE_S = 60  # a run whose worker was silent this long is taken over (6 missed heartbeats)
 SCHEMA_TRIES = 5  # attempts at creating Optuna's tables when other workers create them at the same time
@@ -93,18 +99,6 @@ OUTAGE_BACKOFF_S = (0.5, 8.0)  # first and longest pause between two tries durin
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens
 # heartbeats and fail_stale_trials are marked experimental; they are what we rely on, on purpose
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-class StudyError(Exception):
-    """A study that cannot be opened, created or joined; the message is one line for the user."""
-
-
-class StudyNotFound(StudyError):
-    """The storage holds no such study (yet: a worker may wait for it to be created)."""
-
-
-class StorageLost(StudyError):
-    """The storage could not be reached for `OUTAGE_S` seconds."""
 
 
 def check_study_name(name: str) -> None:
@@ -439,6 +433,25 @@ def suggest(trial: optuna.Trial, preset: Preset, config: Config | None) -> Confi
     return preset.config.with_values({**values, "name": name}, f"trial {trial.number}")
 
 
+def check_search_unchanged(before: Preset, now: Preset) -> None:
+    """Optuna samples a searched setting only with the distribution it began with: a list of
+    choices that changed, or a range that became a list, would fail every new trial."""
+    earlier = distributions(before)
+    for key, (dist, _) in distributions(now).items():
+        if key not in earlier:
+            continue
+        old = earlier[key][0]
+        if type(old) is not type(dist) or (isinstance(dist, CategoricalDistribution) and old.choices != dist.choices):
+            raise StudyError(f"search.{key}: changed since the study began ({_shown(old)} -> {_shown(dist)}), "
+                             "which Optuna cannot search; start a new study (without --resume, or another --study)")
+
+
+def _shown(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return "[" + ", ".join(str(c) for c in dist.choices) + "]"
+    return f"{dist.low} to {dist.high}{' (log)' if dist.log else ''}"
+
+
 def make_sampler(preset: Preset, trial_number: int) -> optuna.samplers.BaseSampler:
     """The sampler for one trial, seeded from the preset's seed and the trial's number: the same
     history gives the same suggestion, and workers sampling at the same moment differ."""
@@ -496,10 +509,9 @@ def process_paused(pid: Any) -> bool:
     return runs.process_state(pid) in (b"T", b"t", b"Z")
 
 
-def _still_there(trial: FrozenTrial) -> bool:
+def _still_there(host: Any, pid: Any) -> bool:
     """Whether the (paused) process of another worker that trained the run still exists here: it
     could go on writing into the run's folder, so the run is not continued there."""
-    pid, host = attr(trial, "pid"), attr(trial, "host")
     # a zombie (killed, its parent not yet told) never writes again: its runs continue in their folders
     return pid != os.getpid() and runs.process_alive(pid, host) is True
 
@@ -530,15 +542,70 @@ def run_status(trial: FrozenTrial) -> str:
     return status if status in ev.STATUSES else ev.FAILED
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """A run as the storage holds it (one trial), in plain values: what the runner reads of a
+    queued, claimed or finished run without holding an Optuna object."""
+
+    id: int  # the storage's trial id, which every `StudyStore` method for one run takes
+    number: int  # the trial's number in the study (0-based)
+    run: Any  # the study's run number (1-based; the trial's number + 1 where it has none)
+    state: str  # Optuna's state by name: WAITING, RUNNING, COMPLETE, PRUNED or FAIL
+    status: str  # the run's status as the study sees it (`run_status`)
+    name: Any
+    config: Any  # the configuration as a dict; None for a search trial not sampled yet
+    params: dict[str, Any]
+    continues: Any  # the number of the earlier trial this one continues, or None
+    continue_dir: str | None  # the earlier attempt's folder, to continue from its checkpoint
+    continue_host: Any  # the host that folder is on
+    host: Any  # the claimant's host and pid, its worker label, the run's folder there
+    pid: Any
+    worker: Any
+    run_dir: str | None
+
+
+def stored_run(trial: FrozenTrial) -> StoredRun:
+    return StoredRun(
+        id=trial._trial_id, number=trial.number, run=attr(trial, "run", trial.number + 1), state=trial.state.name,
+        status=run_status(trial), name=attr(trial, "name"), config=attr(trial, "config"), params=dict(trial.params),
+        continues=attr(trial, "continues"), continue_dir=folder_attr(trial, "continue_dir"),
+        continue_host=attr(trial, "continue_host"), host=attr(trial, "host"), pid=attr(trial, "pid"),
+        worker=attr(trial, "worker"), run_dir=folder_attr(trial),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A run's result, for the optimisation history: its status, the trial's value (validation
+    accuracy, 0 to 1, set when it completed) and its last epoch's validation accuracy."""
+
+    status: str
+    value: float | None
+    last: float | None
+
+
+def safely(action: Callable[[], Any], default: Any = None) -> Any:
+    """A storage call during training: a lost connection must not end the run (its folder is the record)."""
+    try:
+        return action()
+    except Exception:  # noqa: BLE001 - sqlalchemy / journal I/O errors
+        return default
+
+
 @dataclass
 class StudyStore:
-    """One open study: its Optuna `study`, the storage `spec` it came from, and its preset."""
+    """One open study: its Optuna `study`, the storage `spec` it came from, and its preset.
+
+    The runner and the figures use its plain doors (`StoredRun`s, trial ids, numbers); `trials`,
+    `latest_runs` and the Optuna objects behind them are the store's own (and the tests')."""
 
     study: optuna.Study
     spec: str
     preset: Preset
     # Local run folders of finished trials, read once: a progress display asks every second.
     _finished_folders: dict[int, RunRecord | None] = field(default_factory=dict, repr=False)
+    # The Optuna trials of the runs this process trains, by trial id: they sample, report and prune.
+    _live: dict[int, optuna.Trial] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -647,21 +714,32 @@ class StudyStore:
             for run in range(1, self.preset.search.trials + 1):
                 self.enqueue(run, None)
 
-    def requeue(self, trial: FrozenTrial) -> None:
+    def requeue(self, trial: StoredRun | FrozenTrial) -> None:
         """Queue a failed, stopped or dead run again, to continue in its folder where it can."""
-        config = attr(trial, "config")
+        trial = trial if isinstance(trial, StoredRun) else stored_run(trial)
         extra = {"continues": trial.number}
-        if folder_attr(trial) and not _still_there(trial):
-            extra.update(continue_dir=folder_attr(trial), continue_host=attr(trial, "host"))
+        if trial.run_dir and not _still_there(trial.host, trial.pid):
+            extra.update(continue_dir=trial.run_dir, continue_host=trial.host)
         try:
-            cfg = config_from_dict(config, f"trial {trial.number}") if isinstance(config, dict) else None
+            cfg = config_from_dict(trial.config, f"trial {trial.number}") if isinstance(trial.config, dict) else None
         except ConfigError:
             cfg = None
-        run = attr(trial, "run", trial.number + 1)
         if cfg is None:  # a search trial that died before it was sampled: queue a fresh one
-            self.enqueue(run, None, continues=trial.number)
+            self.enqueue(trial.run, None, continues=trial.number)
             return
-        self.enqueue(run, cfg, dict(trial.params), **extra)
+        self.enqueue(trial.run, cfg, dict(trial.params), **extra)
+
+    def requeue_beside(self, trial: StoredRun) -> None:
+        """Queue a finished run again, in a new folder beside its earlier one (kept as it is)."""
+        with contextlib.suppress(ConfigError, TypeError):
+            self.enqueue(trial.run, config_from_dict(trial.config, "trial"), dict(trial.params), continues=trial.number)
+
+    def adopt(self, preset: Preset) -> None:
+        """`--resume` with this preset: the study's preset from now on."""
+        manifest = study_manifest(preset)
+        if self.study.user_attrs.get("manifest") != manifest:
+            self.study.set_user_attr("manifest", manifest)
+        self.preset = preset
 
     # -- claiming ------------------------------------------------------------------------------
 
@@ -669,13 +747,13 @@ class StudyStore:
         return self.storage.get_all_trials(self.study._study_id, deepcopy=False,
                                            states=tuple(states) if states is not None else None)
 
-    def claim(self) -> FrozenTrial | None:
+    def claim(self) -> StoredRun | None:
         """Move the first WAITING trial to RUNNING, if another worker does not get there first."""
         claimed = self.claim_many()
         return claimed[0] if claimed else None
 
-    def claim_many(self, key: Callable[[FrozenTrial], Any] = lambda trial: None,
-                   size: Callable[[FrozenTrial], int] = lambda trial: 1) -> list[FrozenTrial]:
+    def claim_many(self, key: Callable[[StoredRun], Any] = lambda trial: None,
+                   size: Callable[[StoredRun], int] = lambda trial: 1) -> list[StoredRun]:
         """Claim a pack: the first WAITING trial another worker does not get first, then up to
         `size(first)` in all of the WAITING trials after it whose `key` equals its key. Each trial
         is moved to RUNNING on its own, which the storage grants to one worker only.
@@ -687,31 +765,32 @@ class StudyStore:
         for trial in self.trials():
             if attr(trial, "status") != DROPPED:
                 first.setdefault((attr(trial, "run"), attr(trial, "continues")), trial.number)
-        claimed: list[FrozenTrial] = []
+        claimed: list[StoredRun] = []
         wanted, limit = None, 1
-        for trial in self.trials((TrialState.WAITING,)):
-            if first.get((attr(trial, "run"), attr(trial, "continues")), trial.number) != trial.number:
-                self.drop(trial)
+        for frozen in self.trials((TrialState.WAITING,)):
+            if first.get((attr(frozen, "run"), attr(frozen, "continues")), frozen.number) != frozen.number:
+                self.drop(frozen._trial_id)
                 continue
+            trial = stored_run(frozen)
             if claimed and key(trial) != wanted:
                 continue
             try:
-                if not self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                if not self.storage.set_trial_state_values(trial.id, state=TrialState.RUNNING):
                     continue
             except UpdateFinishedTrialError:
                 continue
             if not claimed:
                 wanted, limit = key(trial), max(1, size(trial))
-            claimed.append(self.storage.get_trial(trial._trial_id))
+            claimed.append(stored_run(self.storage.get_trial(trial.id)))
             if len(claimed) >= limit:
                 break
         return claimed
 
-    def drop(self, trial: FrozenTrial) -> None:
+    def drop(self, trial_id: int) -> None:
         """Take a queued run out of the study (its preset changed); it is no run of the study any more."""
         with contextlib.suppress(UpdateFinishedTrialError):
-            self.storage.set_trial_user_attr(trial._trial_id, "status", DROPPED)
-            self.storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            self.storage.set_trial_user_attr(trial_id, "status", DROPPED)
+            self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
     def fail(self, trial_id: int) -> bool:
         """RUNNING -> FAIL; True for the one caller that made the move."""
@@ -778,7 +857,117 @@ class StudyStore:
         thread.start()
         return done.set
 
+    # -- a claimed run, trained here -------------------------------------------------------------
+    # Each write is tried once (`safely`): a lost connection must not end the run, whose folder is
+    # its record; `lost` and `still_holds` tell the runner when to stop.
+
+    def _trial(self, trial_id: int) -> optuna.Trial:
+        if trial_id not in self._live:
+            self._live[trial_id] = optuna.Trial(self.study, trial_id)
+        return self._live[trial_id]
+
+    def take(self, claimed: StoredRun, worker: str) -> None:
+        """Begin a claimed run here: its sampler (seeded by its number) and the pruner, then who
+        trains it, before anything slow: the pid first and the host last, because other workers
+        judge a claim with a host by its pid (see `claimant_alive`)."""
+        self.study.sampler = make_sampler(self.preset, claimed.number)
+        self.study.pruner = make_pruner(self.preset)
+        trial = self._live[claimed.id] = optuna.Trial(self.study, claimed.id)
+        for key, value in (("pid", os.getpid()), ("worker", worker), ("host", socket.gethostname())):
+            safely(lambda k=key, v=value: trial.set_user_attr(k, v))
+
+    def configure(self, trial_id: int, config: Config | None) -> Config:
+        """The claimed run's configuration (`suggest`): a new search trial's is sampled now. Raises
+        `ConfigError` or `ValueError` when it cannot be made."""
+        return suggest(self._trial(trial_id), self.preset, config)
+
+    def mark_running(self, trial_id: int, config: Config) -> None:
+        """The run's name, configuration and epochs, its status `running`."""
+        trial = self._trial(trial_id)
+        for key, value in (("name", config.name), ("config", config_to_dict(config)), ("status", ev.RUNNING),
+                           ("epoch", 0), ("epochs", config.train.epochs)):
+            safely(lambda k=key, v=value: trial.set_user_attr(k, v))
+
+    def set_run_dir(self, trial_id: int, folder: Path) -> None:
+        safely(lambda: self._trial(trial_id).set_user_attr("run_dir", str(folder.absolute())))
+
+    def continued(self, trial_id: int, epochs: int) -> None:
+        """The run continues from a checkpoint of `epochs` epochs."""
+        trial = self._trial(trial_id)
+        for key in ("continued_after", "epoch"):
+            safely(lambda k=key: trial.set_user_attr(k, epochs))
+
+    def report_epoch(self, trial_id: int, epoch: int, val_acc: float) -> None:
+        trial = self._trial(trial_id)
+        # the epoch first: a reader never sees an epoch's value under the epoch before it
+        safely(lambda: trial.set_user_attr("epoch", epoch))
+        safely(lambda: trial.report(val_acc, epoch))
+
+    def should_prune(self, trial_id: int) -> bool:
+        """The pruner's verdict on the epochs reported so far (False when it cannot be asked)."""
+        return bool(safely(self._trial(trial_id).should_prune, False))
+
+    def record_finished(self, trial_id: int, record: RunRecord) -> None:
+        """A run its folder says finished though the storage never heard it: the folder and its
+        epochs recorded, as if they had been reported (`conclude` records its end)."""
+        trial = self._trial(trial_id)
+        safely(lambda: trial.set_user_attr("run_dir", str(record.path.absolute())))
+        for row in record.metrics:
+            if isinstance(epoch := row.get("epoch"), (int, float)) and isinstance(row.get("val_acc"), float):
+                safely(lambda e=int(epoch), v=row["val_acc"]: trial.report(v, e))
+        safely(lambda: trial.set_user_attr("epoch", record.get("epochs_completed")))
+
+    def conclude(self, trial_id: int, status: str, metrics: dict[str, Any]) -> None:
+        """Record a run's end: its status and numbers, and the trial's state."""
+        trial = self._trial(trial_id)
+        safely(lambda: trial.set_user_attr("status", status))
+        safely(lambda: trial.set_user_attr("metrics", metrics))
+        if status == ev.COMPLETED and isinstance(metrics.get("val_acc"), (int, float)):
+            safely(lambda: self.study.tell(trial, metrics["val_acc"]))
+        elif status == ev.PRUNED:
+            safely(lambda: self.study.tell(trial, state=TrialState.PRUNED))
+        else:
+            safely(lambda: self.study.tell(trial, state=TrialState.FAIL))
+        self._live.pop(trial_id, None)
+
     # -- reading back --------------------------------------------------------------------------
+
+    def latest(self) -> list[StoredRun]:
+        """`latest_runs` in plain values."""
+        return [stored_run(trial) for trial in self.latest_runs()]
+
+    def queued(self) -> list[StoredRun]:
+        """The runs waiting for a worker, in the order they are claimed."""
+        return [stored_run(trial) for trial in self.trials((TrialState.WAITING,))]
+
+    def record_of(self, trial: StoredRun) -> RunRecord:
+        """A run as the storage knows it (`record_from_trial`)."""
+        return record_from_trial(self.storage.get_trial(trial.id))
+
+    def history(self) -> list[Outcome]:
+        """The latest attempt of each run that was claimed, in the order the runs started."""
+        trials = [t for t in self.latest_runs() if t.state != TrialState.WAITING]
+        trials.sort(key=lambda t: t.datetime_start or t.datetime_complete or 0)
+        return [Outcome(run_status(t), t.value,
+                        t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+                for t in trials]
+
+    def completed_params(self) -> list[dict[str, Any]]:
+        """The params (swept and searched settings) of each completed run that has any."""
+        return [dict(t.params) for t in self.trials() if t.state == TrialState.COMPLETE and t.params]
+
+    def param_importances(self, params: list[str]) -> dict[str, float] | None:
+        """How much of the variation in validation accuracy each of `params` explains (Optuna's
+        fANOVA, summing to 1), most important first; None when they cannot be told (e.g. a
+        setting that was not searched in every run)."""
+        try:
+            return dict(optuna.importance.get_param_importances(self.study, params=params))
+        except (ValueError, RuntimeError):
+            return None
+
+    def count_runs(self) -> int:
+        """Runs in the study (each counted once, however often it was continued)."""
+        return len(self.latest_runs())
 
     def latest_runs(self) -> list[FrozenTrial]:
         """The latest trial of each run (a continued run's last attempt), in run order."""

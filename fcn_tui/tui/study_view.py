@@ -143,8 +143,9 @@ class StudyView(Vertical):
 
     @work(thread=True, exit_on_error=False, group="study", description="read the study")
     def load(self) -> None:
+        from fcn_tui.errors import StudyError
         from fcn_tui.runs import read_metrics
-        from fcn_tui.studies.store import StudyError, StudyStore, describe
+        from fcn_tui.studies.store import StudyStore, describe
 
         spec = self.spec
         if spec is None:
