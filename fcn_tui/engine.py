@@ -339,12 +339,12 @@ class PackTrainer:
         for run in self.members:
             yield run.index, self._run_started(run)
         yield from self._guarded(self._setup())
-        while self.active:
+        while self.active or self._joining:  # a run added as the last one left still trains
             yield from self._guarded(self._epoch())
 
     def can_add(self, config: Config) -> bool:
         """Whether `config` may join this pack now: its shapes match and the pack still trains."""
-        return bool(self.active) and self.stack is not None and pack_key(config) == self.key
+        return bool(self.active or self._joining) and self.stack is not None and pack_key(config) == self.key
 
     def add(self, member: Member) -> int:
         """A run joins the training pack (e.g. in the slot of one that ended) and starts with the next
@@ -643,7 +643,7 @@ class PackTrainer:
         run.optimizer = run.scheduler = None
         if status != ev.STOPPED:
             run.saved = None
-        if not self.active:
+        if not self.active and not self._joining:
             self._release()
         last = run.history[-1] if run.history else None
         yield run.index, ev.RunFinished(

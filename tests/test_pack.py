@@ -221,6 +221,22 @@ def test_a_run_added_in_a_freed_slot_trains_as_it_would_alone(split):
     assert not pack.can_add(third)  # the pack has ended
 
 
+def test_runs_added_as_the_last_members_leave_still_train_as_they_would_alone(split):
+    one, two = configs([VARIED[0], VARIED[4]])  # both end after their first epoch
+    three, four = configs([{**VARIED[1], "train.epochs": 2}, VARIED[3]])
+    pack = PackTrainer([Member(one), Member(two)], split, progress_every=1, dtype=F64)
+    events: dict[int, list] = {}
+    for index, event in pack.events():
+        events.setdefault(index, []).append(event)
+        if isinstance(event, ev.RunFinished) and index in (0, 1):  # each slot, as it frees, to a queued run
+            assert pack.add(Member((three, four)[index])) == index + 2
+    for index, config in ((2, three), (3, four)):
+        trainer, lone = alone(config, split)
+        assert max_difference(pack.members[index].model, trainer.model) < 1e-9
+        assert_same_numbers(events[index], lone)
+    assert not pack.can_add(three)  # the pack has ended
+
+
 def test_a_bad_checkpoint_names_its_member_before_any_work(split):
     good, other = configs([VARIED[0], VARIED[1]])
     with pytest.raises(CheckpointError, match=r"run 2 \(.*\): not a checkpoint"):

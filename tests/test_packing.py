@@ -103,6 +103,26 @@ def test_a_diverging_member_leaves_the_pack_and_the_others_keep_their_numbers(sy
         assert a[name][4] == pytest.approx(b[name][4], rel=1e-2)
 
 
+def test_a_run_that_ends_hands_its_slot_to_the_next_queued_run(synthetic_data_dir, tmp_path):
+    # four runs, packed in twos: the two 1-epoch runs end first, and the two 3-epoch runs take their slots
+    preset = grid(tmp_path, "'train.epochs' = [1, 3]\n'optim.lr' = [0.01, 0.02]\n", epochs=3)
+    seen = list(study_events(preset, synthetic_data_dir, tmp_path / "packed", pack=2))
+    starting = [i for i, e in enumerate(seen) if isinstance(e, runner.RunStarting)]
+    finished = [i for i, e in enumerate(seen) if isinstance(e, runner.Trained) and isinstance(e.event, ev.RunFinished)]
+    assert len(starting) == len(finished) == 4
+    assert starting[2] < finished[1] and starting[3] < finished[2]  # each joined the pack as a slot freed
+    list(study_events(preset, synthetic_data_dir, tmp_path / "alone", pack=1))
+    (packed,) = (tmp_path / "packed").iterdir()
+    (alone,) = (tmp_path / "alone").iterdir()
+    a, b = finals(packed), finals(alone)
+    assert a.keys() == b.keys() and len(a) == 4
+    for name, row in b.items():  # the same runs, to the same numbers
+        assert a[name][:2] == row[:2] and row[0] == "completed"
+        assert a[name][2:4] == pytest.approx(row[2:4], abs=0.02)
+    trials = StudyStore.open(packed).trials()
+    assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 4
+
+
 def test_one_member_pruned_leaves_the_pack_the_others_finish(synthetic_data_dir, tmp_path, monkeypatch):
     import optuna
 

@@ -89,7 +89,9 @@ class PackRun:
         return RunCrashed(self.name, message, self.run_dir, bad_input=bad_input)
 
 
-Refill = Callable[[Config], "PackRun | None"]  # the next queued run that packs with this config, claimed; None: none
+# The next queued run that packs with this config, claimed (None: none), and what to say first
+# (runs claimed on the way that need no training: finished here already, or not configurable).
+Refill = Callable[[Config], "tuple[PackRun | None, list]"]
 
 
 def train_packs(runs: list[PackRun], backend: Any, should_stop: Callable[[], bool],
@@ -201,7 +203,8 @@ def _take_slot(pack: Any, runs: list[PackRun], config: Config, refill: Refill, s
     that has ended, or one of another backend, takes none)."""
     if should_stop() or not getattr(pack, "can_add", lambda _: False)(config):
         return
-    run = refill(config)
+    run, said = refill(config)
+    yield from said
     if run is None:
         return
     member = _members([run], should_stop)[0]

@@ -410,15 +410,38 @@ def train_claimed(store: StudyStore, claimed: list[StoredRun], folder: Path, bac
         groups: dict[tuple, list[TrialRun]] = {}
         for run in runs:
             groups.setdefault(pack_key(run.config), []).append(run)
+        def refill(config: Config) -> tuple[TrialRun | None, list[RunnerEvent]]:
+            run, said = _next_in_slot(store, config, folder, should_stop, options, total)
+            if run is not None:
+                runs.append(run)  # told to the storage as stopped if a stop comes before it starts
+            return run, said
+
         for group in groups.values():
             if should_stop():
                 break
-            yield from train_packs(group, backend, should_stop, options.checkpoint_every_s)
+            yield from train_packs(group, backend, should_stop, options.checkpoint_every_s, refill)
     finally:
         for run in runs:
             if not run.concluded:
                 run.status, run.error = ev.STOPPED, "interrupted before the run started"
                 run.conclude()
+
+
+def _next_in_slot(store: StudyStore, config: Config, folder: Path, should_stop: Callable[[], bool],
+                  options: RunOptions, total: int) -> tuple[TrialRun | None, list[RunnerEvent]]:
+    """A run of the pack ended: the next queued run with its pack key, claimed for the free slot,
+    and what to say about runs claimed on the way that need no training. Search trials not sampled
+    yet are left to the next claim (their shapes are known only once sampled)."""
+    said: list[RunnerEvent] = []
+    while not should_stop():
+        claimed = safely(lambda: store.claim_many(lambda t: _queued_key(t, options), like=pack_key(config)), [])
+        if not claimed:
+            break
+        made = _claimed_run(store, claimed[0], folder, should_stop, options, total)
+        if isinstance(made, TrialRun):
+            return made, said
+        said.extend(made)
+    return None, said
 
 
 def _claimed_run(store: StudyStore, claimed: StoredRun, folder: Path, should_stop: Callable[[], bool],

@@ -87,6 +87,7 @@ PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for i
 PLAN_STALL_S = 10  # its creator queues a run every few milliseconds: this long without one, it stopped
 QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
+ANY_KEY = object()  # `claim_many(like=...)` left out: the first claimable run sets the pack's key
 MAX_NAME = 512  # characters of a study name that Optuna's RDB storage keeps
 RECORD_START = b'{"op_code":'  # how every line of an Optuna journal begins
 RDB_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
@@ -753,10 +754,11 @@ class StudyStore:
         return claimed[0] if claimed else None
 
     def claim_many(self, key: Callable[[StoredRun], Any] = lambda trial: None,
-                   size: Callable[[StoredRun], int] = lambda trial: 1) -> list[StoredRun]:
-        """Claim a pack: the first WAITING trial another worker does not get first, then up to
-        `size(first)` in all of the WAITING trials after it whose `key` equals its key. Each trial
-        is moved to RUNNING on its own, which the storage grants to one worker only.
+                   size: Callable[[StoredRun], int] = lambda trial: 1, like: Any = ANY_KEY) -> list[StoredRun]:
+        """Claim a pack: the first WAITING trial another worker does not get first (with `like`, the
+        first whose `key` is `like`), then up to `size(first)` in all of the WAITING trials after it
+        whose `key` equals its key. Each trial is moved to RUNNING on its own, which the storage
+        grants to one worker only.
 
         Two `--resume` at the same moment both queue what they found unfinished: the same run
         (and the same earlier attempt) queued twice. Only the first of them is trained; the
@@ -766,13 +768,13 @@ class StudyStore:
             if attr(trial, "status") != DROPPED:
                 first.setdefault((attr(trial, "run"), attr(trial, "continues")), trial.number)
         claimed: list[StoredRun] = []
-        wanted, limit = None, 1
+        wanted, limit = like, 1
         for frozen in self.trials((TrialState.WAITING,)):
             if first.get((attr(frozen, "run"), attr(frozen, "continues")), frozen.number) != frozen.number:
                 self.drop(frozen._trial_id)
                 continue
             trial = stored_run(frozen)
-            if claimed and key(trial) != wanted:
+            if (claimed or like is not ANY_KEY) and key(trial) != wanted:
                 continue
             try:
                 if not self.storage.set_trial_state_values(trial.id, state=TrialState.RUNNING):
