@@ -24,7 +24,7 @@ from fcn_tui.tui import axes
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.charts import BATCH, TRAIN, VAL, legend_text
 from fcn_tui.tui.overlays import OVERLAY_COLORS, overlay_labels
-from fcn_tui.tui.scripted import ScriptedBackend, ScriptedTrainer
+from tests.scripted import ScriptedBackend, ScriptedTrainer
 from fcn_tui.tui.status import FIRST_BATCHES, PREPARING
 from fcn_tui.tui.sysinfo import MIB, Sample, SystemMonitor, gpu_figures, readout_text
 from fcn_tui.tui.training import run_queue

@@ -30,7 +30,7 @@ from fcn_tui.cli import app as cli_app
 from fcn_tui.config import load_preset
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.scripted import ScriptedBackend
 from tests.conftest import TINY_PRESET
 from tests.test_tui import settle, type_into, until
 

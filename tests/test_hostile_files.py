@@ -149,7 +149,7 @@ def test_a_summary_value_of_the_wrong_type_is_left_out_by_every_table(tmp_path, 
 
 async def test_the_runs_tab_lists_damaged_runs_sorts_them_and_exports(tmp_path):
     from fcn_tui.tui.app import FcnApp
-    from fcn_tui.tui.scripted import ScriptedBackend
+    from tests.scripted import ScriptedBackend
 
     out = history(tmp_path)
     damage(out, "metrics-random-bytes")

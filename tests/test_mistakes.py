@@ -28,7 +28,7 @@ from fcn_tui.runs import confusion_csv, find_runs, read_confusion, record_run
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.mistakes import MistakesScreen
-from fcn_tui.tui.scripted import ScriptedBackend, scripted_test_set
+from tests.scripted import ScriptedBackend, scripted_test_set
 from fcn_tui.tui.weights_view import WeightsScreen
 from tests.test_tui import settle
 

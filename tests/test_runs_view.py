@@ -14,7 +14,7 @@ from fcn_tui.rundiff import best_epoch, settings_diff
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.scripted import ScriptedBackend
 from tests.runs_history import history, write_run
 from tests.test_tui import rendered, settle, until
 

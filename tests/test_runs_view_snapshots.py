@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fcn_tui.tui.app import FcnApp
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.scripted import ScriptedBackend
 from tests.runs_history import history
 from tests.test_tui_snapshots import SIZES, settle
 

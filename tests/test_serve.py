@@ -394,7 +394,7 @@ def test_a_busy_port_is_one_clear_error(tmp_path):
 
 async def test_a_confined_app_opens_saves_and_exports_only_inside_out(tmp_path, tiny_preset):
     from fcn_tui.tui.app import FcnApp
-    from fcn_tui.tui.scripted import ScriptedBackend
+    from tests.scripted import ScriptedBackend
 
     out = tmp_path / "out"
     (out / "presets").mkdir(parents=True)

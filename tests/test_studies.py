@@ -17,7 +17,7 @@ from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import read_run
 from fcn_tui.studies import runner
 from fcn_tui.studies.store import StudyStore
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.scripted import ScriptedBackend
 from tests.conftest import TINY_PRESET
 
 cli = CliRunner()

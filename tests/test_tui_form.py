@@ -15,7 +15,7 @@ from fcn_tui.config import Config, Preset, all_keys, config_to_toml, load_preset
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.form import FIELDS, field_id
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.scripted import ScriptedBackend
 from tests.test_tui import screen_text, settle, type_into
 
 SIZE = (80, 24)  # the smallest terminal the app is made for

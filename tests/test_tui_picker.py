@@ -14,7 +14,7 @@ from fcn_tui.config import Config, config_to_toml, load_preset
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import ConfirmDialog
 from fcn_tui.tui.picker import FilePicker, PresetTree
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.scripted import ScriptedBackend
 from tests.test_tui import settle, until
 
 SIZE = (80, 24)

@@ -15,7 +15,7 @@ from textual.widgets import Input
 
 from fcn_tui.config import Config, Preset
 from fcn_tui.tui.app import FcnApp
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.scripted import ScriptedBackend
 from fcn_tui.tui.sysinfo import MIB, Sample, SystemMonitor
 from tests.test_charts import earlier_runs
 

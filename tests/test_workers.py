@@ -189,7 +189,7 @@ def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, pos
 
     from fcn_tui.config import preset_from_text
     from fcn_tui.studies import runner
-    from fcn_tui.tui.scripted import ScriptedBackend
+    from tests.scripted import ScriptedBackend
 
     preset = preset_from_text(GRID.format(epochs=2), "grid.toml")
     options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="lost-machine")
