@@ -23,8 +23,7 @@ from typer.testing import CliRunner
 from fcn_tui.cli import app
 from fcn_tui.config import Config
 from fcn_tui.runs import RunRecorder, RunWriteError, find_runs, read_run
-from tests.conftest import TINY_PRESET
-from tests.test_study import write_run_folder
+from tests.helpers import TINY_PRESET, write_run_folder
 
 runner = CliRunner()
 GOOD, BAD = "20260101-000000-good", "20260101-000001-bad"
