@@ -20,9 +20,8 @@ from fcn_tui.config import load_preset
 from fcn_tui.studies.store import JOURNAL, StudyStore
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import ConfirmDialog
+from tests.helpers import TINY_PRESET, settle, until
 from tests.scripted import ScriptedBackend
-from tests.conftest import TINY_PRESET
-from tests.test_tui import settle, until
 
 SIZE = (100, 32)
 

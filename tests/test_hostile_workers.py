@@ -19,8 +19,8 @@ from fcn_tui.cli import app
 from fcn_tui.config import preset_from_text
 from fcn_tui.studies import runner
 from fcn_tui.studies.store import JOURNAL, StudyError, StudyNotFound, StudyStore, claimant_alive, process_paused
+from tests.helpers import WAIT_S, fcn_tui, finish
 from tests.scripted import ScriptedBackend
-from tests.test_workers import WAIT_S, fcn_tui, finish
 
 cli = CliRunner()
 

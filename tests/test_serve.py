@@ -29,7 +29,7 @@ import pytest
 
 from fcn_tui.runs import read_metrics
 from fcn_tui.serve import ServeError, app_argv, check_host, is_loopback, refusal
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals and /proc")
 

@@ -15,8 +15,8 @@ from fcn_tui.config import Config, Preset, all_keys, config_to_toml, load_preset
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.form import FIELDS, field_id
+from tests.helpers import rendered, screen_text, settle, type_into
 from tests.scripted import ScriptedBackend
-from tests.test_tui import screen_text, settle, type_into
 
 SIZE = (80, 24)  # the smallest terminal the app is made for
 
@@ -147,8 +147,6 @@ async def test_every_kind_of_field_shows_a_focus_ring(tmp_path):
 
 
 async def test_the_device_shows_its_whole_value_at_80x24_with_the_advanced_section_open(tmp_path):
-    from tests.test_tui import rendered
-
     app = FcnApp(preset=Preset(Config()), out=tmp_path / "runs", backend_factory=ScriptedBackend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
