@@ -15,7 +15,7 @@ from fcn_tui.config import Config, Preset, all_keys, config_to_toml, load_preset
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.form import FIELDS, field_id
-from tests.helpers import rendered, screen_text, settle, type_into
+from tests.helpers import press, rendered, screen_text, settle, type_into
 from tests.scripted import ScriptedBackend
 
 SIZE = (80, 24)  # the smallest terminal the app is made for
@@ -106,8 +106,7 @@ async def test_label_smoothing_and_a_cosine_schedule_set_in_the_form_reach_the_r
         await pilot.press("ctrl+r")  # refused: the section opens on the field to correct
         assert not advanced.collapsed and app.focused.id == "f-train-label-smoothing"
         assert not out.exists()
-        await pilot.press("ctrl+a", "ctrl+k", *"0.1", "ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+a", "ctrl+k", *"0.1", "ctrl+r")
     [run] = find_runs(out)
     config = load_preset(run.path / "config.toml").config
     assert config.optim.schedule == "cosine" and config.train.label_smoothing == 0.1
