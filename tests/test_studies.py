@@ -214,6 +214,7 @@ async def test_the_study_tab_shows_a_study_trained_elsewhere_live(tmp_path):
 
     from fcn_tui.tui.app import FcnApp
     from fcn_tui.tui.study_view import StudyChart
+
     out = tmp_path / "out"
     study = stop_in_run(grid(tmp_path), out, run=2)  # run 1 completed, run 2 stopped
     store = StudyStore.open(study)
@@ -287,6 +288,7 @@ async def test_the_study_tab_reads_well_at_80x24_for_a_search(tmp_path):
 
     from fcn_tui.tui.app import FcnApp
     from fcn_tui.tui.study_view import StudyChart
+
     preset = tmp_path / "search.toml"
     preset.write_text(SEARCH.replace('name = "tiny"', 'name = "search,train.epochs=3,data.subset=5000,optim"')
                       .replace('pruner = "median"', 'pruner = "none"').replace("trials = 8", "trials = 3")
