@@ -8,9 +8,9 @@ seeded train/validation split and `trainer(...)` an `fcn_tui.engine.Trainer`, af
 events come as `(member index, event)`, per member the events of a lone run) and `pack_size(config)`
 says how many runs of `config` one pack takes here (`--pack auto`). A backend without
 `pack_trainer` packs through `InterleavedPack`, which takes turns between lone trainers. The study runner
-(`fcn_tui.studies.runner`) accepts any object with the same members (`fcn_tui.tui.scripted` is one),
-which is how tests feed it a deterministic event stream; an optional `test_set()` gives the app's
-views of a run's mistakes the test images. No UI imports.
+(`fcn_tui.studies.runner`) accepts any object with the same members (the tests' `ScriptedBackend`, in
+`tests/scripted.py`, is one), which is how tests feed it a deterministic event stream; an optional
+`test_set()` gives the app's views of a run's mistakes the test images. No UI imports.
 """
 
 from __future__ import annotations

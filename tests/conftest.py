@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic Fashion-MNIST-shaped IDX files written by the real writer.
+"""Shared fixtures: small synthetic Fashion-MNIST-shaped IDX files written by the real writer
+(`tests.helpers.make_synthetic_dataset`), a tiny preset, a throw-away PostgreSQL server.
 
 The synthetic classes are learnable (each class lights a different band of the image), so a
 tiny MLP reaches high accuracy in one or two epochs, and tests can assert on real outcomes.
@@ -13,7 +14,7 @@ import pytest
 import torch
 from hypothesis import settings
 
-from fcn_tui.data import write_idx
+from tests.helpers import TINY_PRESET, make_synthetic_dataset
 
 # Property tests: in CI the same examples every run (derandomized, no example database), so a red
 # build is reproducible and never a coin toss; locally random search with the database, which
@@ -27,47 +28,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 torch.set_num_threads(1)
 
 
-def synthetic_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` noisy 28x28 uint8 images whose class (0-9) decides which band of rows is bright."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    labels = labels[torch.randperm(n, generator=g)]
-    images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.int64)
-    for cls in range(10):
-        rows = slice(2 + 2 * cls, 5 + 2 * cls)
-        images[labels == cls, rows, :] += 150
-    return images.clamp(0, 255).to(torch.uint8), labels
-
-
-def make_synthetic_dataset(folder: Path, n_train: int = 600, n_test: int = 200, gz: bool = True) -> Path:
-    train_x, train_y = synthetic_images(n_train, seed=1)
-    test_x, test_y = synthetic_images(n_test, seed=2)
-    write_idx(folder, train_x, train_y, "train", gz=gz)
-    write_idx(folder, test_x, test_y, "t10k", gz=gz)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> Path:
     """A folder with four small synthetic IDX files (.gz): 600 train, 200 test images."""
     return make_synthetic_dataset(tmp_path_factory.mktemp("fashion"))
-
-
-TINY_PRESET = """
-name = "tiny"
-
-[model]
-hidden = [32]
-
-[optim]
-name = "adam"
-lr = 0.01
-
-[train]
-epochs = 2
-batch_size = 32
-device = "cpu"
-"""
 
 
 @pytest.fixture

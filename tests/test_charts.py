@@ -10,54 +10,26 @@ from __future__ import annotations
 import sys
 import threading
 import types
-from dataclasses import replace
-from pathlib import Path
-from unittest import mock
 
 from rich.style import Style
 from rich.text import Text
 
-from fcn_tui import events as ev
 from fcn_tui.config import Config, Preset
 from fcn_tui.runs import find_runs
 from fcn_tui.tui import axes
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.charts import BATCH, TRAIN, VAL, legend_text
 from fcn_tui.tui.overlays import OVERLAY_COLORS, overlay_labels
-from fcn_tui.tui.scripted import ScriptedBackend, ScriptedTrainer
 from fcn_tui.tui.status import FIRST_BATCHES, PREPARING
 from fcn_tui.tui.sysinfo import MIB, Sample, SystemMonitor, gpu_figures, readout_text
-from fcn_tui.tui.training import run_queue
-from tests.test_tui import rendered, screen_text, settle, until
+from tests.helpers import LrBackend, earlier_runs, press, rendered, screen_text, settle, until
+from tests.scripted import ScriptedBackend, ScriptedTrainer
 
 SIZE = (80, 24)
 
 
 def config(**values) -> Config:
     return Config().with_values({"train.epochs": 3, **values})
-
-
-class LrTrainer(ScriptedTrainer):
-    """The script, with curves that depend on the learning rate (so overlaid runs differ)."""
-
-    def events(self):
-        factor = 1 + 10 * self.config.optim.lr
-        for event in super().events():
-            if isinstance(event, ev.EpochEnded):
-                event = replace(event, val_loss=event.val_loss * factor, val_acc=event.val_acc / factor)
-            yield event
-
-
-class LrBackend(ScriptedBackend):
-    def trainer(self, config, split, should_stop):
-        return LrTrainer(config, should_stop, None)
-
-
-def earlier_runs(out: Path, *configs: Config) -> None:
-    """Runs in `out` as the app or `fcn-tui run` would have written them, stamped a year ago: the
-    Runs tab lists the newest first, and a run trained in the same second would tie with them."""
-    with mock.patch("fcn_tui.runs.timestamp", lambda: "20250101-120000"):
-        run_queue([Preset(c) for c in configs], out, LrBackend(), threading.Event(), lambda message: None)
 
 
 def plot_rows(chart) -> list[str]:
@@ -83,11 +55,9 @@ def data_colors(text: Text, legend: bool = False) -> set:
 async def overlay_two_runs(pilot) -> None:
     """Train the form's run, pick the two earlier runs in Runs (space), back to Train."""
     await settle(pilot)
-    await pilot.press("ctrl+r")  # the current run
-    await settle(pilot)
+    await press(pilot, "ctrl+r")  # the current run
     await pilot.press("f4", "down", "space", "down", "space")  # newest first: skip the current run
-    await pilot.press("f2")
-    await settle(pilot)
+    await press(pilot, "f2")
 
 
 # --- axes ------------------------------------------------------------------------------------
@@ -135,8 +105,7 @@ async def test_after_a_run_the_legend_hides_no_point_the_axis_is_shared_and_keys
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert "m" not in app.active_bindings  # the chart keys: only on the Train view
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         legend = app.query_one("#chart-legend")
         assert legend.region.bottom <= app.loss_chart.region.y  # above the charts, not inside them
         text = screen_text(app, "#chart-legend")
@@ -177,8 +146,7 @@ async def test_after_a_run_the_legend_hides_no_point_the_axis_is_shared_and_keys
 async def test_an_epoch_that_arrives_between_a_resize_and_the_redraw_is_drawn_with_its_best_mark(tmp_path):
     app = FcnApp(preset=Preset(config(name="adam")), out=tmp_path / "runs", backend_factory=ScriptedBackend)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f2")
-        await settle(pilot)
+        await press(pilot, "f2")
         charts = app.charts
         charts.clear_run(3)
         for epoch, acc in ((1, 0.70), (2, 0.75)):
@@ -306,10 +274,9 @@ async def test_nothing_is_redrawn_or_measured_while_another_tab_is_shown(tmp_pat
         app.redraw()
         await settle(pilot)
         assert app.loss_chart.dirty and reads == []
-        await pilot.press("f2")
-        await settle(pilot)
+        sysinfo = await press(pilot, "f2", read="#sysinfo")
         assert not app.loss_chart.dirty and reads
-        assert screen_text(app, "#sysinfo") == "cpu 97% of 2 cores · mem 412 MiB"
+        assert sysinfo == "cpu 97% of 2 cores · mem 412 MiB"
 
 
 def test_the_system_readout_degrades_gracefully(monkeypatch):

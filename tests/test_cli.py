@@ -9,14 +9,11 @@ from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.cpu import cpu_model
 from fcn_tui.data import CLASSES
+from tests.helpers import run_cli
 
 runner = CliRunner()
 SUMMARY_KEYS = {"name", "status", "epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc",
                 "test_loss", "test_acc", "wall_s", "samples_per_s", "device", "torch_version", "threads", "cpu_kernels", "cpu_model", "seed", "config"}
-
-
-def run_cli(*args):
-    return runner.invoke(app, ["run", *map(str, args)])
 
 
 def test_run_writes_a_complete_run_folder(tiny_preset, synthetic_data_dir, tmp_path):

@@ -17,7 +17,7 @@ from fcn_tui import events as ev
 from fcn_tui.config import Config
 from fcn_tui.data import Split
 from fcn_tui.engine import Trainer, cuda_available
-from tests.conftest import synthetic_images
+from tests.helpers import synthetic_images
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
 

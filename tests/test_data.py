@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fcn_tui.data import DataError, load_fashion_mnist, make_split, resolve_data_dir
-from tests.conftest import make_synthetic_dataset
+from tests.helpers import make_synthetic_dataset
 
 
 def test_loads_gz_files_and_reports_they_are_not_the_official_release(synthetic_data_dir):

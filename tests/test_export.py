@@ -8,7 +8,7 @@ from fcn_tui.cli import app
 from fcn_tui.config import Config
 from fcn_tui.export import PER_EPOCH_COLUMNS
 from fcn_tui.study import RESULT_COLUMNS
-from tests.test_study import EXPECTED_HEADER, dead_pid, write_run_folder
+from tests.helpers import EXPECTED_HEADER, dead_pid, write_run_folder
 
 runner = CliRunner()
 

@@ -13,28 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from fcn_tui.cli import app
-from tests.conftest import TINY_PRESET, make_synthetic_dataset
-
-runner = CliRunner()
-
-
-def run_cli(*args: str):
-    return runner.invoke(app, ["run", *map(str, args)])
-
-
-def assert_bad_input(result, *expected: str) -> str:
-    """Exit 2, exactly one `fcn-tui: error:` line on stderr holding `expected`, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
-    assert isinstance(result.exception, SystemExit)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fcn-tui: error: "), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    for text in expected:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
+from tests.helpers import TINY_PRESET, assert_bad_input, make_synthetic_dataset, run_cli
 
 
 def run_folders(out: Path) -> list[Path]:

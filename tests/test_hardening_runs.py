@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from fcn_tui import engine, runs
 from fcn_tui.cli import app
 from fcn_tui.runs import RunRecorder, read_metrics, read_run
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 runner = CliRunner()
 

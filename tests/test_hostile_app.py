@@ -30,18 +30,13 @@ from fcn_tui.cli import app as cli_app
 from fcn_tui.config import load_preset
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
-from fcn_tui.tui.scripted import ScriptedBackend
-from tests.conftest import TINY_PRESET
-from tests.test_tui import settle, type_into, until
+from tests.helpers import TINY_PRESET, damaged_history, press, screen_text, settle, type_into, until
+from tests.scripted import ScriptedBackend
 
 SIZE = (100, 32)
 NUMBER_FIELDS = ("#f-model-dropout", "#f-train-seed", "#f-optim-lr", "#f-optim-momentum",
                  "#f-optim-weight-decay", "#f-train-epochs", "#f-train-batch-size", "#f-model-hidden")
 HOSTILE_NAME = "[/x] [bold]not bold[/bold] [link=file:///etc]"
-
-
-def text_of(app: FcnApp, selector: str) -> str:
-    return str(app.query_one(selector).render())
 
 
 def toasts(app: FcnApp) -> str:
@@ -61,10 +56,9 @@ async def test_a_run_named_like_markup_trains_and_the_app_opens_again(tiny_prese
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await type_into(pilot, "#f-name", HOSTILE_NAME)
-        await pilot.press("ctrl+r")  # the run starts, trains and lands in the Runs table
-        await settle(pilot)
-        assert HOSTILE_NAME in text_of(app, "#run-status")
-        assert "completed" in text_of(app, "#run-status")
+        status = await press(pilot, "ctrl+r")  # the run starts, trains and lands in the Runs table
+        assert HOSTILE_NAME in status
+        assert "completed" in status
     assert app.exit_status == 0
     assert json.loads(next(out.rglob("summary.json")).read_text())["name"] == HOSTILE_NAME
 
@@ -107,7 +101,7 @@ async def test_markup_typed_into_a_field_is_quoted_in_its_error(tiny_preset, tmp
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await type_into(pilot, "#f-optim-lr", "[/x]")
-        assert "[/x]" in text_of(app, "#e-optim-lr")
+        assert "[/x]" in screen_text(app, "#e-optim-lr")
         assert app.query_one("#start").disabled
     assert app.exit_status == 0
 
@@ -125,11 +119,10 @@ async def test_5000_digits_pasted_into_a_number_field_is_a_field_error(selector,
         field.value = ""
         field.insert_text_at_cursor("9" * 5000)  # what a paste does
         await settle(pilot)  # the field's change, then the form's message to the app
-        error = text_of(app, "#e-" + selector[3:])
+        error = screen_text(app, "#e-" + selector[3:])
         assert error and len(error) < 200  # one short line under the field
         assert app.query_one("#start").disabled
-        await pilot.press("ctrl+r")  # nothing starts
-        await settle(pilot)
+        await press(pilot, "ctrl+r")  # nothing starts
         assert not app.running
     assert app.exit_status == 0
     assert not (tmp_path / "runs").exists()
@@ -148,7 +141,7 @@ async def test_ctrl_r_on_an_invalid_form_focuses_the_first_invalid_field(tiny_pr
         await pilot.press("backspace", "0", ".", "1")  # the correction lands in dropout
         await pilot.pause()
         assert app.query_one("#f-name", Input).value == "tiny"
-        assert text_of(app, "#e-model-dropout") == ""
+        assert screen_text(app, "#e-model-dropout") == ""
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert app.focused is app.query_one("#f-train-epochs")
@@ -171,7 +164,7 @@ async def test_ctrl_r_while_the_data_loads_starts_the_run_once_it_is_ready(tiny_
         assert not app.running
         release.set()
         await settle(pilot)
-        assert "completed" in text_of(app, "#run-status")
+        assert "completed" in screen_text(app, "#run-status")
     assert json.loads(next(out.rglob("summary.json")).read_text())["status"] == "completed"
 
 
@@ -321,22 +314,6 @@ def test_sigterm_mid_run_ends_the_app_and_saves_the_run(terminal_app):
 # --- damaged run folders in the Runs view -----------------------------------------------------
 
 
-def damaged_history(out: Path) -> None:
-    """One sound run and three damaged ones, as a hostile tester left them."""
-    from fcn_tui.config import Config
-    from tests.test_study import write_run_folder
-
-    write_run_folder(out / "20260101-000000-good", Config(name="good"), "completed", val_acc=0.8, epochs=2)
-    for name, change in (("bytes", None), ("best-x", {"best_val_acc": "x"}), ("wall-nan", {"wall_s": float("nan")})):
-        folder = out / f"20260101-00000{len(name)}-{name}"
-        write_run_folder(folder, Config(name=name), "completed", val_acc=0.7, epochs=2)
-        if change is None:
-            (folder / "metrics.csv").write_bytes(bytes(range(128, 256)))
-        else:
-            summary = json.loads((folder / "summary.json").read_text())
-            (folder / "summary.json").write_text(json.dumps({**summary, **change}))  # NaN is written as NaN
-
-
 async def test_damaged_run_folders_are_listed_and_every_runs_action_still_works(tiny_preset, tmp_path):
     out = tmp_path / "runs"
     damaged_history(out)
@@ -351,16 +328,13 @@ async def test_damaged_run_folders_are_listed_and_every_runs_action_still_works(
         for _ in range(8):  # every sort column, both ways
             await pilot.press("s")
             await pilot.press("r")
-        await pilot.press("c")  # the comparison table
-        await settle(pilot)
+        await press(pilot, "c")  # the comparison table
         assert isinstance(app.screen, TableDialog)
         await pilot.press("escape")
-        await pilot.press("ctrl+e")  # export through the dialog
-        await settle(pilot)
+        await press(pilot, "ctrl+e")  # export through the dialog
         field = app.screen.query_one("#path-input", Input)
         field.value = str(tmp_path / "all.csv")
-        await pilot.press("enter")
-        await settle(pilot)
+        await press(pilot, "enter")
         assert app.is_running
     assert app.exit_status == 0
     rows = (tmp_path / "all.csv").read_text().splitlines()
@@ -394,7 +368,6 @@ async def test_ctrl_x_while_the_data_loads_cancels_a_start_asked_for_a_moment_be
         assert not app.running
         assert any("the start is cancelled" in m for m in messages), messages
         assert not any("no run is going" in m or "starting the run" in m for m in messages), messages
-        await pilot.press("ctrl+r")  # a start now trains as usual
-        await settle(pilot)
+        await press(pilot, "ctrl+r")  # a start now trains as usual
         await until(pilot, lambda: not app.running)
     assert [json.loads(p.read_text())["status"] for p in out.rglob("summary.json")] == ["completed"]

@@ -12,7 +12,7 @@ import pytest
 
 from fcn_tui.data import LABELS_MAGIC, DataError, load_fashion_mnist
 from fcn_tui.data import unreachable as real_unreachable  # conftest fakes it for every test: keep the real one
-from tests.conftest import make_synthetic_dataset
+from tests.helpers import make_synthetic_dataset
 
 INFLATED = 100 * 2**20  # what each bomb inflates to; the loader must never hold it
 

@@ -20,9 +20,8 @@ from fcn_tui.config import load_preset
 from fcn_tui.studies.store import JOURNAL, StudyStore
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import ConfirmDialog
-from fcn_tui.tui.scripted import ScriptedBackend
-from tests.conftest import TINY_PRESET
-from tests.test_tui import settle, until
+from tests.helpers import TINY_PRESET, press, settle, until
+from tests.scripted import ScriptedBackend
 
 SIZE = (100, 32)
 
@@ -50,11 +49,9 @@ def app_on(out: Path, tmp_path: Path) -> FcnApp:
 
 
 async def export_to(pilot, path: str) -> None:
-    await pilot.press("ctrl+e")  # the export dialog, its path field focused
-    await settle(pilot)
+    await press(pilot, "ctrl+e")  # the export dialog, its path field focused
     pilot.app.screen.query_one("#path-input", Input).value = path
-    await pilot.press("enter")
-    await settle(pilot)
+    await press(pilot, "enter")
 
 
 async def test_export_from_the_app_never_replaces_a_study_or_its_runs(study_out, tmp_path):
@@ -82,11 +79,9 @@ async def test_export_from_the_app_asks_before_replacing_another_file(study_out,
         await settle(pilot)
         await export_to(pilot, str(notes))
         assert isinstance(app.screen, ConfirmDialog)  # "notes.csv exists. Replace it?"
-        await pilot.press("n")
-        await settle(pilot)
+        await press(pilot, "n")
         assert notes.read_text() == "my own table\n"  # no: left as it was
         await export_to(pilot, str(notes))
-        await pilot.press("y")
-        await settle(pilot)
+        await press(pilot, "y")
         await until(pilot, lambda: "wrote 2 rows" in toasts(app))
     assert notes.read_text().startswith("run_id,name,status")

@@ -23,8 +23,7 @@ from typer.testing import CliRunner
 from fcn_tui.cli import app
 from fcn_tui.config import Config
 from fcn_tui.runs import RunRecorder, RunWriteError, find_runs, read_run
-from tests.conftest import TINY_PRESET
-from tests.test_study import write_run_folder
+from tests.helpers import TINY_PRESET, write_run_folder
 
 runner = CliRunner()
 GOOD, BAD = "20260101-000000-good", "20260101-000001-bad"
@@ -149,7 +148,7 @@ def test_a_summary_value_of_the_wrong_type_is_left_out_by_every_table(tmp_path, 
 
 async def test_the_runs_tab_lists_damaged_runs_sorts_them_and_exports(tmp_path):
     from fcn_tui.tui.app import FcnApp
-    from fcn_tui.tui.scripted import ScriptedBackend
+    from tests.scripted import ScriptedBackend
 
     out = history(tmp_path)
     damage(out, "metrics-random-bytes")

@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 
 from fcn_tui.cli import app
 from fcn_tui.config import Config, load_preset, parse_overrides
-from tests.conftest import TINY_PRESET
-from tests.test_hardening_input import assert_bad_input, run_cli
+from tests.helpers import TINY_PRESET, assert_bad_input, run_cli
 
 runner = CliRunner()
 ONE_EPOCH = TINY_PRESET.replace("epochs = 2", "epochs = 1").replace("hidden = [32]", "hidden = [8]")

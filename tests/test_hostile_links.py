@@ -20,7 +20,7 @@ from fcn_tui import events as ev
 from fcn_tui.cli import app
 from fcn_tui.config import Config, load_preset
 from fcn_tui.runs import RunRecorder, RunWriteError, record_run
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 runner = CliRunner()
 RUN_FILES = ("summary.json", "metrics.csv", "model.pt", "predictions.npz", "confusion.csv", "config.toml")

@@ -14,9 +14,8 @@ from fcn_tui.config import load_preset
 from fcn_tui.runs import read_run
 from fcn_tui.studies import runner
 from fcn_tui.studies.store import JOURNAL, StudyStore
-from fcn_tui.tui.scripted import ScriptedBackend
-from tests.conftest import TINY_PRESET
-from tests.test_studies import grid, stop_in_run
+from tests.helpers import TINY_PRESET, grid, stop_in_run
+from tests.scripted import ScriptedBackend
 
 cli = CliRunner()
 

@@ -20,8 +20,8 @@ from fcn_tui.config import preset_from_text
 from fcn_tui.errors import StorageLost, StudyError, StudyNotFound
 from fcn_tui.studies import runner, workers
 from fcn_tui.studies.store import JOURNAL, StudyStore, claimant_alive, process_paused
-from fcn_tui.tui.scripted import ScriptedBackend
-from tests.test_workers import WAIT_S, fcn_tui, finish
+from tests.helpers import WAIT_S, fcn_tui, finish
+from tests.scripted import ScriptedBackend
 
 cli = CliRunner()
 

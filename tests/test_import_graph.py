@@ -5,7 +5,9 @@
 - the light leaf modules (errors, dataset facts, formatting, file I/O) stay light;
 - Optuna is imported only by the study store;
 - no exception is matched by the name of its class: the classes live in `fcn_tui.errors`, so
-  they can be caught by type.
+  they can be caught by type;
+- no test module imports another test module (nor conftest.py): what tests share lives in the
+  helper modules (`tests/helpers.py`, `tests/scripted.py`, `tests/runs_history.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "fcn_tui"
+TESTS = Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "fcn_tui"
 # The only file that may import optuna, at any depth: the runner and the figures go through the store.
 OPTUNA_FILES = {"fcn_tui/studies/store.py"}
 # Leaf modules: the standard library and these fcn_tui modules only, so anything may import them.
@@ -160,3 +163,40 @@ def test_no_exception_is_matched_by_its_class_name():
                                                      for side in (node.left, *node.comparators)):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == []
+
+
+def imported_test_modules(source: str) -> set[str]:
+    """The test modules and conftest.py that `source` (a file under tests/) imports, at any depth:
+    `from tests.test_tui import settle`, `from tests import test_tui`, `import tests.conftest`,
+    `from .test_tui import settle`, `import test_tui`."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = ".".join(["tests"] * bool(node.level) + [node.module or ""]).strip(".")
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        inside = parts[1:] if parts[0] == "tests" else parts if (TESTS / f"{parts[0]}.py").exists() else []
+        if inside and (inside[0].startswith("test_") or inside[0] == "conftest"):
+            found.add(inside[0])
+    return found
+
+
+def test_no_test_module_imports_another_test_module():
+    """A test module that imports another ties the two together (and runs the other's imports and
+    module code); shared helpers belong in the helper modules, fixtures in conftest.py."""
+    offenders = {path.name: sorted(found) for path in sorted(TESTS.glob("*.py"))
+                 if (found := imported_test_modules(path.read_text(encoding="utf-8")))}
+    assert offenders == {}
+
+
+def test_the_test_import_finder_finds_each_spelling():
+    source = ("from tests.test_tui import settle\nfrom tests import test_charts, helpers\nimport tests.conftest\n"
+              "from .test_study import write_run_folder\nimport test_cli\nfrom tests.helpers import press\n"
+              "def f():\n    from tests.test_workers import finish\n")
+    assert imported_test_modules(source) == {"test_tui", "test_charts", "conftest", "test_study", "test_cli",
+                                             "test_workers"}

@@ -28,9 +28,9 @@ from fcn_tui.runs import confusion_csv, find_runs, read_confusion, record_run
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.confusion import ConfusionView
 from fcn_tui.tui.mistakes import MistakesScreen
-from fcn_tui.tui.scripted import ScriptedBackend, scripted_test_set
 from fcn_tui.tui.weights_view import WeightsScreen
-from tests.test_tui import settle
+from tests.helpers import damaged_history, press, settle
+from tests.scripted import ScriptedBackend, scripted_test_set
 
 SIZE = (100, 32)  # three 28x28 tiles a row, one row a page
 
@@ -124,8 +124,7 @@ def scripted_app(tiny_preset: Path, out: Path) -> FcnApp:
 async def train(pilot) -> Path:
     """Start the scripted run, wait for it to end; its folder."""
     await settle(pilot)
-    await pilot.press("ctrl+r")
-    await settle(pilot)
+    await press(pilot, "ctrl+r")
     return find_runs(pilot.app.out)[0].path
 
 
@@ -154,8 +153,7 @@ async def test_enter_on_a_confusion_cell_pages_through_its_images_most_confident
         assert "cell: true Dress → predicted Coat: 20" in plain(view.content)  # the most confused pair first
         await pilot.press("down", "down", "down", "left", "left", "left", "left")  # to true Shirt, predicted T-shirt
         assert "cell: true Shirt → predicted T-shirt/top: 9" in plain(view.content)
-        await pilot.press("enter")
-        await settle(pilot)
+        await press(pilot, "enter")
         screen = app.screen
         assert isinstance(screen, MistakesScreen)
         assert title(screen) == "true Shirt → predicted T-shirt/top · 9 wrong, most confident first · page 1/3"
@@ -200,14 +198,12 @@ async def test_a_run_without_or_with_a_damaged_predictions_file_says_so_and_the_
         (run_dir / PREDICTIONS).unlink()  # as a run made before predictions were saved
         await pilot.press("f4", "m")  # the highlighted run's test matrix, from Runs
         assert app.query_one("#tabs").active == "confusion"
-        await pilot.press("enter")
-        await settle(pilot)
+        await press(pilot, "enter")
         assert title(app.screen).startswith("true Dress → predicted Coat")
         assert NO_PREDICTIONS in plain(app.screen.grid.render())
         await pilot.press("escape")
         (run_dir / PREDICTIONS).write_bytes(b"PK\x03\x04 truncated")
-        await pilot.press("enter")
-        await settle(pilot)
+        await press(pilot, "enter")
         assert "predictions.npz is damaged or not ours" in plain(app.screen.grid.render())
         await pilot.press("f4")  # F1-F4 leave the page for the tab
         assert app.screen is app.screen_stack[0] and app.query_one("#tabs").active == "runs"
@@ -233,13 +229,11 @@ async def test_w_shows_the_first_layers_weights_as_one_image_per_unit(tiny_prese
     app = scripted_app(tiny_preset, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         run_dir = await train(pilot)
-        await pilot.press("f4", "w")  # the highlighted run has no model yet (the scripted run saves none)
-        await settle(pilot)
+        await press(pilot, "f4", "w")  # the highlighted run has no model yet (the scripted run saves none)
         assert "this run has no model.pt" in plain(app.screen.grid.render())
         await pilot.press("escape")
         write_model(run_dir)
-        await pilot.press("w")
-        await settle(pilot)
+        await press(pilot, "w")
         screen = app.screen
         assert isinstance(screen, WeightsScreen)
         assert "first-layer weights of tiny" in title(screen) and "3 units" in title(screen)
@@ -248,15 +242,12 @@ async def test_w_shows_the_first_layers_weights_as_one_image_per_unit(tiny_prese
         assert (top[:14] == 255).all() and (top[14:] == 128).all()  # white: positive; mid-grey: zero
         assert (bottom[14:] == 0).all()  # black: negative
         assert diagonal[5, 5] == 255 and diagonal[5, 6] == 128
-        await pilot.press("escape", "f3", "w")  # the run whose matrix is shown: the current one
-        await settle(pilot)
+        await press(pilot, "escape", "f3", "w")  # the run whose matrix is shown: the current one
         assert isinstance(app.screen, WeightsScreen) and len(app.screen.grid.tiles) == 3
     assert loaded_on and threading.main_thread() not in loaded_on  # torch never on the UI thread
 
 
 async def test_m_and_w_on_every_row_of_a_damaged_history_are_messages_never_errors(tiny_preset, tmp_path):
-    from tests.test_hostile_app import damaged_history
-
     out = tmp_path / "runs"
     damaged_history(out)
     good = out / "20260101-000000-good"
@@ -271,15 +262,12 @@ async def test_m_and_w_on_every_row_of_a_damaged_history_are_messages_never_erro
         table = app.query_one("#runs-table")
         for row in range(table.row_count):
             table.move_cursor(row=row)
-            await pilot.press("w")
-            await settle(pilot)
+            await press(pilot, "w")
             problem = plain(app.screen.grid.render())
             assert "model.pt is damaged or not ours" in problem or "this run has no model.pt" in problem
-            await pilot.press("escape", "m")  # only the good run has a test matrix
-            await settle(pilot)
+            await press(pilot, "escape", "m")  # only the good run has a test matrix
             if app.query_one("#tabs").active == "confusion":
-                await pilot.press("enter")
-                await settle(pilot)
+                await press(pilot, "enter")
                 assert NO_PREDICTIONS in plain(app.screen.grid.render())
                 await pilot.press("f4")
         assert told == ["it has no test matrix: it was not tested (it failed, or is still running)"] * 3

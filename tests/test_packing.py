@@ -22,7 +22,7 @@ from fcn_tui.config import load_preset
 from fcn_tui.runs import CHECKPOINT, read_metrics, read_run
 from fcn_tui.studies import runner
 from fcn_tui.studies.store import StudyStore
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
 cli = CliRunner()

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from fcn_tui.cli import app
 from fcn_tui.runs import read_metrics, read_run
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 runner = CliRunner()
 

@@ -25,7 +25,7 @@ from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.runs import CHECKPOINT, read_metrics, read_run
 from fcn_tui.studies import runner
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 cli = CliRunner()
 START_S = 120  # a child's torch import and data load, on a busy machine

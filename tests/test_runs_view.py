@@ -14,9 +14,9 @@ from fcn_tui.rundiff import best_epoch, settings_diff
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import TableDialog
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.helpers import rendered, settle, until
 from tests.runs_history import history, write_run
-from tests.test_tui import rendered, settle, until
+from tests.scripted import ScriptedBackend
 
 SIZE = (80, 24)
 
@@ -165,7 +165,6 @@ def test_a_swept_seed_adds_the_mean_over_seeds_under_the_runs(tmp_path):
 
     from fcn_tui.config import preset_from_text
     from fcn_tui.tables import app_comparison
-    from tests.runs_history import write_run
 
     preset = preset_from_text('name = "seeds"\n[sweep]\n"optim.lr" = [0.001, 0.0003]\n"train.seed" = [0, 1]\n', "s.toml")
     for i, config in enumerate(preset.runs()):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from fcn_tui.tui.app import FcnApp
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.helpers import SNAPSHOT_SIZES, settle_for_snapshot
 from tests.runs_history import history
-from tests.test_tui_snapshots import SIZES, settle
+from tests.scripted import ScriptedBackend
 
 
 @pytest.fixture
@@ -23,18 +23,18 @@ def app(tmp_path, monkeypatch) -> FcnApp:
     return FcnApp(out=Path("runs"), backend_factory=ScriptedBackend)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_runs_view_with_several_runs(snap_compare, app, size):
     # F4: the Runs tab; down to the run trained on a subset, whose detail line says so
-    assert snap_compare(app, terminal_size=size, run_before=settle, press=["f4", "down", "down"])
+    assert snap_compare(app, terminal_size=size, run_before=settle_for_snapshot, press=["f4", "down", "down"])
 
 
 def test_runs_view_diff_of_two_picked_runs(snap_compare, app):
     # sort by best val (best first), pick the two best, diff them
     keys = ["f4", "s", "s", "s", "space", "down", "space", "d"]
-    assert snap_compare(app, terminal_size=(80, 24), run_before=settle, press=keys)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle_for_snapshot, press=keys)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_runs_view_comparison_table(snap_compare, app, size):
-    assert snap_compare(app, terminal_size=size, run_before=settle, press=["f4", "c"])
+    assert snap_compare(app, terminal_size=size, run_before=settle_for_snapshot, press=["f4", "c"])

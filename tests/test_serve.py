@@ -29,7 +29,7 @@ import pytest
 
 from fcn_tui.runs import read_metrics
 from fcn_tui.serve import ServeError, app_argv, check_host, is_loopback, refusal
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals and /proc")
 
@@ -394,7 +394,7 @@ def test_a_busy_port_is_one_clear_error(tmp_path):
 
 async def test_a_confined_app_opens_saves_and_exports_only_inside_out(tmp_path, tiny_preset):
     from fcn_tui.tui.app import FcnApp
-    from fcn_tui.tui.scripted import ScriptedBackend
+    from tests.scripted import ScriptedBackend
 
     out = tmp_path / "out"
     (out / "presets").mkdir(parents=True)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from fcn_tui.cli import app
 from fcn_tui.runs import read_metrics, read_run
 from fcn_tui.signals import StopOnSignals
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

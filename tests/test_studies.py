@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fcn_tui import events as ev
 from fcn_tui.cli import app
 from fcn_tui.config import load_preset
 from fcn_tui.errors import StudyError
@@ -18,8 +17,8 @@ from fcn_tui.rundiff import short_setting
 from fcn_tui.runs import read_run
 from fcn_tui.studies import runner
 from fcn_tui.studies.store import StudyStore
-from fcn_tui.tui.scripted import ScriptedBackend
-from tests.conftest import TINY_PRESET
+from tests.helpers import TINY_PRESET, grid, rendered, stop_in_run, until
+from tests.scripted import ScriptedBackend
 
 cli = CliRunner()
 
@@ -92,22 +91,6 @@ def test_a_search_samples_the_same_trials_again_from_the_same_seed(tmp_path):
     assert names[0] == names[1] and len(set(names[0])) == 4
     # each trial is named by what was sampled for it, as grid runs are: `optim.lr=0.0123,optim.name=sgd`
     assert all(re.fullmatch(r"optim\.lr=[0-9.e-]+,optim\.name=(sgd|adam)", name) for name in names[0]), names[0]
-
-
-def grid(tmp_path: Path, epochs: int = 3) -> Path:
-    path = tmp_path / "grid.toml"
-    path.write_text(TINY_PRESET.replace("epochs = 2", f"epochs = {epochs}") + "\n[sweep]\n'optim.lr' = [0.01, 0.02]\n")
-    return path
-
-
-def stop_in_run(preset_path: Path, out: Path, run: int) -> Path:
-    """Train the study with the scripted engine and stop it during run `run`."""
-    stop = threading.Event()
-    for event in runner.run_study(load_preset(preset_path), ScriptedBackend(), stop.is_set, runner.RunOptions(out=out)):
-        if isinstance(event, runner.Trained) and isinstance(event.event, ev.EpochEnded) and event.position == run:
-            stop.set()
-    (study,) = [p for p in out.iterdir() if not p.is_symlink()]
-    return study
 
 
 def test_resume_never_continues_a_study_reached_through_a_link(tmp_path):
@@ -232,7 +215,6 @@ async def test_the_study_tab_shows_a_study_trained_elsewhere_live(tmp_path):
 
     from fcn_tui.tui.app import FcnApp
     from fcn_tui.tui.study_view import StudyChart
-    from tests.test_tui import until
 
     out = tmp_path / "out"
     study = stop_in_run(grid(tmp_path), out, run=2)  # run 1 completed, run 2 stopped
@@ -307,7 +289,6 @@ async def test_the_study_tab_reads_well_at_80x24_for_a_search(tmp_path):
 
     from fcn_tui.tui.app import FcnApp
     from fcn_tui.tui.study_view import StudyChart
-    from tests.test_tui import rendered, until
 
     preset = tmp_path / "search.toml"
     preset.write_text(SEARCH.replace('name = "tiny"', 'name = "search,train.epochs=3,data.subset=5000,optim"')

@@ -1,9 +1,7 @@
 """Study results: sweep expansion, grouping over seeds, the pivot, results.csv and results.md."""
 
 import csv
-import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -11,18 +9,7 @@ import pytest
 from fcn_tui.config import Config, config_to_toml, load_preset, preset_from_text
 from fcn_tui.runs import RunRecord, find_runs, read_run
 from fcn_tui.study import RESULT_COLUMNS, compare, mean_std, results_markdown, write_results
-
-# The columns the issue asks for, spelled out: a change to RESULT_COLUMNS must be deliberate.
-EXPECTED_HEADER = [
-    "run_id", "name", "status",
-    "model.hidden", "model.activation", "model.dropout", "model.batchnorm", "model.init", "model.init_std",
-    "optim.name", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.schedule",
-    "train.epochs", "train.batch_size", "train.seed", "train.val_fraction", "train.device",
-    "train.label_smoothing", "train.amp", "train.compile",
-    "data.normalize", "data.subset", "data.augment",
-    "epochs_completed", "train_loss", "val_loss", "val_acc", "best_val_acc", "test_acc",
-    "wall_s", "samples_per_s", "device",
-]
+from tests.helpers import EXPECTED_HEADER, dead_pid, write_run_folder
 
 SWEEP_2x3 = """
 name = "grid"
@@ -125,26 +112,6 @@ def test_one_row_per_run_sorted_by_validation_accuracy_with_statuses_last(tmp_pa
         "| 0.0 | completed | 85.00 | 85.00 | 84.00 | 3 | 10.0 |",
         "| 0.2 | stopped | stopped | stopped | stopped | 3 | 10.0 |",
     ]
-
-
-def dead_pid() -> int:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    return pid
-
-
-def write_run_folder(folder, config, status, val_acc=None, epochs=0, pid=None):
-    """A run folder as the recorder leaves it, optionally interrupted (status `running`)."""
-    folder.mkdir(parents=True)
-    (folder / "config.toml").write_text(config_to_toml(config))
-    lines = ["epoch,train_loss,train_acc,val_loss,val_acc,lr,epoch_s"]
-    lines += [f"{e},0.5,0.8,0.6,{val_acc},0.001,1.0" for e in range(1, epochs + 1)]
-    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
-    summary = {"name": config.name, "status": status, "epochs_completed": epochs, "val_acc": val_acc,
-               "best_val_acc": val_acc, "test_acc": val_acc, "wall_s": 5.0, "pid": pid, "host": os.uname().nodename}
-    (folder / "summary.json").write_text(json.dumps(summary))
 
 
 def test_results_csv_has_the_issue_columns_and_incomplete_runs_by_status(tmp_path):

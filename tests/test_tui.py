@@ -20,7 +20,8 @@ from fcn_tui.config import load_preset
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import ConfirmDialog, TableDialog
-from fcn_tui.tui.scripted import ScriptedBackend
+from tests.helpers import press, rendered, screen_text, settle, type_into, until
+from tests.scripted import ScriptedBackend
 
 SIZE = (100, 32)
 
@@ -35,39 +36,8 @@ def scripted_app(tiny_preset: Path, out: Path) -> FcnApp:
     return FcnApp(preset=load_preset(tiny_preset), out=out, backend_factory=ScriptedBackend)
 
 
-async def settle(pilot) -> None:
-    """Let every worker finish and every message it posted be handled."""
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-
-
-async def until(pilot, condition, tries: int = 400) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the app never reached the expected state")
-
-
-def screen_text(app: FcnApp, selector: str) -> str:
-    return str(app.query_one(selector).render())
-
-
 def summaries(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(out.rglob("summary.json"))]
-
-
-async def type_into(pilot, selector: str, text: str) -> None:
-    """Focus a field, clear it and type `text` key by key."""
-    field = pilot.app.query_one(selector)
-    field.focus()
-    await pilot.pause()
-    field.action_end()
-    for _ in range(len(field.value)):
-        await pilot.press("backspace")
-    await pilot.press(*text)
-    await pilot.pause()
 
 
 async def test_invalid_value_is_marked_and_disables_start(tiny_preset, tmp_path):
@@ -80,8 +50,7 @@ async def test_invalid_value_is_marked_and_disables_start(tiny_preset, tmp_path)
         await type_into(pilot, "#f-optim-lr", "-1")
         assert "must be > 0" in screen_text(app, "#e-optim-lr")
         assert start.disabled
-        await pilot.press("ctrl+r")  # the key does not get past the form either
-        await settle(pilot)
+        await press(pilot, "ctrl+r")  # the key does not get past the form either
         assert not out.exists()
         await type_into(pilot, "#f-model-hidden", "32,x")
         assert "400,400" in screen_text(app, "#e-model-hidden")
@@ -99,9 +68,7 @@ async def test_one_epoch_run_updates_every_view_and_writes_the_run(tiny_preset, 
     app = tiny_app(tiny_preset, synthetic_data_dir, out)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("ctrl+r")
-        await settle(pilot)
-        status = screen_text(app, "#run-status")
+        status = await press(pilot, "ctrl+r")
         assert "completed" in status and "tiny" in status
         assert app.loss_chart.epochs == [1] and len(app.loss_chart.batch_y) >= 1
         summary = summaries(out)[0]
@@ -127,9 +94,7 @@ async def test_stop_mid_run_saves_it_as_stopped(tiny_preset, synthetic_data_dir,
         await pilot.press("ctrl+r")
         await until(pilot, lambda: app.acc_chart.epochs)
         await pilot.press("ctrl+r")  # a second run cannot start while one is going
-        await pilot.press("ctrl+x")
-        await settle(pilot)
-        assert "stopped" in screen_text(app, "#run-status")
+        assert "stopped" in await press(pilot, "ctrl+x")
         assert len(list(out.iterdir())) == 1
         assert not app.query_one("#start").disabled
     summary = summaries(out)[0]
@@ -150,8 +115,7 @@ async def test_quitting_mid_run_asks_then_saves_the_run_as_stopped(tiny_preset, 
         await pilot.press("ctrl+q")  # pressed again: still one question
         await pilot.pause()
         assert len(app.screen_stack) == 2
-        await pilot.press("y")
-        await settle(pilot)
+        await press(pilot, "y")
     assert summaries(out)[0]["status"] == "stopped"
 
 
@@ -246,8 +210,7 @@ async def test_a_sweep_runs_as_a_queue_and_its_table_is_in_runs(tiny_preset, syn
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert "2 runs" in screen_text(app, "#sweep-info")
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         await pilot.press("f4")
         table = app.query_one("#runs-table")
         assert table.row_count == 2
@@ -268,9 +231,7 @@ async def test_a_failing_run_shows_its_error(tiny_preset, synthetic_data_dir, tm
     app = tiny_app(tiny_preset, synthetic_data_dir, out)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("ctrl+r")
-        await settle(pilot)
-        status = screen_text(app, "#run-status")
+        status = await press(pilot, "ctrl+r")
         assert "failed" in status and "optimizer exploded" in status
     summary = summaries(out)[0]
     assert summary["status"] == "failed" and "optimizer exploded" in summary["error"]
@@ -284,9 +245,7 @@ async def test_a_crash_outside_the_engine_is_shown_and_the_run_marked_failed(tmp
                  backend_factory=lambda: ScriptedBackend(fail_at_epoch=2))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("ctrl+r")
-        await settle(pilot)
-        assert "scripted failure in epoch 2" in screen_text(app, "#run-status")
+        assert "scripted failure in epoch 2" in await press(pilot, "ctrl+r")
         assert not app.running
     assert summaries(out)[0]["status"] == "failed"
 
@@ -299,8 +258,7 @@ async def test_missing_data_is_a_message_not_a_crash(tiny_preset, tmp_path):
         await settle(pilot)
         assert "is a file" in screen_text(app, "#data-status")
         assert app.query_one("#start").disabled
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         assert not (tmp_path / "runs").exists()
 
 
@@ -308,8 +266,7 @@ async def test_resizing_down_to_60x20_and_back_on_every_tab(tiny_preset, tmp_pat
     app = scripted_app(tiny_preset, tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         for tab in ("f1", "f2", "f3", "f4"):
             await pilot.press(tab)
             for size in ((60, 20), (40, 12), (80, 24), (160, 50)):
@@ -361,8 +318,7 @@ async def test_export_the_runs_table_to_csv(tiny_preset, synthetic_data_dir, tmp
     app = tiny_app(tiny_preset, synthetic_data_dir, out)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         await pilot.press("f4", "e")
         app.screen.query_one("#path-input").value = str(tmp_path / "table.csv")
         await pilot.press("enter")
@@ -386,14 +342,6 @@ def test_opening_the_app_module_does_not_import_torch():
     assert out.strip() == "False"
 
 
-def rendered(widget) -> str:
-    """The text a widget draws on the screen, line by line."""
-    from textual.geometry import Region
-
-    lines = widget.render_lines(Region(0, 0, widget.size.width, widget.size.height))
-    return "\n".join(line.text for line in lines)
-
-
 async def test_ctrl_e_exports_from_the_setup_form_and_dialogs_keep_their_keys(tiny_preset, tmp_path):
     app = scripted_app(tiny_preset, tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -402,8 +350,7 @@ async def test_ctrl_e_exports_from_the_setup_form_and_dialogs_keep_their_keys(ti
         await pilot.press("ctrl+e")
         await pilot.pause()
         assert app.screen.query_one("#path-input").value.endswith("runs.csv")
-        await pilot.press("ctrl+r", "ctrl+o")  # app keys do nothing while a dialog is open
-        await settle(pilot)
+        await press(pilot, "ctrl+r", "ctrl+o")  # app keys do nothing while a dialog is open
         assert not app.running and not (tmp_path / "runs").exists()
         assert len(app.screen_stack) == 2
         await pilot.press("escape")
@@ -435,12 +382,10 @@ async def test_a_run_started_from_the_app_is_named_after_what_the_form_changed(t
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await type_into(pilot, "#f-train-epochs", "1")
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         await until(pilot, lambda: not app.running)
         await type_into(pilot, "#f-name", "mine")
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         await until(pilot, lambda: not app.running)
     assert sorted(r.name for r in find_runs(out)) == ["mine", "tiny,train.epochs=1"]
 
@@ -451,8 +396,7 @@ async def test_runs_with_the_same_name_are_told_apart(tiny_preset, tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         for _ in range(2):
-            await pilot.press("ctrl+r")
-            await settle(pilot)
+            await press(pilot, "ctrl+r")
             await until(pilot, lambda: not app.running)
         await settle(pilot)
         await pilot.press("f4")
@@ -472,8 +416,7 @@ async def test_the_comparison_table_is_not_cut_at_80_columns(tiny_preset, tmp_pa
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         assert screen_text(app, "#e-model-dropout") == "swept: 0.0, 0.5"  # shown at the field
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         await pilot.press("f4", "c")
         await pilot.pause()
         assert isinstance(app.screen, TableDialog)
@@ -489,8 +432,7 @@ async def test_the_first_epoch_is_visible_on_the_charts(tiny_preset, tmp_path):
     app = scripted_app(tiny_preset, tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+r")
         chart = rendered(app.acc_chart)
         legend = screen_text(app, "#chart-legend")
     # a + (train) and an x (val) point from the first epoch on, and a legend that needs no

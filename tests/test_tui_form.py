@@ -15,8 +15,8 @@ from fcn_tui.config import Config, Preset, all_keys, config_to_toml, load_preset
 from fcn_tui.runs import find_runs
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.form import FIELDS, field_id
-from fcn_tui.tui.scripted import ScriptedBackend
-from tests.test_tui import screen_text, settle, type_into
+from tests.helpers import press, rendered, screen_text, settle, type_into
+from tests.scripted import ScriptedBackend
 
 SIZE = (80, 24)  # the smallest terminal the app is made for
 
@@ -106,8 +106,7 @@ async def test_label_smoothing_and_a_cosine_schedule_set_in_the_form_reach_the_r
         await pilot.press("ctrl+r")  # refused: the section opens on the field to correct
         assert not advanced.collapsed and app.focused.id == "f-train-label-smoothing"
         assert not out.exists()
-        await pilot.press("ctrl+a", "ctrl+k", *"0.1", "ctrl+r")
-        await settle(pilot)
+        await press(pilot, "ctrl+a", "ctrl+k", *"0.1", "ctrl+r")
     [run] = find_runs(out)
     config = load_preset(run.path / "config.toml").config
     assert config.optim.schedule == "cosine" and config.train.label_smoothing == 0.1
@@ -147,8 +146,6 @@ async def test_every_kind_of_field_shows_a_focus_ring(tmp_path):
 
 
 async def test_the_device_shows_its_whole_value_at_80x24_with_the_advanced_section_open(tmp_path):
-    from tests.test_tui import rendered
-
     app = FcnApp(preset=Preset(Config()), out=tmp_path / "runs", backend_factory=ScriptedBackend)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

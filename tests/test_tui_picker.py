@@ -14,8 +14,8 @@ from fcn_tui.config import Config, config_to_toml, load_preset
 from fcn_tui.tui.app import FcnApp
 from fcn_tui.tui.dialogs import ConfirmDialog
 from fcn_tui.tui.picker import FilePicker, PresetTree
-from fcn_tui.tui.scripted import ScriptedBackend
-from tests.test_tui import settle, until
+from tests.helpers import settle, until
+from tests.scripted import ScriptedBackend
 
 SIZE = (80, 24)
 WIDE = Config().with_values({"name": "wide", "model.hidden": [64, 64], "optim.schedule": "cosine"})

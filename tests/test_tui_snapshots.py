@@ -15,11 +15,9 @@ from textual.widgets import Input
 
 from fcn_tui.config import Config, Preset
 from fcn_tui.tui.app import FcnApp
-from fcn_tui.tui.scripted import ScriptedBackend
 from fcn_tui.tui.sysinfo import MIB, Sample, SystemMonitor
-from tests.test_charts import earlier_runs
-
-SIZES = [(80, 24), (120, 40)]
+from tests.helpers import SNAPSHOT_SIZES, earlier_runs, settle_for_snapshot
+from tests.scripted import ScriptedBackend
 
 
 @pytest.fixture
@@ -35,44 +33,34 @@ def app(tmp_path, monkeypatch) -> FcnApp:
     return FcnApp(preset=Preset(config), out=Path("runs"), backend_factory=ScriptedBackend)
 
 
-async def settle(pilot) -> None:
-    for _ in range(4):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-    pilot.app.redraw()  # what the twice-a-second timer would draw next: a loaded machine may not have run it yet
-    await pilot.pause()
-    for field in pilot.app.query(Input):
-        field.cursor_blink = False  # a blinking cursor would make screenshots differ
-
-
 async def train(pilot) -> None:
     """Start the scripted run (ctrl+r) and wait until it has finished and Runs is reloaded."""
-    await settle(pilot)
+    await settle_for_snapshot(pilot)
     await pilot.press("ctrl+r")
-    await settle(pilot)
+    await settle_for_snapshot(pilot)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_setup_view(snap_compare, app, size):
-    assert snap_compare(app, terminal_size=size, run_before=settle)
+    assert snap_compare(app, terminal_size=size, run_before=settle_for_snapshot)
 
 
 def test_setup_view_with_invalid_fields(snap_compare, app):
     async def invalid(pilot) -> None:
-        await settle(pilot)
+        await settle_for_snapshot(pilot)
         pilot.app.query_one("#f-optim-lr").value = "0"
         pilot.app.query_one("#f-model-hidden").value = "400,,400"
-        await settle(pilot)
+        await settle_for_snapshot(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=invalid)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_train_view_after_a_run(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=train)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_confusion_view_after_a_run(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=train, press=["f3"])
 
@@ -81,12 +69,12 @@ def test_confusion_view_as_percentages(snap_compare, app):
     assert snap_compare(app, terminal_size=(80, 24), run_before=train, press=["f3", "n", "v"])
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_runs_view_after_a_run(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=train, press=["f4"])
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_train_view_with_two_overlaid_runs(snap_compare, app, size):
     earlier_runs(Path("runs"), Config().with_values({"name": "earlier-adam", "optim.name": "adam", "optim.lr": 0.01,
                                                      "train.epochs": 3}),
@@ -97,7 +85,7 @@ def test_train_view_with_two_overlaid_runs(snap_compare, app, size):
         await pilot.press("f4", "s")  # Runs, sorted by name: the current run, then the two earlier ones
         await pilot.press("down", "space", "down", "space")  # pick both for the charts
         await pilot.press("f2")  # back to Train: both drawn over the current run, labelled apart
-        await settle(pilot)
+        await settle_for_snapshot(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=overlay)
 
@@ -106,10 +94,10 @@ async def show_mistakes(pilot) -> None:
     """The run, then enter on the most confused cell of its test matrix: its images."""
     await train(pilot)
     await pilot.press("f3", "enter")
-    await settle(pilot)
+    await settle_for_snapshot(pilot)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_mistakes_gallery(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=show_mistakes)
 
@@ -127,30 +115,30 @@ async def show_weights(pilot) -> None:
     [run_dir] = Path("runs").iterdir()
     torch.save({"0.weight": first, "0.bias": torch.zeros(12)}, run_dir / "model.pt")
     await pilot.press("f4", "w")
-    await settle(pilot)
+    await settle_for_snapshot(pilot)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_weights_view(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=show_weights)
 
 
 async def advanced_open(pilot) -> None:
     """The advanced section opened, its schedule list focused (the focus ring shows)."""
-    await settle(pilot)
+    await settle_for_snapshot(pilot)
     pilot.app.query_one("#advanced").collapsed = False
     pilot.app.query_one("#f-optim-schedule").focus()
-    await settle(pilot)
+    await settle_for_snapshot(pilot)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_setup_view_with_the_advanced_section_open(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=advanced_open)
 
 
 async def picker_open(pilot) -> None:
     """ctrl+o in a folder of presets, its tree listed."""
-    await settle(pilot)
+    await settle_for_snapshot(pilot)
     work = Path("work")
     (work / "presets" / "archive").mkdir(parents=True)
     for name in ("baseline.toml", "adam.toml"):
@@ -172,6 +160,6 @@ async def picker_open(pilot) -> None:
     pilot.app.screen.query_one(Input).cursor_blink = False
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SNAPSHOT_SIZES)
 def test_preset_file_picker(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=picker_open)

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from fcn_tui.studies.store import StudyStore
+from tests.helpers import WAIT_S, fcn_tui, finish
 
 GRID = """
 name = "grid"
@@ -26,24 +25,6 @@ device = "cpu"
 "optim.name" = ["sgd", "adam"]
 "optim.lr" = [0.01, 0.03, 0.1]
 """
-WAIT_S = 240  # generous: six tiny runs take seconds, but CI machines are slow and shared
-
-
-def fcn_tui(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fcn_tui", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
-
-
-def finish(proc: subprocess.Popen) -> str:
-    try:
-        out, _ = proc.communicate(timeout=WAIT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        pytest.fail(f"fcn-tui did not finish in {WAIT_S}s:\n{out[-3000:]}")
-    return out
-
-
 def assert_each_run_trained_once(store: StudyStore, epochs: int) -> None:
     trials = store.trials()
     assert len(trials) == 6, [t.user_attrs.get("name") for t in trials]  # no duplicate, no extra trial
@@ -189,7 +170,7 @@ def test_a_run_whose_heartbeat_stopped_on_postgresql_is_taken_over(tmp_path, pos
 
     from fcn_tui.config import preset_from_text
     from fcn_tui.studies import runner
-    from fcn_tui.tui.scripted import ScriptedBackend
+    from tests.scripted import ScriptedBackend
 
     preset = preset_from_text(GRID.format(epochs=2), "grid.toml")
     options = runner.RunOptions(out=tmp_path / "out", storage=postgres_url, study_name="lost-machine")

@@ -112,7 +112,8 @@ class FcnApp(App):
         confine: bool = False,
         study: tuple[str | None, str | None] = (None, None),
     ) -> None:
-        """`backend_factory` replaces loading torch and the data (tests pass a scripted one).
+        """`backend_factory` replaces loading torch and the data (tests pass the `ScriptedBackend` of
+        `tests/scripted.py`).
         `confine`: the dialogs accept only paths inside `out` (a served app reaches no other file)."""
         super().__init__()
         self.confine = confine

@@ -1,10 +1,10 @@
 """A scripted backend: a fixed, deterministic event stream without torch or data.
 
-Used by the snapshot tests (so screens do not depend on timing or on a real model) and handy to
-try the interface quickly. `ScriptedBackend(fail_at_epoch=k)` raises inside the stream at epoch
-k, like a crashing engine would. The scripted test set (`test_set()`, numpy images with a bright
-band whose height tells the class) and its predictions agree with the scripted test matrix, so the
-views of a run's mistakes have images to show.
+A test double for `fcn_tui.backend.TorchBackend`, used by the app, study and snapshot tests (so
+screens do not depend on timing or on a real model). `ScriptedBackend(fail_at_epoch=k)` raises
+inside the stream at epoch k, like a crashing engine would. The scripted test set (`test_set()`,
+numpy images with a bright band whose height tells the class) and its predictions agree with the
+scripted test matrix, so the views of a run's mistakes have images to show.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fcn_tui import events as ev
+from fcn_tui.fashion import IMAGE_SIDE, INPUT_FEATURES, NUM_CLASSES
 
 N_TRAIN, N_VAL, N_TEST = 5400, 600, 1000
 STEPS = 4  # batches per epoch in the script
@@ -23,11 +24,11 @@ def scripted_test_set() -> tuple[Any, Any]:
     import numpy as np
 
     rng = np.random.default_rng(2)
-    labels = np.arange(N_TEST, dtype=np.uint8) % 10
-    images = rng.integers(0, 60, (N_TEST, 28, 28))
-    for cls in range(10):
+    labels = np.arange(N_TEST, dtype=np.uint8) % NUM_CLASSES
+    images = rng.integers(0, 60, (N_TEST, IMAGE_SIDE, IMAGE_SIDE))
+    for cls in range(NUM_CLASSES):
         images[labels == cls, 2 + 2 * cls:5 + 2 * cls, 4:24] += 170
-    return images.clip(0, 255).astype(np.uint8).reshape(N_TEST, 784), labels
+    return images.clip(0, 255).astype(np.uint8).reshape(N_TEST, INPUT_FEATURES), labels
 
 
 def scripted_predictions(matrix: list[list[int]]) -> ev.Predictions:
@@ -37,13 +38,13 @@ def scripted_predictions(matrix: list[list[int]]) -> ev.Predictions:
 
     true = scripted_test_set()[1]
     predicted = np.zeros(N_TEST, dtype=np.uint8)
-    probs = np.zeros((N_TEST, 10), dtype=np.float32)
-    for t in range(10):
+    probs = np.zeros((N_TEST, NUM_CLASSES), dtype=np.float32)
+    for t in range(NUM_CLASSES):
         rows = np.flatnonzero(true == t)
-        cells = [p for p in range(10) for _ in range(matrix[t][p])]
+        cells = [p for p in range(NUM_CLASSES) for _ in range(matrix[t][p])]
         for k, (row, p) in enumerate(zip(rows, cells)):
             confidence = 0.4 + 0.55 * ((k * 37) % 100) / 100
-            probs[row] = (1 - confidence) / 9
+            probs[row] = (1 - confidence) / (NUM_CLASSES - 1)
             probs[row, p] = confidence
             predicted[row] = p
     return ev.Predictions(true=true, predicted=predicted, probs=probs.astype(np.float16))
@@ -51,14 +52,14 @@ def scripted_predictions(matrix: list[list[int]]) -> ev.Predictions:
 
 def scripted_confusion(total: int, accuracy: float) -> list[list[int]]:
     """A 10x10 matrix of `total` images, `accuracy` of each class on the diagonal."""
-    matrix = [[0] * 10 for _ in range(10)]
-    for true in range(10):
-        count = total // 10 + (1 if true < total % 10 else 0)
+    matrix = [[0] * NUM_CLASSES for _ in range(NUM_CLASSES)]
+    for true in range(NUM_CLASSES):
+        count = total // NUM_CLASSES + (1 if true < total % NUM_CLASSES else 0)
         right = round(count * accuracy * (1.0 - 0.03 * (true % 4)))
         wrong = count - right
         matrix[true][true] = right
-        matrix[true][(true + 1) % 10] += wrong - wrong // 3
-        matrix[true][(true + 4) % 10] += wrong // 3
+        matrix[true][(true + 1) % NUM_CLASSES] += wrong - wrong // 3
+        matrix[true][(true + 4) % NUM_CLASSES] += wrong // 3
     return matrix
 
 
