@@ -79,6 +79,14 @@ def assert_same_numbers(packed: list, lone: list, tolerance: float = 1e-9) -> No
         assert x == pytest.approx(y, abs=tolerance)
 
 
+def assert_each_as_alone(pack: PackTrainer, events: dict[int, list], configs: dict[int, Config], split) -> None:
+    """Members (by index) whose weights and numbers equal their configs' runs trained alone."""
+    for index, config in configs.items():
+        trainer, lone = alone(config, split)
+        assert max_difference(pack.members[index].model, trainer.model) < 1e-9
+        assert_same_numbers(events[index], lone)
+
+
 @pytest.mark.parametrize("case", ["one shared batch", "own batches (augmentation)", "batch norm"])
 def test_every_member_of_a_pack_equals_the_same_run_trained_alone(split, case):
     common = {"model.batchnorm": True} if case == "batch norm" else {}
@@ -214,10 +222,7 @@ def test_a_run_added_in_a_freed_slot_trains_as_it_would_alone(split):
         if isinstance(event, ev.RunFinished) and index == 0:
             assert pack.can_add(third) and not pack.can_add(third.with_values({"model.hidden": [8]}))
             assert pack.add(Member(third)) == 2
-    for index, config in ((1, second), (2, third)):
-        trainer, lone = alone(config, split)
-        assert max_difference(pack.members[index].model, trainer.model) < 1e-9
-        assert_same_numbers(events[index], lone)
+    assert_each_as_alone(pack, events, {1: second, 2: third}, split)
     assert not pack.can_add(third)  # the pack has ended
 
 
@@ -230,10 +235,7 @@ def test_runs_added_as_the_last_members_leave_still_train_as_they_would_alone(sp
         events.setdefault(index, []).append(event)
         if isinstance(event, ev.RunFinished) and index in (0, 1):  # each slot, as it frees, to a queued run
             assert pack.add(Member((three, four)[index])) == index + 2
-    for index, config in ((2, three), (3, four)):
-        trainer, lone = alone(config, split)
-        assert max_difference(pack.members[index].model, trainer.model) < 1e-9
-        assert_same_numbers(events[index], lone)
+    assert_each_as_alone(pack, events, {2: three, 3: four}, split)
     assert not pack.can_add(three)  # the pack has ended
 
 
