@@ -100,7 +100,8 @@ def warn(message: str) -> None:
 
 
 def load_presets(paths: list[Path], overrides: list[str] | None, device: str | None):
-    from fcn_tui.config import Config, ConfigError, load_preset, parse_overrides
+    from fcn_tui.config import Config, load_preset, parse_overrides
+    from fcn_tui.errors import ConfigError
 
     try:
         values = parse_overrides(overrides or [])
@@ -116,7 +117,8 @@ def seeded(presets: list, seeds: str | None) -> list:
     """The presets with `train.seed` swept over `--seeds` (`0,1,2`), or as they are."""
     if seeds is None:
         return presets
-    from fcn_tui.config import ConfigError, with_seeds
+    from fcn_tui.config import with_seeds
+    from fcn_tui.errors import ConfigError
 
     try:
         values = [int(part) for part in seeds.split(",")]
@@ -213,7 +215,8 @@ CheckpointOption = Annotated[float | None, typer.Option("--checkpoint-every", mi
 
 
 def parse_devices(text: str | None) -> list[str]:
-    from fcn_tui.config import Config, ConfigError
+    from fcn_tui.config import Config
+    from fcn_tui.errors import ConfigError
 
     if text is None:
         return []
@@ -233,7 +236,8 @@ def searched_values(preset):
         return []
     import contextlib
 
-    from fcn_tui.config import ConfigError, format_value
+    from fcn_tui.config import format_value
+    from fcn_tui.errors import ConfigError
 
     out = []
     for config in preset.runs():
@@ -384,7 +388,7 @@ def drive(events, present: StudyPresenter) -> None:
     is thrown back into the runner, which marks that run failed and goes on with the next."""
     from rich.markup import escape
 
-    from fcn_tui.runs import RunWriteError
+    from fcn_tui.errors import RunWriteError
     from fcn_tui.studies.store import StudyError
 
     error: Exception | None = None
@@ -669,7 +673,8 @@ def ui(
     """Open the terminal app: set up an MLP, train it, watch it learn, compare runs and studies."""
     loaded = load_presets([preset], set_, None)[0] if preset else None
     if loaded is None and set_:
-        from fcn_tui.config import Config, ConfigError, Preset, parse_overrides
+        from fcn_tui.config import Config, Preset, parse_overrides
+        from fcn_tui.errors import ConfigError
 
         try:
             loaded = Preset(config=Config().with_overrides(parse_overrides(set_)))
@@ -705,13 +710,15 @@ def serve(
     if preset:
         load_presets([preset], set_, None)
     elif set_:
-        from fcn_tui.config import Config, ConfigError, parse_overrides
+        from fcn_tui.config import Config, parse_overrides
+        from fcn_tui.errors import ConfigError
 
         try:
             Config().with_values(parse_overrides(set_))
         except ConfigError as err:
             raise fail(str(err)) from None
-    from fcn_tui.serve import MAX_TABS, ServeError, check_host
+    from fcn_tui.errors import ServeError
+    from fcn_tui.serve import MAX_TABS, check_host
     from fcn_tui.serve import serve as serve_app
 
     try:
@@ -735,7 +742,8 @@ def export(
     study: StoredStudyOption = None,
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
-    from fcn_tui.export import KeptFileError, NoRunsError, check_export_target, export_csv
+    from fcn_tui.errors import KeptFileError, NoRunsError
+    from fcn_tui.export import check_export_target, export_csv
 
     try:
         check_export_target(csv_file)
@@ -769,7 +777,8 @@ def plot(
 ) -> None:
     """Draw report figures (PNG) of every run under FOLDER: curves, confusion matrices, mistakes, comparisons."""
     check_runs_folder(folder)
-    from fcn_tui.plot import PlotError, plot_folder
+    from fcn_tui.errors import PlotError
+    from fcn_tui.plot import plot_folder
 
     try:
         written = plot_folder(folder, out, warn=warn, data_dir=data_dir)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_tui import events as ev
-from fcn_tui.errors import UnreadableFile
+from fcn_tui.errors import DataError, PlotError, UnreadableFile
 from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
 from fcn_tui.fileio import atomic_write
 from fcn_tui.formatting import setting_label
@@ -38,10 +38,6 @@ DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 K
 FONT_SIZE = 10
 LEGEND_ROWS = 16  # a one-column legend beside the axes up to this many entries, two columns beyond
 MISTAKES_ROWS, MISTAKES_COLS = 3, 6  # 18 images: the worst mistakes, each still large enough to read
-
-
-class PlotError(ValueError):
-    """Nothing to plot (no runs under the folder); the message is one line for the user."""
 
 
 @dataclass
@@ -293,7 +289,7 @@ class LazyTestImages:
 
     def get(self) -> tuple | None:
         if self.loaded is None and not self.problem:
-            from fcn_tui.data import DataError, load_fashion_mnist, resolve_data_dir
+            from fcn_tui.data import load_fashion_mnist, resolve_data_dir
 
             try:
                 data = load_fashion_mnist(resolve_data_dir(self.data_dir), download_missing=False)

@@ -16,12 +16,9 @@ from typing import Any
 
 from rich.text import Text
 
+from fcn_tui.errors import NoTestImages
 from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
 from fcn_tui.tui.tiles import Tile, TileScreen
-
-
-class NoTestImages(RuntimeError):
-    """The test images are not loaded (yet, or at all); the message says which."""
 
 
 class MistakesScreen(TileScreen):
