@@ -430,7 +430,7 @@ class FcnApp(App):
     def on_sweep_written(self, message: SweepWritten) -> None:
         self.last_sweep = message.sweep_dir
         self.notify(f"{message.name}: results.csv and results.md written; press c in Runs for the table",
-                    title="sweep finished", timeout=10)
+                    title=f"{message.kind} finished", timeout=10)
         self.load_runs()
 
     def on_queue_done(self, message: QueueDone) -> None:
