@@ -22,13 +22,13 @@ from rich.table import Table
 from rich.text import Text
 
 from fcn_tui import events as ev
-from fcn_tui.formatting import QUEUED, duration, percent
+from fcn_tui.formatting import QUEUED, duration, percent, seconds
 
 
 def epoch_line(e: ev.EpochEnded) -> str:
     return (
         f"epoch {e.epoch:>3}/{e.epochs}  train loss {e.train_loss:.4f} acc {percent(e.train_acc)}%  "
-        f"val loss {e.val_loss:.4f} acc {percent(e.val_acc)}%  {e.seconds:.1f}s  "
+        f"val loss {e.val_loss:.4f} acc {percent(e.val_acc)}%  {seconds(e.seconds, minutes=False)}  "
         f"{e.samples_per_s:,.0f} samples/s"
     )
 
@@ -134,7 +134,7 @@ class Reporter:
                           (("val", event.val_acc), ("test", event.test_acc)) if value is not None]
             if accuracies:  # a run stopped before its first epoch has no number to show
                 line += ", ".join(accuracies) + ", "
-            line += f"{plural(event.epochs_completed, 'epoch')} in {event.wall_s:.1f}s"
+            line += f"{plural(event.epochs_completed, 'epoch')} in {seconds(event.wall_s, minutes=False)}"
             if event.error:
                 line += f" ({event.error})"
             self.print(escape(line))
@@ -163,7 +163,7 @@ class Reporter:
             table.add_row(
                 Text(r.name), Text(r.status), str(r.get("epochs_completed") or 0), percent(r.get("val_acc")),
                 percent(r.get("best_val_acc")), percent(r.get("test_acc")),
-                f"{r.get('wall_s') or 0:.1f}s",
+                seconds(r.get('wall_s') or 0, minutes=False),
             )
         self.print(table)
         for r in records if folders is None else folders:

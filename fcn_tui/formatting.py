@@ -4,8 +4,8 @@
   as it is (a run's name, a table's label, a search trial's name, a narrow cell), and each has a
   named shortcut: `name_value`, `setting_label`, `short_value`, `short_setting`.
 - `short_number(x)`: a number readable in a narrow column (`1e-3`, `2.5e-5`, `0.05`, `6000`).
-- `percent(fraction)`: `87.65` (or `87.65%`); `seconds(s)`: `4.2s`, `1m05s`; `duration(s)`:
-  `1:15`, `1:02:05`. What is not a finite number reads `-`.
+- `percent(fraction)`: `87.65` (or `87.65%`, or `87.7` to 1 decimal); `seconds(s)`: `4.2s`,
+  `1m05s` (the CLI's `65.0s`); `duration(s)`: `1:15`, `1:02:05`. What is not a finite number reads `-`.
 - `STATUS_COLOURS` / `status_style(status)`: one colour per run status, wherever a status is shown.
 
 Imports nothing heavy (no torch, optuna, Rich or Textual).
@@ -102,18 +102,19 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def percent(value: Any, suffix: str = "") -> str:
-    """A fraction as a percentage with 2 decimals (`0.8765` -> `87.65`, then `suffix`, e.g. `%`);
-    `-` for what is not a finite number (a run not tested, a missing value)."""
-    return f"{100 * value:.2f}{suffix}" if finite_number(value) else "-"
+def percent(value: Any, suffix: str = "", digits: int = 2) -> str:
+    """A fraction as a percentage with 2 decimals, or `digits` (`0.8765` -> `87.65`, then `suffix`,
+    e.g. `%`); `-` for what is not a finite number (a run not tested, a missing value)."""
+    return f"{100 * value:.{digits}f}{suffix}" if finite_number(value) else "-"
 
 
-def seconds(value: Any) -> str:
-    """A run's wall time: `4.2s` under a minute, else `1m05s`; `-` for what is not a finite number."""
+def seconds(value: Any, minutes: bool = True) -> str:
+    """A run's wall time: `4.2s` under a minute, else `1m05s` (or `65.0s` without `minutes`, as the
+    CLI's lines and tables show it); `-` for what is not a finite number."""
     if not finite_number(value):
         return "-"
-    minutes, secs = divmod(round(value), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{value:.1f}s"
+    whole, secs = divmod(round(value), 60)
+    return f"{whole}m{secs:02d}s" if whole and minutes else f"{value:.1f}s"
 
 
 def duration(seconds: float) -> str:

@@ -30,7 +30,7 @@ from fcn_tui import events as ev
 from fcn_tui.errors import DataError, PlotError, UnreadableFile
 from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
 from fcn_tui.fileio import atomic_write
-from fcn_tui.formatting import setting_label
+from fcn_tui.formatting import percent, setting_label
 from fcn_tui.runs import RunRecord, find_runs, is_study_folder, read_confusion, slug, study_preset
 from fcn_tui.study import Comparison, compare, varying_keys
 
@@ -247,7 +247,7 @@ def plot_confusion(plt, record: RunRecord, label: str, path: Path,
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted class", ylabel="true class")
     acc = record.get("test_acc")
-    suffix = f" (test accuracy {100 * acc:.2f}%)" if isinstance(acc, (int, float)) else ""
+    suffix = f" (test accuracy {percent(acc, '%')})" if isinstance(acc, (int, float)) else ""
     ax.set_title(f"{label}\ntest confusion matrix{suffix}")
     fig.colorbar(image, ax=ax, label="share of the true class")
     return _save(plt, fig, path)
@@ -268,7 +268,7 @@ def plot_mistakes(plt, label: str, path: Path, predictions, images) -> Path:
     for ax, i in zip(axes.flat, worst.tolist()):
         true, predicted = int(predictions.true[i]), int(predictions.predicted[i])
         ax.imshow(images[i].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(f"{CLASS_NAMES[true]} →\n{CLASS_NAMES[predicted]} {100 * float(predictions.probs[i, predicted]):.0f}%",
+        ax.set_title(f"{CLASS_NAMES[true]} →\n{CLASS_NAMES[predicted]} {percent(float(predictions.probs[i, predicted]), '%', 0)}",
                      fontsize=FONT_SIZE - 2)
     total = len(predictions.true)
     if len(wrong):
