@@ -49,6 +49,9 @@ def confused_pairs(matrix: list[list[int]], top: int = TOP_PAIRS) -> list[tuple[
     return [(t, p, n) for n, t, p in cells[:top]]
 
 
+MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}  # arrow key: (rows, columns)
+
+
 class ConfusionView(Static, can_focus=True):
     """Draws one matrix; the app feeds it with `show(...)`."""
 
@@ -57,10 +60,7 @@ class ConfusionView(Static, can_focus=True):
         Binding("v", "toggle_source", "Val/Test"),
         Binding("enter", "choose", "Images"),
         Binding("w", "weights", "Weights"),
-        Binding("up", "move(-1, 0)", "Up", show=False),
-        Binding("down", "move(1, 0)", "Down", show=False),
-        Binding("left", "move(0, -1)", "Left", show=False),
-        Binding("right", "move(0, 1)", "Right", show=False),
+        *(Binding(key, f"move({rows}, {cols})", key.title(), show=False) for key, (rows, cols) in MOVES.items()),
     ]
 
     class CellChosen(Message):
