@@ -6,6 +6,7 @@
 - `short_number(x)`: a number readable in a narrow column (`1e-3`, `2.5e-5`, `0.05`, `6000`).
 - `percent(fraction)`: `87.65` (or `87.65%`, or `87.7` to 1 decimal); `seconds(s)`: `4.2s`,
   `1m05s` (the CLI's `65.0s`); `duration(s)`: `1:15`, `1:02:05`. What is not a finite number reads `-`.
+- `memory_size(bytes)`: `5.3 GiB` (or `612 MiB`).
 - `STATUS_COLOURS` / `status_style(status)`: one colour per run status, wherever a status is shown.
 
 Imports nothing heavy (no torch, optuna, Rich or Textual).
@@ -115,6 +116,14 @@ def seconds(value: Any, minutes: bool = True) -> str:
         return "-"
     whole, secs = divmod(round(value), 60)
     return f"{whole}m{secs:02d}s" if whole and minutes else f"{value:.1f}s"
+
+
+GIB, MIB = 1 << 30, 1 << 20
+
+
+def memory_size(n: int, mib: bool = False) -> str:
+    """Bytes in GiB to one decimal (`5.3 GiB`); with `mib`, under a GiB in whole MiB (`612 MiB`)."""
+    return f"{n / MIB:.0f} MiB" if mib and n < GIB else f"{n / GIB:.1f} GiB"
 
 
 def duration(seconds: float) -> str:
