@@ -22,14 +22,14 @@ from rich.table import Table
 from rich.text import Text
 
 from fcn_tui import events as ev
-from fcn_tui.formatting import QUEUED, duration, percent, seconds
+from fcn_tui.formatting import QUEUED, duration, loss_text, percent, seconds, speed
 
 
 def epoch_line(e: ev.EpochEnded) -> str:
     return (
-        f"epoch {e.epoch:>3}/{e.epochs}  train loss {e.train_loss:.4f} acc {percent(e.train_acc)}%  "
-        f"val loss {e.val_loss:.4f} acc {percent(e.val_acc)}%  {seconds(e.seconds, minutes=False)}  "
-        f"{e.samples_per_s:,.0f} samples/s"
+        f"epoch {e.epoch:>3}/{e.epochs}  train loss {loss_text(e.train_loss)} acc {percent(e.train_acc)}%  "
+        f"val loss {loss_text(e.val_loss)} acc {percent(e.val_acc)}%  {seconds(e.seconds, minutes=False)}  "
+        f"{speed(e.samples_per_s)}"
     )
 
 
@@ -122,7 +122,7 @@ class Reporter:
             if self.progress is not None:
                 self.progress.update(
                     self.task, completed=event.global_step, description=f"epoch {event.epoch}/{self.epochs}",
-                    loss=f"{event.loss:.4f}", speed=f"{event.samples_per_s:,.0f} samples/s",
+                    loss=loss_text(event.loss), speed=speed(event.samples_per_s),
                 )
         elif isinstance(event, ev.EpochEnded):
             self.print(lead + epoch_line(event))

@@ -6,7 +6,8 @@
 - `short_number(x)`: a number readable in a narrow column (`1e-3`, `2.5e-5`, `0.05`, `6000`).
 - `percent(fraction)`: `87.65` (or `87.65%`, or `87.7` to 1 decimal); `seconds(s)`: `4.2s`,
   `1m05s` (the CLI's `65.0s`); `duration(s)`: `1:15`, `1:02:05`. What is not a finite number reads `-`.
-- `memory_size(bytes)`: `5.3 GiB` (or `612 MiB`).
+- `loss_text(x)`: `0.3412` (`nan` as it is); `speed(x)`: `12,345 samples/s`; `memory_size(bytes)`:
+  `5.3 GiB` (or `612 MiB`).
 - `STATUS_COLOURS` / `status_style(status)`: one colour per run status, wherever a status is shown.
 
 Imports nothing heavy (no torch, optuna, Rich or Textual).
@@ -107,6 +108,19 @@ def percent(value: Any, suffix: str = "", digits: int = 2) -> str:
     """A fraction as a percentage with 2 decimals, or `digits` (`0.8765` -> `87.65`, then `suffix`,
     e.g. `%`); `-` for what is not a finite number (a run not tested, a missing value)."""
     return f"{100 * value:.{digits}f}{suffix}" if finite_number(value) else "-"
+
+
+def loss_text(value: Any) -> str:
+    """A loss to 4 decimals (`0.3412`); `nan` and `inf` as they are (a diverged run's honest loss),
+    `-` for what is not a number."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.4f}" if math.isfinite(value) else str(value)
+
+
+def speed(samples_per_s: float) -> str:
+    """Training throughput: `12,345 samples/s`."""
+    return f"{samples_per_s:,.0f} samples/s"
 
 
 def seconds(value: Any, minutes: bool = True) -> str:
