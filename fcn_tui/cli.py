@@ -261,8 +261,6 @@ def StudyPresenter(reporter):  # `run` and `worker` build it by this name
 def drive(events, present: Presenter) -> None:
     """Show every event of the runner. An error while showing one (a bug in the presentation)
     is thrown back into the runner, which marks that run failed and goes on with the next."""
-    from rich.markup import escape
-
     from fcn_tui.errors import RunWriteError
     from fcn_tui.studies.store import StudyError
 
@@ -276,7 +274,7 @@ def drive(events, present: Presenter) -> None:
             raise
         except Exception as err:  # noqa: BLE001 - the runner could not recover from it either
             present.reporter.close()
-            present.reporter.print(f"[red]error[/]: {escape(f'{type(err).__name__}: {err}')}")
+            present.reporter.error(f"{type(err).__name__}: {err}")
             present.failed = True
             return
         error = None

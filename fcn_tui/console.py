@@ -68,6 +68,14 @@ class Reporter:
         except OSError:
             self._broken = True
 
+    def error(self, message: str) -> None:
+        """`error: MESSAGE`, the word in red (the message is user text, never markup)."""
+        self.print(f"[red]error[/]: {escape(message)}")
+
+    def warning(self, message: str) -> None:
+        """`warning: MESSAGE`, the word in yellow."""
+        self.print(f"[yellow]warning[/]: {escape(message)}")
+
     def start_study(self, total_runs: int) -> None:
         self.total_runs = total_runs
         self.study_started = time.perf_counter()
@@ -254,7 +262,7 @@ class StudyPresenter:
     def _crashed(self, event) -> None:
         self.training.discard(str(event.run_dir))
         self.reporter.close()
-        self.reporter.print(f"[red]error[/]: {escape(event.message)}")
+        self.reporter.error(event.message)
         self.failed = True
         self.bad_input |= event.bad_input
         self._keep(event.run_dir)
@@ -268,10 +276,11 @@ class StudyPresenter:
 
     def _taken_over(self, event) -> None:
         self.reporter.close()
-        self.reporter.print(f"[yellow]warning[/]: {escape(f'{event.name}: another worker took this run over while this one was paused or cut off from the storage; stopped training it here ({event.run_dir.name})')}")
+        self.reporter.warning(f"{event.name}: another worker took this run over while this one was paused or cut off "
+                              f"from the storage; stopped training it here ({event.run_dir.name})")
 
     def _worker_exited(self, event) -> None:
-        self.reporter.print(f"[yellow]warning[/]: {escape(f'worker {event.label} {event.reason}; its run is taken over by another worker or by --resume')}")
+        self.reporter.warning(f"worker {event.label} {event.reason}; its run is taken over by another worker or by --resume")
 
     def _workers_progress(self, event) -> None:
         for record in event.records:
@@ -294,7 +303,7 @@ class StudyPresenter:
         if event.results is not None:
             self.reporter.print(escape(f"results: {event.results[0]} and {event.results[1].name}"))
         if event.error:
-            self.reporter.print(f"[red]error[/]: {escape(event.error)}")
+            self.reporter.error(event.error)
             self.failed = True
         self.reporter.print(comparison_table(list(event.records), event.preset))
         self.in_study = False
