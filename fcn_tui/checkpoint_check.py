@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from fcn_tui.config import ConfigError, config_from_dict
+from fcn_tui.config import config_from_dict
+from fcn_tui.errors import ConfigError
 from fcn_tui.model import build_mlp
 
 LOSSES = ("train_loss", "val_loss")  # NaN or inf is a diverged epoch's honest loss

@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
+
+if TYPE_CHECKING:
+    from fcn_tui.console import StudyPresenter as Presenter
 
 
 class Commands(TyperGroup):
@@ -100,7 +103,8 @@ def warn(message: str) -> None:
 
 
 def load_presets(paths: list[Path], overrides: list[str] | None, device: str | None):
-    from fcn_tui.config import Config, ConfigError, load_preset, parse_overrides
+    from fcn_tui.config import Config, load_preset, parse_overrides
+    from fcn_tui.errors import ConfigError
 
     try:
         values = parse_overrides(overrides or [])
@@ -116,7 +120,8 @@ def seeded(presets: list, seeds: str | None) -> list:
     """The presets with `train.seed` swept over `--seeds` (`0,1,2`), or as they are."""
     if seeds is None:
         return presets
-    from fcn_tui.config import ConfigError, with_seeds
+    from fcn_tui.config import with_seeds
+    from fcn_tui.errors import ConfigError
 
     try:
         values = [int(part) for part in seeds.split(",")]
@@ -214,7 +219,8 @@ CheckpointOption = Annotated[float | None, typer.Option("--checkpoint-every", mi
 
 
 def parse_devices(text: str | None) -> list[str]:
-    from fcn_tui.config import Config, ConfigError
+    from fcn_tui.config import Config
+    from fcn_tui.errors import ConfigError
 
     if text is None:
         return []
@@ -234,7 +240,8 @@ def searched_values(preset):
         return []
     import contextlib
 
-    from fcn_tui.config import ConfigError, format_value
+    from fcn_tui.config import format_value
+    from fcn_tui.errors import ConfigError
 
     out = []
     for config in preset.runs():
@@ -244,149 +251,10 @@ def searched_values(preset):
     return out
 
 
-class StudyPresenter:
-    """Prints what the study runner yields: one line per event, Rich progress while a run trains
-    in this process, a line per epoch of each worker's runs, the study's table at its end."""
-
-    def __init__(self, reporter) -> None:
-        self.reporter = reporter
-        self.records: list = []
-        self.failed = False
-        self.bad_input = False
-        self.in_study = False  # a study's runs are listed once, from its StudyFinished
-        self.started = 0  # runs this process began to train
-        self.study_records: set[int] = set()  # of `records`, those in a study's folder (named once)
-        self._seen: dict[tuple, tuple] = {}
-        self._finished_before: set[str] = set()
-        self.training: set[str] = set()  # folders of the runs training now (several in a pack)
-        self.tags: dict[str, str] = {}  # per run folder: what heads its lines ("" for a run alone)
-
-    def show(self, event) -> None:
-        from rich.markup import escape
-
-        from fcn_tui.console import plural
-        from fcn_tui.runs import read_run
-        from fcn_tui.studies import runner
-
-        r = self.reporter
-        if isinstance(event, runner.StudyOpened):
-            verb = "created" if event.created else "opened"
-            self.in_study = True
-            where = str(event.folder)
-            if not event.storage.startswith(where):  # a journal in the folder is the folder: said once
-                where += f" ({event.storage})"
-            r.print(escape(f"study {event.name}: {verb}, {event.total} runs, in {where}"))
-            r.start_study(event.total)
-            for record in event.skipped:  # a run in the study's folder by its own folder's name
-                where = record.path.name if record.path.parent.absolute() == event.folder.absolute() else record.path
-                r.print(escape(f"  {record.name}: already {record.status} in {where}, skipped"))
-            self._finished_before = {str(record.path) for record in event.skipped}  # told once, above
-        elif isinstance(event, runner.RunStarting):
-            self.started += 1
-            self.training.add(str(event.run_dir))
-            r.total_runs = event.total
-            r.start_run(event.position, event.name)
-            if event.note:
-                r.print(escape(f"  {event.note}"))
-        elif isinstance(event, runner.RunSkipped):
-            r.total_runs = event.total
-            r.skip_run(event.position, event.name, event.run_dir)
-            if not self.in_study and (record := read_run(event.run_dir)) is not None:
-                self.records.append(record)
-        elif isinstance(event, runner.Trained):
-            from fcn_tui import events as ev
-
-            folder = str(event.run_dir)
-            if folder not in self.tags:  # a run that trains beside others says whose each line is
-                self.tags[folder] = f"run {event.position}" if len(self.training) > 1 else ""
-            r.handle(event.event, tag=self.tags[folder])
-            if isinstance(event.event, ev.RunFinished):
-                self.training.discard(folder)
-                self.failed |= event.event.status == ev.FAILED
-                if not self.in_study and (record := read_run(event.run_dir)) is not None:
-                    self.records.append(record)
-        elif isinstance(event, runner.RunCrashed):
-            self.training.discard(str(event.run_dir))
-            r.close()
-            r.print(f"[red]error[/]: {escape(event.message)}")
-            self.failed = True
-            self.bad_input |= event.bad_input
-            if not self.in_study and event.run_dir is not None and (record := read_run(event.run_dir)) is not None:
-                self.records.append(record)
-        elif isinstance(event, runner.Waiting):
-            r.print(escape(f"  no run left to claim; waiting for {plural(event.running, 'run')} of other workers"))
-        elif isinstance(event, runner.WorkersStarted):
-            r.print(escape(f"{plural(event.count, 'worker')}, {plural(event.threads, 'thread')} each"
-                           + (f", on {', '.join(event.devices)}" if event.devices else "")))
-        elif isinstance(event, runner.RunTakenOver):
-            r.close()
-            r.print(f"[yellow]warning[/]: {escape(f'{event.name}: another worker took this run over while this one was paused or cut off from the storage; stopped training it here ({event.run_dir.name})')}")
-        elif isinstance(event, runner.WorkerExited):
-            r.print(f"[yellow]warning[/]: {escape(f'worker {event.label} {event.reason}; its run is taken over by another worker or by --resume')}")
-        elif isinstance(event, runner.WorkersProgress):
-            for record in event.records:
-                key = (record.get("trial"), record.path.name)
-                state = (record.status, record.get("epochs_completed"))
-                if self._seen.get(key) == state or str(record.path) in self._finished_before:
-                    continue
-                first = key not in self._seen
-                if (line := progress_line(record, first=first)) is not None:
-                    self._seen[key] = state
-                    who = f"  [{record.get('worker') or '-'}] {record.name}: "
-                    if first and not line.startswith(("starting", "continu")):  # begun between two looks
-                        r.print(escape(who + "starting"))
-                    r.print(escape(who + line))
-        elif isinstance(event, runner.StudyFinished):
-            r.close()
-            if event.results is not None:
-                r.print(escape(f"results: {event.results[0]} and {event.results[1].name}"))
-            if event.error:
-                r.print(f"[red]error[/]: {escape(event.error)}")
-                self.failed = True
-            from fcn_tui.tables import comparison_table
-
-            r.print(comparison_table(list(event.records), event.preset))
-            self.in_study = False
-            self.records += list(event.records)
-            self.study_records |= {id(record) for record in event.records}
-            left = [x for x in event.records if x.status in ("failed", "incomplete", "queued", "stopped")]
-            if left:
-                names = ", ".join(f"{x.name} ({x.status})" for x in left[:10]) + (", ..." if len(left) > 10 else "")
-                r.print(escape(f"left: {plural(len(left), 'run')} of {event.name} did not finish: {names}; "
-                               "--resume continues them"))
-            self.failed |= bool(left)
-
-
-def progress_line(record, first: bool = False) -> str | None:
-    """What a worker's run is at, as the storage has it: `starting`, `continuing after epoch 3`,
-    `running, epoch 2/5, val acc 81.20%` (that epoch's value), `completed, epoch 5/5, ...`; the
-    `first` line of a continued run that is past its checkpoint already starts `continued after
-    epoch 3: `. None while there is nothing true to say yet: queued, not yet sampled (a search
-    trial), or an epoch whose value is not written yet."""
-    if record.status == "queued" or record.get("epochs") is None:
-        return None
-    epoch, epochs = record.get("epochs_completed") or 0, record.get("epochs")
-    continued = record.get("continued_after") or record.get("resumed_after_epoch")  # storage, or its folder
-    if record.status == "running":
-        if epoch == (continued or 0):
-            return f"continuing after epoch {continued}" if continued else "starting"
-        acc = next((m.get("val_acc") for m in record.metrics if m.get("epoch") == epoch), None)
-        if acc is None or epoch == epochs:  # the last epoch: told with the run's end, just after
-            return None
-    else:
-        acc = record.get("val_acc")
-    acc_text = f", val acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""
-    told = f"continued after epoch {continued}: " if first and continued else ""
-    return f"{told}{record.status}, epoch {epoch}/{epochs}{acc_text}"
-
-
-def drive(events, present: StudyPresenter) -> None:
+def drive(events, present: Presenter) -> None:
     """Show every event of the runner. An error while showing one (a bug in the presentation)
     is thrown back into the runner, which marks that run failed and goes on with the next."""
-    from rich.markup import escape
-
-    from fcn_tui.errors import StudyError
-    from fcn_tui.runs import RunWriteError
+    from fcn_tui.errors import RunWriteError, StudyError
 
     error: Exception | None = None
     while True:
@@ -398,7 +266,7 @@ def drive(events, present: StudyPresenter) -> None:
             raise
         except Exception as err:  # noqa: BLE001 - the runner could not recover from it either
             present.reporter.close()
-            present.reporter.print(f"[red]error[/]: {escape(f'{type(err).__name__}: {err}')}")
+            present.reporter.error(f"{type(err).__name__}: {err}")
             present.failed = True
             return
         error = None
@@ -431,7 +299,7 @@ def run(
     worker_devices = parse_devices(devices)
     check_out(out)  # created only once everything below has been checked
     from fcn_tui.backend import TorchBackend
-    from fcn_tui.console import Reporter
+    from fcn_tui.console import Reporter, StudyPresenter
     from fcn_tui.signals import StopOnSignals
     from fcn_tui.studies import runner
 
@@ -464,8 +332,9 @@ def run(
 
 def check_devices(configs: list, worker_devices: list[str]) -> None:
     """Every device and every run's memory on each device it may train on, up front."""
-    from fcn_tui.engine import DeviceError, resolve_device
-    from fcn_tui.memory import MemoryCheckError, check_fits, dataset_sizes
+    from fcn_tui.engine import resolve_device
+    from fcn_tui.errors import DeviceError, MemoryCheckError
+    from fcn_tui.memory import check_fits, dataset_sizes
 
     try:
         names = {c.train.device for c in configs} | set(worker_devices)
@@ -513,7 +382,8 @@ def load_checked_data(data_dir: Path | None, configs: list, reporter):
     is bad input, found before any run folder exists."""
     from rich.markup import escape  # user text (names, paths, errors) is never read as markup
 
-    from fcn_tui.data import DataError, load_fashion_mnist, make_split
+    from fcn_tui.data import load_fashion_mnist, make_split
+    from fcn_tui.errors import DataError
 
     try:
         data = load_fashion_mnist(data_dir)
@@ -543,13 +413,12 @@ def worker_threads(threads: int | None, count: int, reporter) -> int:
     return threads or max(1, choice.threads // count)
 
 
-def present_runs(streams, present: StudyPresenter) -> None:
+def present_runs(streams, present: Presenter) -> None:
     """Show what the runner yields for each preset (`runner.preset_runs`), then the summary; a
     study that cannot be opened is one error line (exit 2, or 1 when its storage was lost)."""
     from rich.markup import escape
 
-    from fcn_tui.errors import StorageLost, StudyError
-    from fcn_tui.runs import RunWriteError
+    from fcn_tui.errors import RunWriteError, StorageLost, StudyError
 
     reporter = present.reporter
     try:
@@ -612,11 +481,11 @@ def _work(storage: str, study: str | None, out: Path, data_dir: Path | None, dev
     from rich.markup import escape
 
     from fcn_tui.backend import TorchBackend
-    from fcn_tui.console import Reporter, plural
+    from fcn_tui.console import Reporter, StudyPresenter, plural
     from fcn_tui.cpu import apply_threads
-    from fcn_tui.data import DataError, load_fashion_mnist
-    from fcn_tui.engine import DeviceError, resolve_device
-    from fcn_tui.errors import StorageLost, StudyError
+    from fcn_tui.data import load_fashion_mnist
+    from fcn_tui.engine import resolve_device
+    from fcn_tui.errors import DataError, DeviceError, StorageLost, StudyError
     from fcn_tui.studies import runner
     from fcn_tui.studies.store import describe, is_url
 
@@ -688,8 +557,10 @@ def _open_when_there(storage: str, study: str | None, wait: float, stop):
 
 def _safe_records(store) -> list:
     """The study's runs that are not queued, for a closing line (none when the storage is gone)."""
+    from fcn_tui.formatting import QUEUED
+
     try:
-        return [r for r in store.records() if r.status != "queued"]
+        return [r for r in store.records() if r.status != QUEUED]
     except Exception:  # noqa: BLE001 - a lost connection must not turn a finished worker into an error
         return []
 
@@ -707,7 +578,8 @@ def ui(
     """Open the terminal app: set up an MLP, train it, watch it learn, compare runs and studies."""
     loaded = load_presets([preset], set_, None)[0] if preset else None
     if loaded is None and set_:
-        from fcn_tui.config import Config, ConfigError, Preset, parse_overrides
+        from fcn_tui.config import Config, Preset, parse_overrides
+        from fcn_tui.errors import ConfigError
 
         try:
             loaded = Preset(config=Config().with_overrides(parse_overrides(set_)))
@@ -744,13 +616,15 @@ def serve(
     if preset:
         load_presets([preset], set_, None)
     elif set_:
-        from fcn_tui.config import Config, ConfigError, parse_overrides
+        from fcn_tui.config import Config, parse_overrides
+        from fcn_tui.errors import ConfigError
 
         try:
             Config().with_values(parse_overrides(set_))
         except ConfigError as err:
             raise fail(str(err)) from None
-    from fcn_tui.serve import MAX_TABS, ServeError, check_host
+    from fcn_tui.errors import ServeError
+    from fcn_tui.serve import MAX_TABS, check_host
     from fcn_tui.serve import serve as serve_app
 
     try:
@@ -774,7 +648,8 @@ def export(
     study: StoredStudyOption = None,
 ) -> None:
     """Write every run found under FOLDER, or every run of a study in --storage, to a CSV file."""
-    from fcn_tui.export import KeptFileError, NoRunsError, check_export_target, export_csv
+    from fcn_tui.errors import KeptFileError, NoRunsError
+    from fcn_tui.export import check_export_target, export_csv
 
     try:
         check_export_target(csv_file)
@@ -809,7 +684,8 @@ def plot(
 ) -> None:
     """Draw report figures (PNG) of every run under FOLDER: curves, confusion matrices, mistakes, comparisons."""
     check_runs_folder(folder)
-    from fcn_tui.plot import PlotError, plot_folder
+    from fcn_tui.errors import PlotError
+    from fcn_tui.plot import plot_folder
 
     try:
         written = plot_folder(folder, out, warn=warn, data_dir=data_dir)

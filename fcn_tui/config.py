@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fcn_tui.errors import ConfigError
 from fcn_tui.formatting import name_value as _name_value
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
@@ -51,14 +52,6 @@ MAX_SEARCH_TRIALS = 10_000  # like MAX_SWEEP_RUNS: a typo must not queue a milli
 MAX_SEARCH_CHOICES = 10_000  # like MAX_SWEEP_RUNS: more choices than trials could ever try is a typo
 MAX_PRESET_BYTES = 4 << 20  # a sweep of MAX_SWEEP_RUNS ten-layer `model.hidden` values is under 1 MiB
 SEARCH_SETTINGS = ("trials", "sampler", "pruner")
-
-
-class ConfigError(ValueError):
-    """A preset or override is invalid; the message is one line meant for the user."""
-
-    def __init__(self, message: str) -> None:
-        # one line, whatever a key or value holds: control characters are shown escaped
-        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 def _spec(default: Any, help: str, **rules: Any) -> Any:

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import torch
 
 from fcn_tui.errors import DataError
-from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
+from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE, INPUT_FEATURES, NUM_CLASSES
 
 CLASSES = CLASS_NAMES  # the name earlier callers import
 FILES = {
@@ -50,6 +50,7 @@ OFFICIAL_MD5 = {  # of the uncompressed bytes, as published with the dataset
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
+HEADER_BYTES = {"images": 16, "labels": 8}  # magic and count, then an image file's rows and columns
 MAX_ITEMS = 60000  # the largest Fashion-MNIST file (training set); a header claiming more is refused
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"  # torchvision's, if it names none
 CONNECT_TIMEOUT = 5.0  # seconds: a reachable mirror answers in well under one; offline we say so at once
@@ -135,32 +136,37 @@ def _kind(path: Path) -> str:
     return "images" if "images" in path.name else "labels"
 
 
+def idx_header(header: bytes, path: Path, kind: str, max_items: int | None = None) -> tuple[int, int]:
+    """Check the header of an IDX `kind` file (its length, magic number, count up to `max_items`,
+    and 28x28 images) and return how many items it says the file holds and in how many bytes."""
+    magic = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
+    if len(header) < HEADER_BYTES[kind]:
+        raise DataError(f"{path}: too short for an IDX {kind} file ({len(header)} bytes)")
+    found_magic = int.from_bytes(header[0:4], "big")
+    if found_magic != magic:
+        raise DataError(
+            f"{path}: not an IDX {kind} file (magic number 0x{found_magic:08x}, expected 0x{magic:08x})"
+        )
+    count = int.from_bytes(header[4:8], "big")
+    if max_items is not None and count > max_items:
+        raise DataError(f"{path}: header says {count} {kind}, more than Fashion-MNIST's {max_items}")
+    if kind != "images":
+        return count, count
+    rows, cols = int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")
+    if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{path}: images are {rows}x{cols}, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
+    return count, count * rows * cols
+
+
 def read_bytes(path: Path) -> bytes:
     """The uncompressed content of an IDX file, `.gz` or plain, read no further than its header
     says the file holds (plus one byte, to notice extra data): a file that inflates to gigabytes
     is refused after a few bytes. The header's magic number and sizes are checked first."""
     kind = _kind(path)
-    magic = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
-    header_len = 16 if kind == "images" else 8
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
-            header = f.read(header_len)
-            if len(header) < header_len:
-                raise DataError(f"{path}: too short for an IDX {kind} file ({len(header)} bytes)")
-            found_magic = int.from_bytes(header[0:4], "big")
-            if found_magic != magic:
-                raise DataError(
-                    f"{path}: not an IDX {kind} file (magic number 0x{found_magic:08x}, expected 0x{magic:08x})"
-                )
-            count = int.from_bytes(header[4:8], "big")
-            if count > MAX_ITEMS:
-                raise DataError(f"{path}: header says {count} {kind}, more than Fashion-MNIST's {MAX_ITEMS}")
-            expected = count
-            if kind == "images":
-                rows, cols = int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")
-                if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE):
-                    raise DataError(f"{path}: images are {rows}x{cols}, expected 28x28")
-                expected = count * rows * cols
+            header = f.read(HEADER_BYTES[kind])
+            count, expected = idx_header(header, path, kind, MAX_ITEMS)
             payload = f.read(expected + 1)
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataError(f"{path}: corrupt or truncated gzip ({err}); delete it and download again") from None
@@ -175,23 +181,8 @@ def read_bytes(path: Path) -> bytes:
 
 def parse_idx(content: bytes, path: Path, kind: str) -> torch.Tensor:
     """Check an IDX header and return its payload: images (N, 784) uint8 or labels (N,) int64."""
-    magic = IMAGES_MAGIC if kind == "images" else LABELS_MAGIC
-    header_len = 16 if kind == "images" else 8
-    if len(content) < header_len:
-        raise DataError(f"{path}: too short for an IDX {kind} file ({len(content)} bytes)")
-    found_magic = int.from_bytes(content[0:4], "big")
-    if found_magic != magic:
-        raise DataError(
-            f"{path}: not an IDX {kind} file (magic number 0x{found_magic:08x}, expected 0x{magic:08x})"
-        )
-    count = int.from_bytes(content[4:8], "big")
-    if kind == "images":
-        rows, cols = int.from_bytes(content[8:12], "big"), int.from_bytes(content[12:16], "big")
-        if (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE):
-            raise DataError(f"{path}: images are {rows}x{cols}, expected 28x28")
-        expected = count * rows * cols
-    else:
-        expected = count
+    header_len = HEADER_BYTES[kind]
+    count, expected = idx_header(content, path, kind)
     payload = len(content) - header_len
     if payload != expected:
         raise DataError(
@@ -201,10 +192,10 @@ def parse_idx(content: bytes, path: Path, kind: str) -> torch.Tensor:
         raise DataError(f"{path}: holds no {kind}")
     tensor = torch.frombuffer(bytearray(content), dtype=torch.uint8, offset=header_len)
     if kind == "images":
-        return tensor.view(count, IMAGE_SIDE * IMAGE_SIDE)
-    if int(tensor.max()) > 9:
-        bad = int((tensor > 9).nonzero()[0])
-        raise DataError(f"{path}: label {int(tensor[bad])} at index {bad} is outside 0-9")
+        return tensor.view(count, INPUT_FEATURES)
+    if int(tensor.max()) >= NUM_CLASSES:
+        bad = int((tensor >= NUM_CLASSES).nonzero()[0])
+        raise DataError(f"{path}: label {int(tensor[bad])} at index {bad} is outside 0-{NUM_CLASSES - 1}")
     return tensor.long()
 
 

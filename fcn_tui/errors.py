@@ -1,11 +1,40 @@
 """The program's exception classes that several modules raise or catch, in one light module.
 
 Importing this pulls in nothing (no torch, optuna or Textual), so a front end can catch
-`DataError` or `CheckpointError` by type without loading the library that raises it. The modules
-that raise them re-export them (`from fcn_tui.engine import CheckpointError` keeps working).
+`DataError` or `CheckpointError` by type without loading the library that raises it. Every module
+imports them from here; the modules that raise them re-export them (`from fcn_tui.engine import
+CheckpointError`, `from fcn_tui.config import ConfigError` keep working).
 """
 
 from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A preset or override is invalid; the message is one line meant for the user."""
+
+    def __init__(self, message: str) -> None:
+        # one line, whatever a key or value holds: control characters are shown escaped
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+
+
+class NoRunsError(ValueError):
+    """The folder holds no run; the message is one line for the user."""
+
+
+class KeptFileError(ValueError):
+    """The CSV would replace a file that a study or a run is kept in; one line for the user."""
+
+
+class PlotError(ValueError):
+    """Nothing to plot (no runs under the folder); the message is one line for the user."""
+
+
+class ServeError(Exception):
+    """Bad input to `serve` (a refused host, an address that cannot be listened on)."""
+
+
+class NoTestImages(RuntimeError):
+    """The test images are not loaded (yet, or at all); the message says which."""
 
 
 class DataError(RuntimeError):

@@ -13,20 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fcn_tui.errors import RunWriteError
+from fcn_tui.errors import KeptFileError, NoRunsError, RunWriteError
 from fcn_tui.fileio import atomic_write_text
 from fcn_tui.runs import CHECKPOINT, METRICS_COLUMNS, STUDY_MANIFEST, find_runs
 from fcn_tui.study import CONFIG_COLUMNS, RESULT_COLUMNS, result_row, results_rows, rows_to_csv
 
 PER_EPOCH_COLUMNS = ("run_id", "name", "status", *CONFIG_COLUMNS, *METRICS_COLUMNS)
-
-
-class NoRunsError(ValueError):
-    """The folder holds no run; the message is one line for the user."""
-
-
-class KeptFileError(ValueError):
-    """The CSV would replace a file that a study or a run is kept in; one line for the user."""
 
 
 RUN_FILES = ("summary.json", "config.toml", "metrics.csv", CHECKPOINT, "model.pt", "predictions.npz", "confusion.csv")

@@ -4,8 +4,10 @@
   as it is (a run's name, a table's label, a search trial's name, a narrow cell), and each has a
   named shortcut: `name_value`, `setting_label`, `short_value`, `short_setting`.
 - `short_number(x)`: a number readable in a narrow column (`1e-3`, `2.5e-5`, `0.05`, `6000`).
-- `percent(fraction)`: `87.65` (or `87.65%`); `seconds(s)`: `4.2s`, `1m05s`; `duration(s)`:
-  `1:15`, `1:02:05`. What is not a finite number reads `-`.
+- `percent(fraction)`: `87.65` (or `87.65%`, or `87.7` to 1 decimal); `seconds(s)`: `4.2s`,
+  `1m05s` (the CLI's `65.0s`); `duration(s)`: `1:15`, `1:02:05`. What is not a finite number reads `-`.
+- `loss_text(x)`: `0.3412` (`nan` as it is); `speed(x)`: `12,345 samples/s`; `memory_size(bytes)`:
+  `5.3 GiB` (or `612 MiB`).
 - `STATUS_COLOURS` / `status_style(status)`: one colour per run status, wherever a status is shown.
 
 Imports nothing heavy (no torch, optuna, Rich or Textual).
@@ -21,7 +23,7 @@ from fcn_tui import events as ev
 SMALL = 1e-2  # below this a decimal needs 3+ zeros: written as mantissa and exponent
 LARGE = 1e5  # from here on too: 100000 is harder to read than 1e5
 LONG_FLOAT = 8  # a float whose repr is longer was searched, not typed (0.0011187343350529033)
-QUEUED = "queued"  # a study's run waiting for a worker (fcn_tui.studies.store.QUEUED; never on disk)
+QUEUED = "queued"  # a study's run while it waits for a worker (in the study store; never in a run folder)
 
 # --- settings ------------------------------------------------------------------------------
 
@@ -102,18 +104,40 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def percent(value: Any, suffix: str = "") -> str:
-    """A fraction as a percentage with 2 decimals (`0.8765` -> `87.65`, then `suffix`, e.g. `%`);
-    `-` for what is not a finite number (a run not tested, a missing value)."""
-    return f"{100 * value:.2f}{suffix}" if finite_number(value) else "-"
+def percent(value: Any, suffix: str = "", digits: int = 2) -> str:
+    """A fraction as a percentage with 2 decimals, or `digits` (`0.8765` -> `87.65`, then `suffix`,
+    e.g. `%`); `-` for what is not a finite number (a run not tested, a missing value)."""
+    return f"{100 * value:.{digits}f}{suffix}" if finite_number(value) else "-"
 
 
-def seconds(value: Any) -> str:
-    """A run's wall time: `4.2s` under a minute, else `1m05s`; `-` for what is not a finite number."""
+def loss_text(value: Any) -> str:
+    """A loss to 4 decimals (`0.3412`); `nan` and `inf` as they are (a diverged run's honest loss),
+    `-` for what is not a number."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.4f}" if math.isfinite(value) else str(value)
+
+
+def speed(samples_per_s: float) -> str:
+    """Training throughput: `12,345 samples/s`."""
+    return f"{samples_per_s:,.0f} samples/s"
+
+
+def seconds(value: Any, minutes: bool = True) -> str:
+    """A run's wall time: `4.2s` under a minute, else `1m05s` (or `65.0s` without `minutes`, as the
+    CLI's lines and tables show it); `-` for what is not a finite number."""
     if not finite_number(value):
         return "-"
-    minutes, secs = divmod(round(value), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{value:.1f}s"
+    whole, secs = divmod(round(value), 60)
+    return f"{whole}m{secs:02d}s" if whole and minutes else f"{value:.1f}s"
+
+
+GIB, MIB = 1 << 30, 1 << 20
+
+
+def memory_size(n: int, mib: bool = False) -> str:
+    """Bytes in GiB to one decimal (`5.3 GiB`); with `mib`, under a GiB in whole MiB (`612 MiB`)."""
+    return f"{n / MIB:.0f} MiB" if mib and n < GIB else f"{n / GIB:.1f} GiB"
 
 
 def duration(seconds: float) -> str:

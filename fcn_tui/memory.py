@@ -40,12 +40,12 @@ from fcn_tui.config import Config, ModelConfig
 from fcn_tui.engine import EVAL_BATCH
 from fcn_tui.errors import MemoryCheckError
 from fcn_tui.fashion import INPUT_FEATURES, NUM_CLASSES
+from fcn_tui.formatting import memory_size
 
 FLOAT = 4  # bytes of an fp32 value: parameters, gradients, optimizer state, activations
 TRAIN_IMAGES, TEST_IMAGES = 60000, 10000  # Fashion-MNIST's sizes, before the data is loaded
 RUNTIME_BYTES = 192 * 2**20  # libraries and buffers PyTorch touches on its first training steps:
 # measured 150 to 170 MiB on the CPU whatever the model's size
-GIB = 2**30
 CPU_PACK = 1  # runs per pack on the CPU: the seed study took as long packed in fours as one run at a
 # time (64.7 s against 64.4 s, 2 cores, bench_study.py --epochs 3): each run's GEMMs already fill the cores
 GPU_PACK_MAX = 64  # runs per pack on a GPU at most: one H200 went from 7.8 M to 10.6 M model-samples/s
@@ -181,10 +181,6 @@ def available_bytes(device: torch.device) -> int | None:
     return min(known) if known else None  # MPS shares the host's memory
 
 
-def _gib(n: int) -> str:
-    return f"{n / GIB:.1f} GiB"
-
-
 def check_fits(config: Config, device: torch.device, n_train: int, n_eval: int) -> Estimate:
     """Raise `MemoryCheckError` when the run's estimate exceeds what `device` has available."""
     need = estimate(config, n_train, n_eval, device.type)
@@ -200,9 +196,9 @@ def check_fits(config: Config, device: torch.device, n_train: int, n_eval: int) 
     }[largest]
     where = "the CPU" if device.type == "cpu" else str(device)
     raise MemoryCheckError(
-        f"needs about {_gib(need.total)} of memory (parameters, gradients and optimizer "
-        f"state {_gib(need.parameters)}, activations {_gib(need.activations)}, data {_gib(need.data)}) "
-        f"but {where} has {_gib(have)} available; {advice}"
+        f"needs about {memory_size(need.total)} of memory (parameters, gradients and optimizer "
+        f"state {memory_size(need.parameters)}, activations {memory_size(need.activations)}, data {memory_size(need.data)}) "
+        f"but {where} has {memory_size(have)} available; {advice}"
     )
 
 
@@ -223,8 +219,8 @@ def check_pack_fits(configs: list[Config], device: torch.device, n_train: int, n
     if have is None or need.total <= have:
         return need
     where = "the CPU" if device.type == "cpu" else str(device)
-    raise MemoryCheckError(f"a pack of {len(configs)} runs needs about {_gib(need.total)} of memory but {where} "
-                           f"has {_gib(have)} available; pack fewer runs (--pack)")
+    raise MemoryCheckError(f"a pack of {len(configs)} runs needs about {memory_size(need.total)} of memory but {where} "
+                           f"has {memory_size(have)} available; pack fewer runs (--pack)")
 
 
 def auto_pack_size(config: Config, device: torch.device, n_train: int, n_eval: int) -> int:

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcn_tui import events as ev
-from fcn_tui.errors import UnreadableFile
+from fcn_tui.errors import DataError, PlotError, UnreadableFile
 from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
 from fcn_tui.fileio import atomic_write
-from fcn_tui.formatting import setting_label
+from fcn_tui.formatting import percent, setting_label
 from fcn_tui.runs import RunRecord, find_runs, is_study_folder, read_confusion, slug, study_preset
 from fcn_tui.study import Comparison, compare, varying_keys
 
@@ -38,10 +38,6 @@ DPI = 110  # ~700-1000 px wide figures: sharp in a report, PNGs well under 200 K
 FONT_SIZE = 10
 LEGEND_ROWS = 16  # a one-column legend beside the axes up to this many entries, two columns beyond
 MISTAKES_ROWS, MISTAKES_COLS = 3, 6  # 18 images: the worst mistakes, each still large enough to read
-
-
-class PlotError(ValueError):
-    """Nothing to plot (no runs under the folder); the message is one line for the user."""
 
 
 @dataclass
@@ -251,7 +247,7 @@ def plot_confusion(plt, record: RunRecord, label: str, path: Path,
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted class", ylabel="true class")
     acc = record.get("test_acc")
-    suffix = f" (test accuracy {100 * acc:.2f}%)" if isinstance(acc, (int, float)) else ""
+    suffix = f" (test accuracy {percent(acc, '%')})" if isinstance(acc, (int, float)) else ""
     ax.set_title(f"{label}\ntest confusion matrix{suffix}")
     fig.colorbar(image, ax=ax, label="share of the true class")
     return _save(plt, fig, path)
@@ -272,7 +268,7 @@ def plot_mistakes(plt, label: str, path: Path, predictions, images) -> Path:
     for ax, i in zip(axes.flat, worst.tolist()):
         true, predicted = int(predictions.true[i]), int(predictions.predicted[i])
         ax.imshow(images[i].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(f"{CLASS_NAMES[true]} →\n{CLASS_NAMES[predicted]} {100 * float(predictions.probs[i, predicted]):.0f}%",
+        ax.set_title(f"{CLASS_NAMES[true]} →\n{CLASS_NAMES[predicted]} {percent(float(predictions.probs[i, predicted]), '%', 0)}",
                      fontsize=FONT_SIZE - 2)
     total = len(predictions.true)
     if len(wrong):
@@ -293,7 +289,7 @@ class LazyTestImages:
 
     def get(self) -> tuple | None:
         if self.loaded is None and not self.problem:
-            from fcn_tui.data import DataError, load_fashion_mnist, resolve_data_dir
+            from fcn_tui.data import load_fashion_mnist, resolve_data_dir
 
             try:
                 data = load_fashion_mnist(resolve_data_dir(self.data_dir), download_missing=False)

@@ -95,7 +95,7 @@ def read_predictions(run_dir: Path) -> tuple[Predictions | None, str]:
     if not len(true) == len(predicted) == len(probs):
         return None, f"{PREDICTIONS} is damaged: its arrays differ in length"
     if true.max() >= NUM_CLASSES or predicted.max() >= NUM_CLASSES:
-        return None, f"{PREDICTIONS} is damaged: a label is not a class 0-9"
+        return None, f"{PREDICTIONS} is damaged: a label is not a class 0-{NUM_CLASSES - 1}"
     if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1.001:
         return None, f"{PREDICTIONS} is damaged: a probability is not in [0, 1]"
     return Predictions(true=true, predicted=predicted, probs=probs), ""

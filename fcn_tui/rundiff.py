@@ -20,7 +20,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from fcn_tui.formatting import percent, seconds, short_setting
+from fcn_tui.formatting import loss_text, percent, seconds, short_setting
 from fcn_tui.runs import RunRecord
 
 NAME_WIDTH = 30  # two columns of this and the labels fit an 80-column terminal
@@ -45,12 +45,6 @@ def settings_diff(a: RunRecord, b: RunRecord) -> list[tuple[str, Any, Any]]:
     return [(k, flat_a[k], flat_b.get(k)) for k in flat_a if flat_a[k] != flat_b.get(k)]
 
 
-def _loss(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    return f"{value:.4f}" if math.isfinite(value) else str(value)  # nan, inf: a diverged run's honest loss
-
-
 def _best(record: RunRecord) -> str:
     best = best_epoch(record)
     return f"epoch {best[0]} ({percent(best[1])})" if best else "-"
@@ -71,8 +65,8 @@ RESULT_ROWS = [
     ("best val epoch", _best),
     ("val acc %", lambda r: percent(r.get("val_acc"))),
     ("test acc %", lambda r: percent(r.get("test_acc"))),
-    ("train loss", lambda r: _loss(r.get("train_loss"))),
-    ("val loss", lambda r: _loss(r.get("val_loss"))),
+    ("train loss", lambda r: loss_text(r.get("train_loss"))),
+    ("val loss", lambda r: loss_text(r.get("val_loss"))),
     ("epochs", _epochs),
     ("wall time", lambda r: seconds(r.get("wall_s"))),
 ]

@@ -57,7 +57,6 @@ from typing import Any
 from fcn_tui import events as ev
 from fcn_tui.config import (
     Config,
-    ConfigError,
     Preset,
     config_from_dict,
     config_to_dict,
@@ -65,7 +64,7 @@ from fcn_tui.config import (
     load_preset,
     parse_toml,
 )
-from fcn_tui.errors import RunBusy, RunWriteError, UnreadableFile
+from fcn_tui.errors import ConfigError, RunBusy, RunWriteError, UnreadableFile
 from fcn_tui.fashion import CLASS_NAMES
 from fcn_tui.fileio import (  # the file-I/O toolbox: imported from here by earlier callers too
     FILE_MODE,

@@ -49,16 +49,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
+from fcn_tui.errors import ServeError
+
 GRACE_S = 30.0  # a hung-up app saves its run after the batch in progress; then it is killed
 TITLE = "fcn-tui"
 # a terminal of 100,000 x 100,000 cells grew one app to 6.3 GB; 500 x 200 fills a 4K screen at a small font
 MAX_COLUMNS, MAX_ROWS = 500, 200
 MAX_TABS = 8  # each tab is an app process of ~600 MB (torch and the data): 8 stay under 5 GB of memory
 TEMPLATES = Path(__file__).parent / "templates"  # the page, with its font from our own static files
-
-
-class ServeError(Exception):
-    """Bad input to `serve` (a refused host, an address that cannot be listened on)."""
 
 
 def is_loopback(host: str) -> bool:

@@ -7,7 +7,8 @@
 - no exception is matched by the name of its class: the classes live in `fcn_tui.errors`, so
   they can be caught by type;
 - no test module imports another test module (nor conftest.py): what tests share lives in the
-  helper modules (`tests/helpers.py`, `tests/scripted.py`, `tests/runs_history.py`).
+  helper modules (`tests/helpers.py`, `tests/scripted.py`, `tests/runs_history.py`);
+- every function of the package can be read whole: under `MAX_FUNCTION_LINES` lines.
 """
 
 from __future__ import annotations
@@ -151,6 +152,23 @@ def test_optuna_is_imported_only_by_the_study_store():
             if any(n == "optuna" or n.startswith("optuna.") for n in names):
                 importing.add(path.relative_to(PACKAGE.parent).as_posix())
     assert importing <= OPTUNA_FILES, f"optuna imported outside the study store: {sorted(importing - OPTUNA_FILES)}"
+
+
+MAX_FUNCTION_LINES = 80  # about a screen: a longer function is cut into named steps
+
+
+def long_functions(source: str) -> list[tuple[str, int]]:
+    """(name, lines) of each function in `source` that is `MAX_FUNCTION_LINES` lines or longer."""
+    return [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 >= MAX_FUNCTION_LINES]
+
+
+def test_every_function_of_the_package_is_under_80_lines():
+    offenders = {path.relative_to(PACKAGE.parent).as_posix(): found for path in PACKAGE.rglob("*.py")
+                 if (found := long_functions(path.read_text(encoding="utf-8")))}
+    assert not offenders, f"functions of {MAX_FUNCTION_LINES} lines or more: {offenders}"
+    assert long_functions("def f():\n" + "    x = 1\n" * 79) == [("f", 80)]  # the check itself finds one
 
 
 def test_no_exception_is_matched_by_its_class_name():

@@ -428,6 +428,20 @@ async def test_the_comparison_table_is_not_cut_at_80_columns(tiny_preset, tmp_pa
             assert scroll.scroll_x > 0
 
 
+@pytest.mark.parametrize("table, finished", [('[sweep]\n"model.dropout" = [0.0, 0.5]', "sweep finished"),
+                                              ('[search]\ntrials = 2\n"model.dropout" = [0.0, 0.5]', "search finished")])
+async def test_a_finished_study_is_announced_as_the_sweep_or_search_it_was(tiny_preset, tmp_path, table, finished):
+    study = tmp_path / "study.toml"
+    study.write_text(tiny_preset.read_text() + "\n" + table + "\n")
+    app = FcnApp(preset=load_preset(study), out=tmp_path / "runs", backend_factory=ScriptedBackend)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        titles = [n.title for n in app._notifications]
+    assert finished in titles and len(find_runs(tmp_path / "runs")) == 2
+
+
 async def test_the_first_epoch_is_visible_on_the_charts(tiny_preset, tmp_path):
     app = scripted_app(tiny_preset, tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:

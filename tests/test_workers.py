@@ -278,7 +278,7 @@ trials = 3
 
 
 def test_a_worker_s_progress_line_agrees_with_its_epoch():
-    from fcn_tui.cli import progress_line
+    from fcn_tui.console import progress_line
     from fcn_tui.runs import RunRecord
 
     def record(status, epoch, values, **extra):
@@ -307,8 +307,7 @@ def test_every_worker_run_gets_a_starting_line_and_no_running_line_at_its_last_e
 
     from rich.console import Console
 
-    from fcn_tui.cli import StudyPresenter
-    from fcn_tui.console import Reporter
+    from fcn_tui.console import Reporter, StudyPresenter
     from fcn_tui.runs import RunRecord
     from fcn_tui.studies import runner
 

@@ -73,7 +73,7 @@ from fcn_tui.config import (
     preset_to_toml,
 )
 from fcn_tui.errors import StorageLost, StudyError, StudyNotFound
-from fcn_tui.formatting import short_value
+from fcn_tui.formatting import QUEUED, short_value
 from fcn_tui.runs import RunRecord, read_run
 
 JOURNAL = "study.journal"
@@ -85,7 +85,6 @@ CLAIM_GRACE_S = 120  # a claimed run whose worker never wrote its host and pid i
 FOREIGN_WAIT_S = 5  # a new study gets its preset within milliseconds of being created
 PLAN_WAIT_S = 60  # a worker joining a study being created waits this long for its runs
 PLAN_STALL_S = 10  # its creator queues a run every few milliseconds: this long without one, it stopped
-QUEUED = "queued"  # a run's status while it waits for a worker (never in a run folder)
 DROPPED = "dropped"  # a queued run that `--resume` with a changed preset took out of the study
 ANY_KEY = object()  # `claim_many(like=...)` left out: the first claimable run sets the pack's key
 MAX_NAME = 512  # characters of a study name that Optuna's RDB storage keeps

@@ -33,8 +33,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, ProgressBar, Static, TabbedContent, TabPane, Tabs
 
 from fcn_tui import events as ev
-from fcn_tui.config import Config, ConfigError, Preset, all_keys, check_preset, format_value, load_preset
-from fcn_tui.errors import DataError, UnreadableFile
+from fcn_tui.config import Config, Preset, all_keys, check_preset, format_value, load_preset
+from fcn_tui.errors import ConfigError, DataError, KeptFileError, NoRunsError, NoTestImages, UnreadableFile
 from fcn_tui.fashion import NUM_CLASSES
 from fcn_tui.fileio import atomic_write_text
 from fcn_tui.runs import RunRecord, find_runs, is_study_folder, read_confusion, slug, study_preset
@@ -52,7 +52,7 @@ from fcn_tui.tui.messages import (
     SweepWritten,
     TrainEvent,
 )
-from fcn_tui.tui.mistakes import MistakesScreen, NoTestImages
+from fcn_tui.tui.mistakes import MistakesScreen
 from fcn_tui.tui.overlays import overlay_labels
 from fcn_tui.tui.picker import FilePicker, exists
 from fcn_tui.tui.readout import SystemReadout
@@ -431,7 +431,7 @@ class FcnApp(App):
     def on_sweep_written(self, message: SweepWritten) -> None:
         self.last_sweep = message.sweep_dir
         self.notify(f"{message.name}: results.csv and results.md written; press c in Runs for the table",
-                    title="sweep finished", timeout=10)
+                    title=f"{message.kind} finished", timeout=10)
         self.load_runs()
 
     def on_queue_done(self, message: QueueDone) -> None:
@@ -702,7 +702,7 @@ class FcnApp(App):
     def action_export(self) -> None:
         """Every run to a CSV file: never over a study's or a run's own files (as `fcn-tui export`),
         and another existing file only once the user said yes."""
-        from fcn_tui.export import KeptFileError, NoRunsError, check_export_target, export_csv
+        from fcn_tui.export import check_export_target, export_csv
 
         def write(target: Path, path: str) -> None:
             try:

@@ -24,6 +24,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from fcn_tui.fashion import CLASS_NAMES, NUM_CLASSES
+from fcn_tui.formatting import percent
 
 SHORT = ("T-sh", "Trou", "Pull", "Drss", "Coat", "Sand", "Shrt", "Snkr", "Bag", "Boot")  # 4 wide
 TOP_PAIRS = 3
@@ -48,6 +49,9 @@ def confused_pairs(matrix: list[list[int]], top: int = TOP_PAIRS) -> list[tuple[
     return [(t, p, n) for n, t, p in cells[:top]]
 
 
+MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}  # arrow key: (rows, columns)
+
+
 class ConfusionView(Static, can_focus=True):
     """Draws one matrix; the app feeds it with `show(...)`."""
 
@@ -56,10 +60,7 @@ class ConfusionView(Static, can_focus=True):
         Binding("v", "toggle_source", "Val/Test"),
         Binding("enter", "choose", "Images"),
         Binding("w", "weights", "Weights"),
-        Binding("up", "move(-1, 0)", "Up", show=False),
-        Binding("down", "move(1, 0)", "Down", show=False),
-        Binding("left", "move(0, -1)", "Left", show=False),
-        Binding("right", "move(0, 1)", "Right", show=False),
+        *(Binding(key, f"move({rows}, {cols})", key.title(), show=False) for key, (rows, cols) in MOVES.items()),
     ]
 
     class CellChosen(Message):
@@ -189,15 +190,15 @@ class ConfusionView(Static, can_focus=True):
             cells = []
             for p, count in enumerate(row):
                 share = count / row_total
-                text = (f"{100 * share:.1f}" if share < 0.9995 else "100") if self.percent else str(count)
+                text = (percent(share, digits=1) if share < 0.9995 else "100") if self.percent else str(count)
                 style = shade(share, t == p) + CURSOR if (t, p) == cursor else shade(share, t == p)
                 cells.append(Text(text.rjust(4) + " ", style=style))
-            cells.append(Text(f"{100 * row[t] / row_total:6.1f}%"))
+            cells.append(Text(f"{percent(row[t] / row_total, digits=1):>6}%"))
             table.add_row(Text(CLASS_NAMES[t], style="bold" if t == cursor[0] else ""), *cells)
         pairs = confused_pairs(matrix)
         lines = [Text("most confused (true → predicted):", style="bold")]
         for t, p, n in pairs:
-            amount = f"{100 * n / (sum(matrix[t]) or 1):.1f}%" if self.percent else f"{n}"
+            amount = percent(n / (sum(matrix[t]) or 1), "%", 1) if self.percent else f"{n}"
             lines.append(Text(f"  {CLASS_NAMES[t]} → {CLASS_NAMES[p]}: {amount}"))
         if not pairs:
             lines.append(Text("  none"))

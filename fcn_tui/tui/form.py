@@ -29,10 +29,10 @@ from fcn_tui.config import (
     OPTIMIZERS,
     SCHEDULES,
     Config,
-    ConfigError,
     format_value,
     parse_set_value,
 )
+from fcn_tui.errors import ConfigError
 
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # the optimizers that take a momentum
 

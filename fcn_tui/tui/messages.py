@@ -74,10 +74,11 @@ class RunError(Message):
 
 @dataclass
 class SweepWritten(Message):
-    """A sweep group finished and its `results.csv` / `results.md` were written."""
+    """A study (a sweep or a search) finished and its `results.csv` / `results.md` were written."""
 
     sweep_dir: Path
     name: str
+    kind: str = "sweep"  # or "search": what the study is called when it is announced
 
 
 @dataclass

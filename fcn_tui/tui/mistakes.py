@@ -16,12 +16,10 @@ from typing import Any
 
 from rich.text import Text
 
+from fcn_tui.errors import NoTestImages
 from fcn_tui.fashion import CLASS_NAMES, IMAGE_SIDE
-from fcn_tui.tui.tiles import Tile, TileScreen
-
-
-class NoTestImages(RuntimeError):
-    """The test images are not loaded (yet, or at all); the message says which."""
+from fcn_tui.formatting import percent
+from fcn_tui.tui.tiles import TILE_W, Tile, TileScreen
 
 
 class MistakesScreen(TileScreen):
@@ -53,7 +51,7 @@ class MistakesScreen(TileScreen):
             return [], self.cell_name, problem
         index, confidence = cell_images(predictions, self.true, self.predicted)
         tiles = [
-            Tile(images[i].reshape(IMAGE_SIDE, IMAGE_SIDE), Text(f"{100 * p:.1f}%  test image #{i}"[:28]), f"{100 * p:.1f}% #{i}")
+            Tile(images[i].reshape(IMAGE_SIDE, IMAGE_SIDE), Text(f"{percent(p, '%', 1)}  test image #{i}"[:TILE_W]), f"{percent(p, '%', 1)} #{i}")
             for i, p in zip(index.tolist(), confidence.tolist())
         ]
         kind = "right" if self.true == self.predicted else "wrong"

@@ -17,7 +17,7 @@ import time
 from rich.text import Text
 
 from fcn_tui import events as ev
-from fcn_tui.formatting import duration, percent, status_style
+from fcn_tui.formatting import duration, percent, speed, status_style
 
 PREPARING = "preparing the run: data split, memory check"  # ctrl+r pressed, no RunStarted yet
 FIRST_BATCHES = "loading data to the device, then the first batches"  # RunStarted, no progress yet
@@ -74,7 +74,7 @@ def status_text(run: RunState, data_error: str | None = None, stopping: bool = F
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
         loss = f"loss {run.loss:.4g} · " if run.loss is not None else ""
         body = Text(
-            f"batch {run.step}/{run.steps} · {loss}{run.samples_per_s:,.0f} samples/s · "
+            f"batch {run.step}/{run.steps} · {loss}{speed(run.samples_per_s)} · "
             f"elapsed {duration(elapsed)} · ETA {duration(eta) if eta is not None else '-'}"
         )
         if run.phase:
@@ -86,7 +86,7 @@ def status_text(run: RunState, data_error: str | None = None, stopping: bool = F
             (done.status, status_style(done.status, bold=True, other="red")),
             f" · val {percent(done.val_acc, '%')} (best {percent(done.best_val_acc, '%')})"
             f" · test {percent(done.test_acc, '%')}"
-            f" · {duration(done.wall_s)} · {done.samples_per_s:,.0f} samples/s",
+            f" · {duration(done.wall_s)} · {speed(done.samples_per_s)}",
         )
     lines = [head, body]
     if run.error:

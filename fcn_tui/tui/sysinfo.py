@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-GIB, MIB = 1 << 30, 1 << 20
+from fcn_tui.formatting import GIB, MIB, memory_size  # noqa: F401 - MIB: the tests size samples with it
 
 
 @dataclass
@@ -91,10 +91,6 @@ class SystemMonitor:
         )
 
 
-def size(n: int) -> str:
-    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / MIB:.0f} MiB"
-
-
 def readout_text(sample: Sample) -> Text:
     """`cpu 185% of 16 cores · mem 1.2 GiB · gpu 63% · gpu mem 2.1/79.6 GiB`, parts known only."""
     parts = []
@@ -102,9 +98,9 @@ def readout_text(sample: Sample) -> Text:
         cores = f" of {sample.cores} cores" if sample.cores else ""
         parts.append(f"cpu {sample.cpu_percent:.0f}%{cores}")
     if sample.rss is not None:
-        parts.append(f"mem {size(sample.rss)}")
+        parts.append(f"mem {memory_size(sample.rss, mib=True)}")
     elif sample.peak_rss is not None:
-        parts.append(f"mem peak {size(sample.peak_rss)}")
+        parts.append(f"mem peak {memory_size(sample.peak_rss, mib=True)}")
     if sample.gpu_util is not None:
         parts.append(f"gpu {sample.gpu_util}%")
     if sample.gpu_used is not None and sample.gpu_total:

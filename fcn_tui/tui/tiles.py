@@ -31,8 +31,11 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
-TILE_W, TILE_H = 28, 15  # a 28x28 image in 28x14 cells and its one-line caption
-SMALL_W, SMALL_H = 14, 8  # the image halved (14x7 cells) and a short caption: 10 tiles at 80x24
+from fcn_tui.fashion import IMAGE_SIDE
+
+HALF = IMAGE_SIDE // 2  # a small tile's side: each pixel the mean of a 2x2 block
+TILE_W, TILE_H = IMAGE_SIDE, HALF + 1  # a 28x28 image in 28x14 cells and its one-line caption
+SMALL_W, SMALL_H = HALF, HALF // 2 + 1  # the image halved (14x7 cells) and a short caption: 10 tiles at 80x24
 GAP_W, GAP_H = 2, 1  # blank columns between tiles, blank line between rows of tiles
 
 
@@ -66,7 +69,7 @@ class Tile:
 
     def halved(self) -> Any:
         """The image at 14x14: each pixel the mean of a 2x2 block."""
-        return self.pixels.reshape(14, 2, 14, 2).mean(axis=(1, 3)).astype(self.pixels.dtype)
+        return self.pixels.reshape(HALF, 2, HALF, 2).mean(axis=(1, 3)).astype(self.pixels.dtype)
 
 
 class TileGrid(Widget):

@@ -43,7 +43,7 @@ def run_queue(presets: list[Preset], out: Path, backend: Any, stop: threading.Ev
                 if event.error:
                     post(RunError(event.name, f"results not written: {event.error}"))
                 else:
-                    post(SweepWritten(event.folder, event.name))
+                    post(SweepWritten(event.folder, event.name, "search" if event.preset.search else "sweep"))
     except Exception as err:  # noqa: BLE001 - planning failed (output folder not writable, storage, ...)
         post(RunError("queue", f"{type(err).__name__}: {err}"))
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from fcn_tui.tui.tiles import Tile, TileScreen
+from fcn_tui.tui.tiles import TILE_W, Tile, TileScreen
 
 
 class WeightsScreen(TileScreen):
@@ -32,6 +32,6 @@ class WeightsScreen(TileScreen):
         tiles = []
         for unit, row in enumerate(weights):
             image, scale = unit_image(row)
-            tiles.append(Tile(image, Text(f"unit {unit + 1} · max |w| {scale:.3g}"[:28]), f"unit {unit + 1}"))
+            tiles.append(Tile(image, Text(f"unit {unit + 1} · max |w| {scale:.3g}"[:TILE_W]), f"unit {unit + 1}"))
         title += f" · {len(tiles)} units · grey 0, white +, black −"
         return tiles, title, ""
