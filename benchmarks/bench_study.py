@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,15 +72,28 @@ def train(args: argparse.Namespace, pack: str, amp: bool, out: Path) -> float:
     return wall
 
 
-def largest_difference(a: dict, b: dict, column: str) -> tuple[float | None, str | None]:
-    """The largest |a - b| of `column` over the runs both tables have a number for, and its run."""
+def differences(a: dict, b: dict, column: str) -> list[tuple[float, str]]:
+    """|a - b| of `column` with its run, over the runs both tables have a number for, largest first."""
     gaps = []
     for key in a.keys() & b.keys():
         try:
             gaps.append((abs(float(a[key][column]) - float(b[key][column])), "/".join(key)))
         except (TypeError, ValueError):  # a run without that number (pruned, diverged)
             continue
-    return max(gaps) if gaps else (None, None)
+    return sorted(gaps, reverse=True)
+
+
+def largest_difference(a: dict, b: dict, column: str) -> tuple[float | None, str | None]:
+    """The largest |a - b| of `column` over the runs both tables have a number for, and its run."""
+    gaps = differences(a, b, column)
+    return gaps[0] if gaps else (None, None)
+
+
+def median_difference(a: dict, b: dict, column: str) -> float | None:
+    """The median |a - b| of `column`: how far a typical run moved (the largest is often one run on
+    the edge of divergence)."""
+    gaps = [gap for gap, _ in differences(a, b, column)]
+    return statistics.median(gaps) if gaps else None
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
@@ -112,6 +126,7 @@ def measure(args: argparse.Namespace) -> dict:
         "speedup": round(walls[first] / walls[second], 2) if walls[second] > 0 else None,
         **{f"max_{col}_diff": largest_difference(one, packed, col)[0] for col in ("val_acc", "test_acc")},
         **{f"max_{col}_diff_run": largest_difference(one, packed, col)[1] for col in ("val_acc", "test_acc")},
+        **{f"median_{col}_diff": median_difference(one, packed, col) for col in ("val_acc", "test_acc")},
         "statuses_agree": all(one[k]["status"] == packed[k]["status"] for k in one.keys() & packed.keys()),
     }
 
@@ -130,6 +145,8 @@ def table(results: dict) -> str:
         gap = results[key]
         where = f" ({results[key + '_run']})" if gap else ""
         lines.append(f"  largest {label} acc difference: {'n/a' if gap is None else f'{100 * gap:.2f} points'}{where}")
+        median = results[key.replace("max_", "median_")]
+        lines.append(f"  median {label} acc difference:  {'n/a' if median is None else f'{100 * median:.2f} points'}")
     if not results["same_runs"] or not results["statuses_agree"]:
         lines.append("  WARNING: the two studies' runs or statuses differ")
     return "\n".join(lines)

@@ -32,6 +32,7 @@ def test_smoke_run_times_a_study_packed_and_alone(synthetic_data_dir):
     spec.loader.exec_module(bench)
     text = bench.table(results)
     assert "4 runs" in text and "pack auto" in text and "largest val acc difference" in text
+    assert "median test acc difference" in text
 
 
 def test_compare_amp_times_the_study_in_fp32_and_in_bf16(synthetic_data_dir):
@@ -46,3 +47,4 @@ def test_compare_amp_times_the_study_in_fp32_and_in_bf16(synthetic_data_dir):
     assert list(results["wall_s"]) == ["pack_1_fp32", "pack_1_bf16"]  # the reference first
     assert results["settings"]["compare"] == "amp" and results["settings"]["threads"] == 1
     assert results["max_val_acc_diff"] is not None and results["max_val_acc_diff"] <= 1
+    assert 0 <= results["median_val_acc_diff"] <= results["max_val_acc_diff"]
