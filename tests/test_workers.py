@@ -128,18 +128,24 @@ def test_a_killed_worker_s_run_continues_from_its_checkpoint_with_the_same_metri
         final.val_acc, final.test_acc, final.train_loss)
 
 
+def _epochs_in_folders(study_dirs: list[Path]) -> int:
+    """The most epochs any run folder of the study has written to its metrics.csv (cheap to read
+    while workers train, unlike the journal)."""
+    lines = [len(m.read_text().splitlines()) - 1 for d in study_dirs for m in d.glob("*/metrics.csv")]
+    return max(lines, default=0)
+
+
 def test_ctrl_c_stops_every_worker_and_resume_finishes_the_study(synthetic_data_dir, tmp_path):
-    (tmp_path / "grid.toml").write_text(GRID.format(epochs=20))
+    # 40 short epochs: a stop sent once a run has finished its first lands long before it ends,
+    # however loaded the machine
+    (tmp_path / "grid.toml").write_text(GRID.format(epochs=40))
     out_dir = tmp_path / "out"
     args = ("run", str(tmp_path / "grid.toml"), "--workers", "2", "--out", str(out_dir),
             "--data-dir", str(synthetic_data_dir))
     parent = fcn_tui(*args)
     deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline and parent.poll() is None:
-        time.sleep(0.2)
-        studies = list(out_dir.glob("*/study.journal"))
-        if studies and _running_trial_past_epoch(StudyStore.open(studies[0].parent), 1):
-            break
+    while time.monotonic() < deadline and parent.poll() is None and _epochs_in_folders(list(out_dir.glob("*"))) < 1:
+        time.sleep(0.05)
     parent.send_signal(signal.SIGINT)
     out = finish(parent)
     assert parent.returncode == 130, out[-3000:]
@@ -147,6 +153,10 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes_the_study(synthetic_data_
     store = StudyStore.open(study)
     statuses = [t.user_attrs.get("status") for t in store.trials() if t.state.name != "WAITING"]
     assert "stopped" in statuses and "running" not in statuses  # every worker saved its run
+    from fcn_tui.runs import read_run
+
+    stopped = {r.name: r.get("epochs_completed") for r in map(read_run, study.glob("*/")) if r.status == "stopped"}
+    assert any(stopped.values()), stopped  # at least one stopped after an epoch: it has a checkpoint
 
     resumed = fcn_tui(*args, "--resume")
     out = finish(resumed)
@@ -154,10 +164,9 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes_the_study(synthetic_data_
     store = StudyStore.open(study)
     latest = store.latest_runs()
     assert len(latest) == 6 and {t.state.name for t in latest} == {"COMPLETE"}
-    from fcn_tui.runs import read_run
-
-    continued = [read_run(Path(t.user_attrs["run_dir"])).get("resumed_after_epoch") for t in latest]
-    assert any(continued)  # the stopped runs went on from their checkpoints
+    continued = {r.name: r.get("resumed_after_epoch") for r in (read_run(Path(t.user_attrs["run_dir"])) for t in latest)}
+    for name, epochs in stopped.items():  # each stopped run went on from its checkpoint, if it had one
+        assert continued[name] == (epochs or None), (name, stopped, continued)
     import re  # the console says so too, not only the workers' logs
 
     assert re.search(r"^  \[w\d\] .*: continu(ing|ed) after epoch \d+", out, re.MULTILINE), out[-3000:]
