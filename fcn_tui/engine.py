@@ -146,14 +146,21 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
     return images.reshape(n, INPUT_FEATURES)
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has fused Adam/AdamW kernels
+
+
 def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    params = list(params)
     o = config.optim
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    # Adam and AdamW in one fused kernel per step: on the CPU torch's default (one parameter at a
+    # time) made an Adam step of the baseline's shape cost a third of the whole training step
+    fused = all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params) or None
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, fused=fused)
     if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, fused=fused)
     if o.name == "rmsprop":
         return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     raise ValueError(f"unknown optimizer {o.name!r}")
