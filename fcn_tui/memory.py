@@ -46,8 +46,8 @@ FLOAT = 4  # bytes of an fp32 value: parameters, gradients, optimizer state, act
 TRAIN_IMAGES, TEST_IMAGES = 60000, 10000  # Fashion-MNIST's sizes, before the data is loaded
 RUNTIME_BYTES = 192 * 2**20  # libraries and buffers PyTorch touches on its first training steps:
 # measured 150 to 170 MiB on the CPU whatever the model's size
-CPU_PACK = 1  # runs per pack on the CPU: the seed study took as long packed in fours as one run at a
-# time (64.7 s against 64.4 s, 2 cores, bench_study.py --epochs 3): each run's GEMMs already fill the cores
+CPU_PACK = 4  # runs per pack on the CPU: the seed study trained 1.11x and 1.16x faster packed in fours
+# than one run at a time (2 cores, 2 threads, bench_study.py --epochs 3 --pack 4 --threads 2)
 GPU_PACK_MAX = 64  # runs per pack on a GPU at most: one H200 went from 7.8 M to 10.6 M model-samples/s
 # between 12 and 48 packed models; past that the GEMMs fill the GPU and only memory grows
 GPU_HEADROOM = 0.9  # of the free GPU memory a pack may plan on: the allocator's blocks round up
@@ -226,7 +226,7 @@ def check_pack_fits(configs: list[Config], device: torch.device, n_train: int, n
 def auto_pack_size(config: Config, device: torch.device, n_train: int, n_eval: int) -> int:
     """How many runs like `config` `--pack auto` trains in one pack on `device`."""
     if device.type != "cuda":
-        return CPU_PACK
+        return CPU_PACK if device.type == "cpu" else 1  # MPS: packing not measured there
     have = available_bytes(device)
     one = estimate(config, n_train, n_eval, device.type)
     if have is None:
